@@ -1,0 +1,79 @@
+//! `keyfilter compile` and `keyfilter dis`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::codegen::{function_name, Function, PyVersion};
+use crate::plan::Plan;
+use crate::spec::{parse_spec_file, validate, Limits};
+
+/// What both commands take.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// Spec file (JSON; see the README's "Spec file format"); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Target CPython version: 3.9 to 3.15 (a micro version such as 3.12.7 is accepted).
+    #[arg(long = "python", value_name = "VERSION")]
+    python: PyVersion,
+    /// Function name (`co_name`/`co_qualname`); an ASCII identifier.
+    #[arg(long, default_value = crate::codegen::DEFAULT_NAME)]
+    name: String,
+}
+
+/// Arguments of `keyfilter compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Output file for the marshal bytes; stdout when absent.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+}
+
+/// Arguments of `keyfilter dis`.
+#[derive(Debug, Args)]
+pub struct DisArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+}
+
+fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
+    let text = if args.spec.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?
+    } else {
+        std::fs::read_to_string(&args.spec)
+            .with_context(|| format!("reading {}", args.spec.display()))?
+    };
+    let wire =
+        parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let spec = validate(&wire, &Limits::default())
+        .with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let name = function_name(&args.name)?;
+    Ok(Function::generate(&Plan::new(&spec), args.python, name))
+}
+
+/// `keyfilter compile`: writes the marshal bytes.
+pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
+    let bytes = generate(&args.spec)?.marshal();
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => std::io::stdout()
+            .write_all(&bytes)
+            .context("writing to stdout"),
+    }
+}
+
+/// `keyfilter dis`: prints the disassembly.
+pub fn dis(args: DisArgs) -> anyhow::Result<()> {
+    print!(
+        "{}",
+        crate::codegen::dis::disassemble(&generate(&args.spec)?)
+    );
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Command-line interface: thin wrappers over the library.
+
+mod codegen_cmds;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Filter tuples of byte strings by a spec: natively over gRPC, or as CPython
+/// bytecode compiled for the caller's interpreter.
+#[derive(Debug, Parser)]
+#[command(name = "keyfilter", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server (KeyFilter, grpc.health.v1, server reflection).
+    Serve(serve::ServeArgs),
+    /// Compile a spec file into the marshal bytes of a CPython code object.
+    Compile(codegen_cmds::CompileArgs),
+    /// Print a disassembly of the code generated for a spec file.
+    Dis(codegen_cmds::DisArgs),
+}
+
+/// Runs a parsed command line; errors are printed to stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Compile(args) => codegen_cmds::compile(args),
+        Command::Dis(args) => codegen_cmds::dis(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyfilter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! A disassembler for generated code, in the style of CPython's `dis`.
+//!
+//! It decodes the finished `co_code` (not the instruction list before
+//! assembly), so what it shows is exactly what the interpreter will run,
+//! `EXTENDED_ARG` prefixes included.
+
+use std::fmt::Write;
+
+use super::select::Const;
+use super::version::{JumpEncoding, Opcode, PyVersion};
+use super::{Function, FILENAME};
+
+const ALL_OPCODES: [Opcode; 10] = [
+    Opcode::Resume,
+    Opcode::LoadFast,
+    Opcode::LoadConst,
+    Opcode::CompareOp,
+    Opcode::ContainsOp,
+    Opcode::PopJumpIfFalse,
+    Opcode::NotTaken,
+    Opcode::ReturnValue,
+    Opcode::ReturnConst,
+    Opcode::ExtendedArg,
+];
+const CMP_OP: [&str; 6] = ["<", "<=", "==", "!=", ">", ">="];
+
+/// Python's `repr()` of a `bytes` object.
+pub fn bytes_repr(b: &[u8]) -> String {
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut s = format!("b{quote}");
+    for &c in b {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'\t' => s.push_str("\\t"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            c if c as char == quote => {
+                s.push('\\');
+                s.push(quote)
+            }
+            0x20..=0x7e => s.push(c as char),
+            _ => {
+                let _ = write!(s, "\\x{c:02x}");
+            }
+        }
+    }
+    s.push(quote);
+    s
+}
+
+fn const_repr(c: &Const) -> String {
+    match c {
+        Const::None => "None".into(),
+        Const::Bool(true) => "True".into(),
+        Const::Bool(false) => "False".into(),
+        Const::Bytes(b) => bytes_repr(b),
+        Const::FrozenSet(items) if items.is_empty() => "frozenset()".into(),
+        Const::FrozenSet(items) => {
+            let inner: Vec<String> = items.iter().map(|b| bytes_repr(b)).collect();
+            format!("frozenset({{{}}})", inner.join(", "))
+        }
+    }
+}
+
+/// Renders `f` like `dis.dis`: one line per instruction with its byte offset,
+/// name, argument and the argument's meaning; jump targets marked `>>`.
+pub fn disassemble(f: &Function) -> String {
+    let v = f.version;
+    let decode: Vec<(u8, Opcode, u8)> = ALL_OPCODES
+        .iter()
+        .filter_map(|&op| v.opcode(op).map(|(num, caches)| (num, op, caches)))
+        .collect();
+    // First pass: instructions with combined arguments, and jump targets.
+    struct Ins {
+        offset: usize,
+        op: Option<Opcode>,
+        num: u8,
+        arg: u32,
+    }
+    let mut list = Vec::new();
+    let mut targets = Vec::new();
+    let (mut at, mut ext) = (0usize, 0u32);
+    while at + 1 < f.code.len() {
+        let (num, raw) = (f.code[at], f.code[at + 1] as u32);
+        let found = decode.iter().find(|(n, _, _)| *n == num);
+        let arg = (ext << 8) | raw;
+        let caches = found.map_or(0, |(_, _, c)| *c as usize);
+        let op = found.map(|(_, op, _)| *op);
+        ext = if op == Some(Opcode::ExtendedArg) {
+            arg
+        } else {
+            0
+        };
+        if op == Some(Opcode::PopJumpIfFalse) {
+            let next = at + 2 + 2 * caches;
+            targets.push(match v.jump_encoding() {
+                JumpEncoding::AbsoluteBytes => arg as usize,
+                JumpEncoding::AbsoluteUnits => 2 * arg as usize,
+                JumpEncoding::RelativeForward => next + 2 * arg as usize,
+            });
+        }
+        list.push(Ins {
+            offset: at,
+            op,
+            num,
+            arg,
+        });
+        at += 2 + 2 * caches;
+    }
+    // A jump lands on the first EXTENDED_ARG of its target, like CPython's.
+    let mut out = format!(
+        "Disassembly of <code object {} at {FILENAME}, line 1> for CPython {v} (magic {}):\n",
+        f.name,
+        v.magic()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let width = f.code.len().to_string().len().max(5);
+    for (k, ins) in list.iter().enumerate() {
+        let line = if k == 0 { "  1" } else { "   " };
+        let mark = if targets.contains(&ins.offset) {
+            ">>"
+        } else {
+            "  "
+        };
+        let name = ins
+            .op
+            .map_or_else(|| format!("<{}>", ins.num), |op| v.opname(op).to_string());
+        let detail = match ins.op {
+            Some(Opcode::LoadFast) => f.params.get(ins.arg as usize).cloned().unwrap_or_default(),
+            Some(Opcode::LoadConst) | Some(Opcode::ReturnConst) => f
+                .consts
+                .get(ins.arg as usize)
+                .map(const_repr)
+                .unwrap_or_default(),
+            Some(Opcode::CompareOp) => {
+                let shift = match v {
+                    PyVersion::V3_9 | PyVersion::V3_10 | PyVersion::V3_11 => 0,
+                    PyVersion::V3_12 => 4,
+                    _ => 5,
+                };
+                let sym = CMP_OP
+                    .get((ins.arg >> shift) as usize)
+                    .copied()
+                    .unwrap_or("?");
+                if shift == 5 && ins.arg & 16 != 0 {
+                    format!("bool({sym})")
+                } else {
+                    sym.to_string()
+                }
+            }
+            Some(Opcode::ContainsOp) if v >= PyVersion::V3_13 => "in".into(),
+            Some(Opcode::PopJumpIfFalse) => {
+                let caches = v
+                    .opcode(Opcode::PopJumpIfFalse)
+                    .map_or(0, |(_, c)| c as usize);
+                let target = match v.jump_encoding() {
+                    JumpEncoding::AbsoluteBytes => ins.arg as usize,
+                    JumpEncoding::AbsoluteUnits => 2 * ins.arg as usize,
+                    JumpEncoding::RelativeForward => {
+                        ins.offset + 2 + 2 * caches + 2 * ins.arg as usize
+                    }
+                };
+                format!("to {target}")
+            }
+            _ => String::new(),
+        };
+        let takes_arg = !matches!(ins.op, Some(Opcode::ReturnValue) | Some(Opcode::NotTaken));
+        let arg = if takes_arg {
+            format!("{:>5}", ins.arg)
+        } else {
+            String::new()
+        };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({detail})")
+        };
+        let _ = writeln!(
+            out,
+            "{line}     {mark}{:>width$} {name:<20} {arg}{detail}",
+            ins.offset
+        );
+    }
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_repr_matches_python() {
+        assert_eq!(bytes_repr(b""), "b''");
+        assert_eq!(bytes_repr(b"a'b"), "b\"a'b\"");
+        assert_eq!(bytes_repr(b"a'\"b"), "b'a\\'\"b'");
+        assert_eq!(
+            bytes_repr(b"\x00\xff\\\n\t\r~"),
+            "b'\\x00\\xff\\\\\\n\\t\\r~'"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! CPython bytecode backend: a [`Plan`] becomes the `marshal` bytes of a code
+//! object for one CPython minor version (3.9 to 3.15).
+//!
+//! Stages: [`select`] picks instructions (one shape, parameterized by the
+//! [`version`] table), [`asm`] resolves jumps, caches and `EXTENDED_ARG`,
+//! [`linetable`] and [`marshal`] write the code object. No Python runs at
+//! generation time; `tests/cpython_matrix.rs` proves the output on the real
+//! interpreters. [`dis`] renders the result the way CPython's `dis` would.
+
+pub mod asm;
+pub mod dis;
+pub mod linetable;
+pub mod marshal;
+pub mod select;
+pub mod version;
+
+pub use version::{Opcode, PyVersion, VersionError, SUPPORTED};
+
+use crate::plan::Plan;
+use select::{Const, Selected};
+
+/// `co_name` used when a request gives none.
+pub const DEFAULT_NAME: &str = "keyfilter_match";
+/// `co_filename` of every generated function.
+pub const FILENAME: &str = "<keyfilter>";
+/// Longest accepted function name.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A function name that is not a valid ASCII Python identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("name {name:?} is not a valid identifier: use 1-{MAX_NAME_LEN} ASCII letters, digits and underscores, not starting with a digit")]
+pub struct NameError {
+    /// The rejected name.
+    pub name: String,
+}
+
+/// Checks a requested function name; the empty name selects [`DEFAULT_NAME`].
+pub fn function_name(requested: &str) -> Result<&str, NameError> {
+    if requested.is_empty() {
+        return Ok(DEFAULT_NAME);
+    }
+    let bytes = requested.as_bytes();
+    let ok = bytes.len() <= MAX_NAME_LEN
+        && !bytes[0].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    if ok {
+        Ok(requested)
+    } else {
+        Err(NameError {
+            name: requested.to_string(),
+        })
+    }
+}
+
+/// A generated function: its code object's parts, ready to marshal or disassemble.
+#[derive(Debug)]
+pub struct Function {
+    /// Target interpreter version.
+    pub version: PyVersion,
+    /// `co_name` / `co_qualname`.
+    pub name: String,
+    /// Parameter names, `k0` to `k{arity-1}`.
+    pub params: Vec<String>,
+    /// `co_code`
+    pub code: Vec<u8>,
+    /// `co_consts`
+    pub consts: Vec<Const>,
+    /// `co_stacksize`
+    pub stacksize: u32,
+}
+
+impl Function {
+    /// Generates the function for `plan` on `version`. `name` must already have
+    /// passed [`function_name`].
+    pub fn generate(plan: &Plan, version: PyVersion, name: &str) -> Function {
+        let Selected {
+            code,
+            consts,
+            stacksize,
+        } = select::select(plan, version);
+        Function {
+            version,
+            name: name.to_string(),
+            params: (0..plan.arity).map(|i| format!("k{i}")).collect(),
+            code,
+            consts,
+            stacksize,
+        }
+    }
+
+    /// The `marshal.dumps`-compatible bytes of the code object.
+    pub fn marshal(&self) -> Vec<u8> {
+        let linetable = linetable::single_line(self.version, self.code.len());
+        marshal::write_code(&marshal::CodeObject {
+            version: self.version,
+            param_names: &self.params,
+            stacksize: self.stacksize,
+            code: &self.code,
+            consts: &self.consts,
+            filename: FILENAME,
+            name: &self.name,
+            first_line: 1,
+            linetable: &linetable,
+        })
+    }
+}

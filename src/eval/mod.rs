@@ -1,0 +1,119 @@
+//! The native evaluator: runs a [`Plan`] over keys held as borrowed byte slices.
+//!
+//! A [`Matcher`] is built once per spec and then evaluates any number of keys
+//! without allocating: keys are read in place, whether they come as rows
+//! (`&[impl AsRef<[u8]>]`) or as a packed batch ([`PackedKeys`]).
+
+mod packed;
+
+pub use packed::{PackedError, PackedIndex, PackedKeys};
+
+use bytes::Bytes;
+use rustc_hash::FxHashSet;
+
+use crate::plan::{Body, Plan, Test};
+
+/// Sets up to this size are scanned linearly; larger ones are hashed.
+const LINEAR_SET_MAX: usize = 8;
+
+#[derive(Debug, Clone)]
+enum Compiled {
+    Eq(Bytes),
+    Ne(Bytes),
+    Lt(Bytes),
+    Le(Bytes),
+    Gt(Bytes),
+    Ge(Bytes),
+    InSmall(Box<[Bytes]>),
+    InHash(FxHashSet<Bytes>),
+}
+
+impl Compiled {
+    fn new(test: &Test) -> Compiled {
+        match test {
+            Test::Eq(v) => Compiled::Eq(v.clone()),
+            Test::Ne(v) => Compiled::Ne(v.clone()),
+            Test::Lt(v) => Compiled::Lt(v.clone()),
+            Test::Le(v) => Compiled::Le(v.clone()),
+            Test::Gt(v) => Compiled::Gt(v.clone()),
+            Test::Ge(v) => Compiled::Ge(v.clone()),
+            Test::In(vs) if vs.len() <= LINEAR_SET_MAX => Compiled::InSmall(vs.clone().into()),
+            Test::In(vs) => Compiled::InHash(vs.iter().cloned().collect()),
+        }
+    }
+
+    #[inline(always)]
+    fn holds(&self, x: &[u8]) -> bool {
+        match self {
+            Compiled::Eq(v) => x == &v[..],
+            Compiled::Ne(v) => x != &v[..],
+            Compiled::Lt(v) => x < &v[..],
+            Compiled::Le(v) => x <= &v[..],
+            Compiled::Gt(v) => x > &v[..],
+            Compiled::Ge(v) => x >= &v[..],
+            Compiled::InSmall(vs) => vs.iter().any(|v| x == &v[..]),
+            Compiled::InHash(set) => set.contains(x),
+        }
+    }
+}
+
+/// A plan made ready for fast evaluation.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    arity: usize,
+    never: bool,
+    checks: Box<[(usize, Compiled)]>,
+}
+
+impl Matcher {
+    /// Prepares `plan` for evaluation (hash sets are built here, once).
+    pub fn new(plan: &Plan) -> Matcher {
+        let checks = plan
+            .checks()
+            .iter()
+            .map(|c| (c.field as usize, Compiled::new(&c.test)))
+            .collect();
+        Matcher {
+            arity: plan.arity as usize,
+            never: matches!(plan.body, Body::Never),
+            checks,
+        }
+    }
+
+    /// Number of fields every key must have.
+    pub fn arity(&self) -> usize {
+        self.arity
+    }
+
+    /// Whether the key whose field `i` is `field(i)` matches. `field` is only
+    /// called with indices below the arity.
+    #[inline]
+    pub fn matches_by<'k>(&self, field: impl Fn(usize) -> &'k [u8]) -> bool {
+        !self.never && self.checks.iter().all(|(f, test)| test.holds(field(*f)))
+    }
+
+    /// Whether `key` matches. The caller guarantees `key.len() == self.arity()`
+    /// (the service checks it and answers `INVALID_ARGUMENT` otherwise).
+    #[inline]
+    pub fn matches<F: AsRef<[u8]>>(&self, key: &[F]) -> bool {
+        debug_assert_eq!(key.len(), self.arity);
+        self.matches_by(|i| key[i].as_ref())
+    }
+
+    /// Appends to `out` the index of every matching key of a packed batch.
+    pub fn matched_packed(&self, keys: &PackedKeys<'_>, out: &mut Vec<u32>) {
+        if self.never {
+            return;
+        }
+        for i in 0..keys.len() {
+            if self.matches_by(|f| keys.field(i, f)) {
+                out.push(i as u32);
+            }
+        }
+    }
+
+    /// Writes one result per key of a packed batch into `out`.
+    pub fn mask_packed(&self, keys: &PackedKeys<'_>, out: &mut Vec<bool>) {
+        out.extend((0..keys.len()).map(|i| self.matches_by(|f| keys.field(i, f))));
+    }
+}

@@ -1,0 +1,151 @@
+//! Zero-copy view of the packed key form: one buffer of field bytes plus the
+//! length of every field (see `PackedKeys` in the proto).
+
+/// Why a packed batch is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackedError {
+    /// `lengths` must hold `arity` entries per key.
+    #[error("packed keys: {lengths} lengths is not a multiple of arity {arity}")]
+    LengthsNotMultiple { lengths: usize, arity: u32 },
+    /// The lengths must add up to exactly the size of `data`.
+    #[error("packed keys: lengths add up to {expected} bytes but data has {actual}")]
+    DataSize { expected: u64, actual: usize },
+    /// `count` disagrees with `lengths`.
+    #[error("packed keys: count is {count} but lengths describe {implied} keys")]
+    CountMismatch { count: u32, implied: usize },
+    /// The data buffer is too large to index with 32-bit offsets.
+    #[error("packed keys: data of {0} bytes is above the 4 GiB limit")]
+    TooLarge(usize),
+}
+
+/// Reusable storage for the field offsets of packed batches: one allocation
+/// serves every batch of a stream.
+#[derive(Debug, Default)]
+pub struct PackedIndex {
+    offsets: Vec<u32>,
+}
+
+/// A validated packed batch: field `f` of key `i` is a slice of `data`.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedKeys<'a> {
+    data: &'a [u8],
+    /// `offsets[i * arity + f]` is where field `f` of key `i` starts; one extra
+    /// entry at the end, so every field ends where the next begins.
+    offsets: &'a [u32],
+    arity: usize,
+    count: usize,
+}
+
+impl PackedIndex {
+    /// Checks a packed batch and indexes its fields. `count` is the number of
+    /// keys; 0 means "derive it from `lengths`" (it must be given for arity 0).
+    pub fn index<'a>(
+        &'a mut self,
+        data: &'a [u8],
+        lengths: &[u32],
+        arity: u32,
+        count: u32,
+    ) -> Result<PackedKeys<'a>, PackedError> {
+        let implied = if arity == 0 {
+            if !lengths.is_empty() {
+                return Err(PackedError::LengthsNotMultiple {
+                    lengths: lengths.len(),
+                    arity,
+                });
+            }
+            count as usize
+        } else {
+            if lengths.len() % arity as usize != 0 {
+                return Err(PackedError::LengthsNotMultiple {
+                    lengths: lengths.len(),
+                    arity,
+                });
+            }
+            lengths.len() / arity as usize
+        };
+        if count != 0 && count as usize != implied {
+            return Err(PackedError::CountMismatch { count, implied });
+        }
+        if data.len() > u32::MAX as usize {
+            return Err(PackedError::TooLarge(data.len()));
+        }
+        self.offsets.clear();
+        self.offsets.reserve(lengths.len() + 1);
+        let mut at: u64 = 0;
+        for &len in lengths {
+            self.offsets.push(at.min(u32::MAX as u64) as u32);
+            at += len as u64;
+        }
+        if at != data.len() as u64 {
+            return Err(PackedError::DataSize {
+                expected: at,
+                actual: data.len(),
+            });
+        }
+        self.offsets.push(at as u32);
+        Ok(PackedKeys {
+            data,
+            offsets: &self.offsets,
+            arity: arity as usize,
+            count: implied,
+        })
+    }
+}
+
+impl<'a> PackedKeys<'a> {
+    /// Number of keys in the batch.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when the batch holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Field `field` of key `key`; both must be in range.
+    #[inline(always)]
+    pub fn field(&self, key: usize, field: usize) -> &'a [u8] {
+        let at = key * self.arity + field;
+        &self.data[self.offsets[at] as usize..self.offsets[at + 1] as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_fields_and_rejects_bad_shapes() {
+        let mut index = PackedIndex::default();
+        let keys = index.index(b"abcdef", &[1, 2, 0, 3], 2, 0).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.field(0, 0), b"a");
+        assert_eq!(keys.field(0, 1), b"bc");
+        assert_eq!(keys.field(1, 0), b"");
+        assert_eq!(keys.field(1, 1), b"def");
+        assert_eq!(
+            index.index(b"abc", &[1, 1, 1], 2, 0).unwrap_err(),
+            PackedError::LengthsNotMultiple {
+                lengths: 3,
+                arity: 2
+            }
+        );
+        assert_eq!(
+            index.index(b"abc", &[1, 1], 2, 0).unwrap_err(),
+            PackedError::DataSize {
+                expected: 2,
+                actual: 3
+            }
+        );
+        assert_eq!(
+            index.index(b"ab", &[1, 1], 2, 2).unwrap_err(),
+            PackedError::CountMismatch {
+                count: 2,
+                implied: 1
+            }
+        );
+        assert_eq!(index.index(b"", &[], 0, 5).unwrap().len(), 5);
+        assert!(index.index(b"", &[u32::MAX, u32::MAX], 1, 0).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! The server: transport settings, standard gRPC services, tower layers and
+//! graceful shutdown around [`KeyFilterService`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
+
+use crate::proto::key_filter_server::KeyFilterServer;
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::service::{KeyFilterService, ServiceConfig};
+
+/// Everything `keyfilter serve` can be told, with its defaults.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Settings of the KeyFilter service (limits, buffers, cache).
+    pub service: ServiceConfig,
+    /// Largest accepted (decoded) request and produced response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest time a handler may take to produce its response.
+    pub request_timeout: Duration,
+    /// Requests handled at once across all connections; more are shed with `RESOURCE_EXHAUSTED`.
+    pub max_concurrent_requests: usize,
+    /// How long open streams may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            service: ServiceConfig::default(),
+            max_message_bytes: 64 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 256,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then lets open calls finish
+/// for at most `config.shutdown_grace`.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<KeyFilterServer<KeyFilterService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let keyfilter = KeyFilterServer::new(KeyFilterService::new(config.service.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+
+    let layers = tower::ServiceBuilder::new()
+        // Shed instead of queueing: a request over the limit fails at once with
+        // RESOURCE_EXHAUSTED, which clients can retry elsewhere.
+        .load_shed()
+        .concurrency_limit(config.max_concurrent_requests)
+        .into_inner();
+
+    let draining = Arc::new(Notify::new());
+    let drain_started = draining.clone();
+    let health_on_shutdown = health.clone();
+    let signalled = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: refusing new calls, letting open ones finish");
+        health_on_shutdown
+            .set_not_serving::<KeyFilterServer<KeyFilterService>>()
+            .await;
+        drain_started.notify_one();
+    };
+
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "keyfilter listening");
+    let server = Server::builder()
+        .timeout(config.request_timeout)
+        .tcp_nodelay(true)
+        // Large windows keep bulk Filter streams from stalling on flow control.
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(keyfilter)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signalled);
+
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => result?,
+        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace = ?grace, "grace period over: closing the calls still open");
+        }
+    }
+    tracing::info!("keyfilter stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

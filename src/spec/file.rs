@@ -1,0 +1,313 @@
+//! The human-writable spec file format (JSON), used by the CLI and the Python package.
+//!
+//! ```json
+//! {
+//!   "arity": 3,
+//!   "predicates": [
+//!     {"field": 0, "op": "eq", "value": "org1"},
+//!     {"field": 1, "op": ">=", "value": "2024"},
+//!     {"field": 2, "op": "prefix", "value": "eng/\\xff"},
+//!     {"field": 2, "op": "in", "values": ["a", {"hex": "00ff"}]}
+//!   ]
+//! }
+//! ```
+//!
+//! A byte string is either a JSON string, read like the inside of a Python
+//! `b"..."` literal (`\\xHH`, `\\n`, `\\r`, `\\t`, `\\0`, `\\\\`; other characters
+//! stand for their UTF-8 bytes), or an object `{"hex": "..."}`. Ops are named
+//! `eq ne lt le gt ge prefix in` or written `== != < <= > >=`.
+//! The result is a wire [`FilterSpec`](crate::proto::FilterSpec): validation
+//! (field ranges, limits) is the same as for a spec received over gRPC.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::proto;
+
+/// A spec file that is not well-formed; the message names the JSON path at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct SpecFileError {
+    /// Where in the document, e.g. `predicates[2].values[0]`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> SpecFileError {
+    SpecFileError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses a spec file's text into a wire spec.
+pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| err("$", "expected an object"))?;
+    reject_unknown(obj, "$", &["arity", "predicates"])?;
+    let arity = match obj.get("arity") {
+        Some(v) => as_u32(v, "arity")?,
+        None => return Err(err("arity", "missing")),
+    };
+    let mut predicates = Vec::new();
+    if let Some(list) = obj.get("predicates") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| err("predicates", "expected a list"))?;
+        for (i, p) in list.iter().enumerate() {
+            predicates.push(parse_predicate(p, &format!("predicates[{i}]"))?);
+        }
+    }
+    Ok(proto::FilterSpec { arity, predicates })
+}
+
+fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| err(path, "expected an object"))?;
+    reject_unknown(obj, path, &["field", "op", "value", "values"])?;
+    let field = as_u32(
+        obj.get("field")
+            .ok_or_else(|| err(path, "missing `field`"))?,
+        &format!("{path}.field"),
+    )?;
+    let op_text = obj
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(format!("{path}.op"), "missing, or not a string"))?;
+    let op = op_from_text(op_text).ok_or_else(|| {
+        err(
+            format!("{path}.op"),
+            format!(
+                "unknown op {op_text:?} (expected eq ne lt le gt ge prefix in, or == != < <= > >=)"
+            ),
+        )
+    })?;
+    let value = match obj.get("value") {
+        Some(v) => parse_bytes(v, &format!("{path}.value"))?,
+        None => Bytes::new(),
+    };
+    let values = match obj.get("values") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(j, item)| parse_bytes(item, &format!("{path}.values[{j}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(err(format!("{path}.values"), "expected a list")),
+        None => Vec::new(),
+    };
+    if op == proto::Op::In && obj.contains_key("value") {
+        return Err(err(path, "op `in` takes `values`, not `value`"));
+    }
+    if op != proto::Op::In && obj.contains_key("values") {
+        return Err(err(
+            path,
+            format!("op `{op_text}` takes `value`, not `values`"),
+        ));
+    }
+    if op != proto::Op::In && !obj.contains_key("value") {
+        return Err(err(path, format!("op `{op_text}` needs a `value`")));
+    }
+    Ok(proto::Predicate {
+        field,
+        op: op as i32,
+        value,
+        values,
+    })
+}
+
+fn op_from_text(text: &str) -> Option<proto::Op> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "eq" | "==" => proto::Op::Eq,
+        "ne" | "!=" => proto::Op::Ne,
+        "lt" | "<" => proto::Op::Lt,
+        "le" | "<=" => proto::Op::Le,
+        "gt" | ">" => proto::Op::Gt,
+        "ge" | ">=" => proto::Op::Ge,
+        "prefix" | "startswith" => proto::Op::Prefix,
+        "in" => proto::Op::In,
+        _ => return None,
+    })
+}
+
+fn reject_unknown(
+    obj: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+) -> Result<(), SpecFileError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(err(
+            path,
+            format!("unknown key {k:?} (expected one of {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn as_u32(v: &Value, path: &str) -> Result<u32, SpecFileError> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| err(path, "expected an integer from 0 to 4294967295"))
+}
+
+fn parse_bytes(v: &Value, path: &str) -> Result<Bytes, SpecFileError> {
+    match v {
+        Value::String(s) => unescape(s).map(Bytes::from).map_err(|m| err(path, m)),
+        Value::Object(o) if o.len() == 1 && o.contains_key("hex") => {
+            let hex = o["hex"]
+                .as_str()
+                .ok_or_else(|| err(path, "`hex` must be a string"))?;
+            decode_hex(hex).map(Bytes::from).map_err(|m| err(path, m))
+        }
+        _ => Err(err(path, "expected a string or {\"hex\": \"...\"}")),
+    }
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        return Err("hex has an odd number of digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 16).ok())
+                .ok_or_else(|| format!("invalid hex digits {:?}", String::from_utf8_lossy(pair)))
+        })
+        .collect()
+}
+
+/// Reads the inside of a Python bytes literal: escapes as in Python, other
+/// characters as their UTF-8 encoding.
+fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                let byte = (hex.len() == 2)
+                    .then(|| u8::from_str_radix(&hex, 16).ok())
+                    .flatten()
+                    .ok_or_else(|| format!("invalid escape \\x{hex}: expected two hex digits"))?;
+                out.push(byte);
+            }
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some('\'') => out.push(b'\''),
+            Some('"') => out.push(b'"'),
+            Some(other) => return Err(format!("unknown escape \\{other}")),
+            None => return Err("trailing backslash".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes bytes as spec-file text: printable ASCII as is, everything else escaped.
+fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+/// Renders a wire spec in the spec file format (the inverse of [`parse_spec_file`]).
+pub fn spec_to_file_json(spec: &proto::FilterSpec) -> String {
+    let predicates: Vec<Value> = spec
+        .predicates
+        .iter()
+        .map(|p| {
+            let op = proto::Op::try_from(p.op).map(|o| o.as_str_name().to_ascii_lowercase());
+            let mut obj = Map::new();
+            obj.insert("field".into(), p.field.into());
+            obj.insert("op".into(), op.unwrap_or_else(|_| p.op.to_string()).into());
+            if p.op == proto::Op::In as i32 {
+                obj.insert(
+                    "values".into(),
+                    p.values.iter().map(|v| Value::from(escape(v))).collect(),
+                );
+            } else {
+                obj.insert("value".into(), escape(&p.value).into());
+            }
+            Value::Object(obj)
+        })
+        .collect();
+    let doc = serde_json::json!({ "arity": spec.arity, "predicates": predicates });
+    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_round_trip_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unescape(&escape(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn parses_every_op_and_both_byte_forms() {
+        let spec = parse_spec_file(
+            r#"{"arity": 2, "predicates": [
+                {"field": 0, "op": "==", "value": "a\\xff\\n"},
+                {"field": 1, "op": "in", "values": [{"hex": "00 ff"}, "z"]},
+                {"field": 1, "op": "prefix", "value": ""}]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.arity, 2);
+        assert_eq!(&spec.predicates[0].value[..], b"a\xff\n");
+        assert_eq!(spec.predicates[1].op, proto::Op::In as i32);
+        assert_eq!(
+            spec.predicates[1].values,
+            vec![Bytes::from_static(b"\x00\xff"), Bytes::from_static(b"z")]
+        );
+        assert_eq!(parse_spec_file(&spec_to_file_json(&spec)).unwrap(), spec);
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let e = parse_spec_file(
+            r#"{"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": "\\xZZ"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "predicates[0].value");
+        let e = parse_spec_file(
+            r#"{"arity": 1, "predicates": [{"field": 0, "op": "in", "value": "x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("predicates[0]") && e.to_string().contains("`values`"),
+            "{e}"
+        );
+        let e = parse_spec_file(
+            r#"{"arity": 1, "predicates": [{"field": 0, "op": "like", "value": "x"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "predicates[0].op");
+        assert!(parse_spec_file(r#"{"predicates": []}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("arity"));
+        assert!(parse_spec_file(r#"{"arity": 1, "extra": 1}"#).is_err());
+    }
+}

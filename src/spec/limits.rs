@@ -1,0 +1,29 @@
+//! Explicit, configurable size limits on specs.
+
+/// Upper bounds on what a spec may contain. A spec beyond any of them is
+/// rejected by [`validate`](super::validate) with a message naming the limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted `arity`.
+    pub max_arity: u32,
+    /// Largest number of predicates in one spec.
+    pub max_predicates: usize,
+    /// Largest single value (a `value`, or one element of `values`), in bytes.
+    pub max_value_bytes: usize,
+    /// Largest number of `values` in one `IN` predicate.
+    pub max_in_values: usize,
+    /// Largest sum of the sizes of all values in the spec, in bytes.
+    pub max_total_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_arity: 1024,
+            max_predicates: 10_000,
+            max_value_bytes: 64 * 1024,
+            max_in_values: 100_000,
+            max_total_value_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
