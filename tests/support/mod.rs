@@ -1,0 +1,120 @@
+//! Random specs and keys for differential tests, biased towards the edges:
+//! empty values, `\x00`, `\xff`, all-0xFF prefixes, keys equal to, just above,
+//! just below and extending the spec's constants, IN sets of 0, 1 and many
+//! values, duplicated and contradictory predicates.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use keyfilter::proto::{self, FilterSpec, Predicate};
+use rand::prelude::*;
+
+const ALPHABET: &[u8] = &[0x00, 0x01, b'a', b'b', b'c', 0x7f, 0x80, 0xfe, 0xff];
+
+/// A short byte string over a tiny alphabet, so that values collide often.
+pub fn value(rng: &mut StdRng) -> Bytes {
+    match rng.random_range(0..10) {
+        0 => Bytes::new(),
+        1 => Bytes::from(vec![0xff; rng.random_range(1..4)]),
+        2 => Bytes::from(vec![0x00; rng.random_range(1..3)]),
+        _ => {
+            let len = rng.random_range(1..5);
+            Bytes::from(
+                (0..len)
+                    .map(|_| *ALPHABET.choose(rng).unwrap())
+                    .collect::<Vec<u8>>(),
+            )
+        }
+    }
+}
+
+/// One random predicate on a field below `arity` (which must be > 0).
+pub fn predicate(rng: &mut StdRng, arity: u32, consts: &[Bytes]) -> Predicate {
+    let field = rng.random_range(0..arity);
+    let op = rng.random_range(1..=8);
+    let pick = |rng: &mut StdRng| {
+        if !consts.is_empty() && rng.random_bool(0.4) {
+            consts.choose(rng).unwrap().clone()
+        } else {
+            value(rng)
+        }
+    };
+    if op == proto::Op::In as i32 {
+        let n = match rng.random_range(0..6) {
+            0 => 0,
+            1 => 1,
+            5 => rng.random_range(10..40),
+            _ => rng.random_range(2..6),
+        };
+        Predicate {
+            field,
+            op,
+            value: Bytes::new(),
+            values: (0..n).map(|_| pick(rng)).collect(),
+        }
+    } else {
+        Predicate {
+            field,
+            op,
+            value: pick(rng),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// A random spec with `arity` fields and `n` predicates.
+pub fn spec(rng: &mut StdRng, arity: u32, n: usize) -> FilterSpec {
+    let mut consts: Vec<Bytes> = Vec::new();
+    let mut predicates = Vec::new();
+    if arity > 0 {
+        for _ in 0..n {
+            let p = predicate(rng, arity, &consts);
+            consts.push(p.value.clone());
+            consts.extend(p.values.iter().cloned());
+            // Duplicates: sometimes repeat a predicate verbatim.
+            if rng.random_bool(0.1) {
+                predicates.push(p.clone());
+            }
+            predicates.push(p);
+        }
+    }
+    FilterSpec { arity, predicates }
+}
+
+/// Keys near the edges of `spec`'s constants: equal, extended, truncated,
+/// last byte stepped up and down; plus some random ones.
+pub fn keys(rng: &mut StdRng, spec: &FilterSpec, count: usize) -> Vec<Vec<Bytes>> {
+    let mut near: Vec<Bytes> = vec![
+        Bytes::new(),
+        Bytes::from_static(b"\x00"),
+        Bytes::from_static(b"\xff"),
+    ];
+    for p in &spec.predicates {
+        for v in std::iter::once(&p.value).chain(&p.values) {
+            near.push(v.clone());
+            near.push(Bytes::from([&v[..], b"\x00"].concat()));
+            near.push(Bytes::from([&v[..], b"\xff"].concat()));
+            if let Some((last, head)) = v.split_last() {
+                near.push(Bytes::copy_from_slice(head));
+                if *last < 0xff {
+                    near.push(Bytes::from([head, &[last + 1]].concat()));
+                }
+                if *last > 0 {
+                    near.push(Bytes::from([head, &[last - 1]].concat()));
+                }
+            }
+        }
+    }
+    (0..count)
+        .map(|_| {
+            (0..spec.arity)
+                .map(|_| {
+                    if rng.random_bool(0.75) {
+                        near.choose(rng).unwrap().clone()
+                    } else {
+                        value(rng)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
