@@ -21,6 +21,5 @@ pub mod proto {
     tonic::include_proto!("keyfilter.v1");
 
     /// Encoded file descriptor set, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("keyfilter_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("keyfilter_descriptor");
 }

@@ -12,7 +12,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
@@ -144,11 +144,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
         predicates: wide,
     };
     let mut keys = support::keys(&mut rng, &wire, 30);
-    keys.push(
-        (0..300)
-            .map(|f| Bytes::from(format!("{:03}", f % 7)))
-            .collect(),
-    );
+    keys.push((0..300).map(|f| Bytes::from(format!("{:03}", f % 7))).collect());
     out.push(Case {
         id: "arity-300".into(),
         wire,
@@ -190,11 +186,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
 
 /// Parses a golden lambda such as `lambda a, b: a == b'x' and b in {b'p', b'q'}`.
 fn golden_spec(source: &str) -> FilterSpec {
-    let (params, body) = source
-        .trim()
-        .trim_start_matches("lambda")
-        .split_once(':')
-        .unwrap();
+    let (params, body) = source.trim().trim_start_matches("lambda").split_once(':').unwrap();
     let params: Vec<&str> = params.split(',').map(str::trim).collect();
     let literal = |s: &str| -> Bytes {
         let inner = s
@@ -321,28 +313,23 @@ fn run_matrix(version: PyVersion) {
         .tempfile()
         .unwrap();
     // The data goes into the script itself: Pyodide can read neither host files nor large stdin.
-    writeln!(
-        script,
-        "DATA = {}",
-        serde_json::to_string(&data.to_string()).unwrap()
-    )
-    .unwrap();
+    writeln!(script, "DATA = {}", serde_json::to_string(&data.to_string()).unwrap()).unwrap();
     script.write_all(harness.as_bytes()).unwrap();
     script.flush().unwrap();
     let output = Command::new(&python).arg(script.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
     let Some(result) = result else {
-        let last = stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("START "))
-            .last();
+        let last = stdout.lines().filter_map(|l| l.strip_prefix("START ")).next_back();
         let culprit = last.and_then(|id| cases.iter().find(|c| c.id == id));
         panic!(
             "CPython {version} did not finish ({}): last case started: {last:?}\nspec: {}\nstderr: {}",
             output.status,
             culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default(),
-            String::from_utf8_lossy(&output.stderr).chars().take(4000).collect::<String>()
+            String::from_utf8_lossy(&output.stderr)
+                .chars()
+                .take(4000)
+                .collect::<String>()
         );
     };
     let result: Value = serde_json::from_str(result).unwrap();
@@ -352,24 +339,16 @@ fn run_matrix(version: PyVersion) {
         "wrong interpreter at {}",
         python.display()
     );
-    assert_eq!(
-        result["magic"],
-        hex(&version.magic()),
-        "MAGIC_NUMBER of {version}"
-    );
+    assert_eq!(result["magic"], hex(&version.magic()), "MAGIC_NUMBER of {version}");
     let failures = result["failures"].as_array().unwrap();
     if !failures.is_empty() {
         let first = &failures[0];
-        let culprit = cases
-            .iter()
-            .find(|c| c.id == first["case"].as_str().unwrap_or(""));
+        let culprit = cases.iter().find(|c| c.id == first["case"].as_str().unwrap_or(""));
         panic!(
             "CPython {version}: {} failing cases; first: {}\nspec: {}",
             failures.len(),
             serde_json::to_string_pretty(first).unwrap(),
-            culprit
-                .map(|c| spec_to_file_json(&c.wire))
-                .unwrap_or_default()
+            culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default()
         );
     }
     assert_eq!(result["cases"].as_u64().unwrap() as usize, cases.len());
@@ -379,11 +358,7 @@ fn run_matrix(version: PyVersion) {
         cases.len(),
         result["calls"]
     );
-    assert!(
-        output.status.success(),
-        "{version} exited with {}",
-        output.status
-    );
+    assert!(output.status.success(), "{version} exited with {}", output.status);
 }
 
 #[test]

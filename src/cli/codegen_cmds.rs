@@ -45,13 +45,10 @@ fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
     let text = if args.spec.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?
     } else {
-        std::fs::read_to_string(&args.spec)
-            .with_context(|| format!("reading {}", args.spec.display()))?
+        std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?
     };
-    let wire =
-        parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
-    let spec = validate(&wire, &Limits::default())
-        .with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let wire = parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let spec = validate(&wire, &Limits::default()).with_context(|| format!("in spec file {}", args.spec.display()))?;
     let name = function_name(&args.name)?;
     Ok(Function::generate(&Plan::new(&spec), args.python, name))
 }
@@ -60,20 +57,13 @@ fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
 pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
     let bytes = generate(&args.spec)?.marshal();
     match &args.output {
-        Some(path) => {
-            std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))
-        }
-        None => std::io::stdout()
-            .write_all(&bytes)
-            .context("writing to stdout"),
+        Some(path) => std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display())),
+        None => std::io::stdout().write_all(&bytes).context("writing to stdout"),
     }
 }
 
 /// `keyfilter dis`: prints the disassembly.
 pub fn dis(args: DisArgs) -> anyhow::Result<()> {
-    print!(
-        "{}",
-        crate::codegen::dis::disassemble(&generate(&args.spec)?)
-    );
+    print!("{}", crate::codegen::dis::disassemble(&generate(&args.spec)?));
     Ok(())
 }

@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server (KeyFilter, grpc.health.v1, server reflection).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Compile a spec file into the marshal bytes of a CPython code object.
     Compile(codegen_cmds::CompileArgs),
     /// Print a disassembly of the code generated for a spec file.
@@ -29,7 +29,7 @@ enum Command {
 /// Runs a parsed command line; errors are printed to stderr.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Compile(args) => codegen_cmds::compile(args),
         Command::Dis(args) => codegen_cmds::dis(args),
     };

@@ -180,9 +180,6 @@ mod tests {
 
     #[test]
     fn prefix_counts() {
-        assert_eq!(
-            [0, 255, 256, 65535, 65536, 1 << 24].map(prefixes),
-            [0, 0, 1, 1, 2, 3]
-        );
+        assert_eq!([0, 255, 256, 65535, 65536, 1 << 24].map(prefixes), [0, 0, 1, 1, 2, 3]);
     }
 }

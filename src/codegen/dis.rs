@@ -90,11 +90,7 @@ pub fn disassemble(f: &Function) -> String {
         let arg = (ext << 8) | raw;
         let caches = found.map_or(0, |(_, _, c)| *c as usize);
         let op = found.map(|(_, op, _)| *op);
-        ext = if op == Some(Opcode::ExtendedArg) {
-            arg
-        } else {
-            0
-        };
+        ext = if op == Some(Opcode::ExtendedArg) { arg } else { 0 };
         if op == Some(Opcode::PopJumpIfFalse) {
             let next = at + 2 + 2 * caches;
             targets.push(match v.jump_encoding() {
@@ -115,39 +111,27 @@ pub fn disassemble(f: &Function) -> String {
     let mut out = format!(
         "Disassembly of <code object {} at {FILENAME}, line 1> for CPython {v} (magic {}):\n",
         f.name,
-        v.magic()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        v.magic().iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let width = f.code.len().to_string().len().max(5);
     for (k, ins) in list.iter().enumerate() {
         let line = if k == 0 { "  1" } else { "   " };
-        let mark = if targets.contains(&ins.offset) {
-            ">>"
-        } else {
-            "  "
-        };
+        let mark = if targets.contains(&ins.offset) { ">>" } else { "  " };
         let name = ins
             .op
             .map_or_else(|| format!("<{}>", ins.num), |op| v.opname(op).to_string());
         let detail = match ins.op {
             Some(Opcode::LoadFast) => f.params.get(ins.arg as usize).cloned().unwrap_or_default(),
-            Some(Opcode::LoadConst) | Some(Opcode::ReturnConst) => f
-                .consts
-                .get(ins.arg as usize)
-                .map(const_repr)
-                .unwrap_or_default(),
+            Some(Opcode::LoadConst) | Some(Opcode::ReturnConst) => {
+                f.consts.get(ins.arg as usize).map(const_repr).unwrap_or_default()
+            }
             Some(Opcode::CompareOp) => {
                 let shift = match v {
                     PyVersion::V3_9 | PyVersion::V3_10 | PyVersion::V3_11 => 0,
                     PyVersion::V3_12 => 4,
                     _ => 5,
                 };
-                let sym = CMP_OP
-                    .get((ins.arg >> shift) as usize)
-                    .copied()
-                    .unwrap_or("?");
+                let sym = CMP_OP.get((ins.arg >> shift) as usize).copied().unwrap_or("?");
                 if shift == 5 && ins.arg & 16 != 0 {
                     format!("bool({sym})")
                 } else {
@@ -156,15 +140,11 @@ pub fn disassemble(f: &Function) -> String {
             }
             Some(Opcode::ContainsOp) if v >= PyVersion::V3_13 => "in".into(),
             Some(Opcode::PopJumpIfFalse) => {
-                let caches = v
-                    .opcode(Opcode::PopJumpIfFalse)
-                    .map_or(0, |(_, c)| c as usize);
+                let caches = v.opcode(Opcode::PopJumpIfFalse).map_or(0, |(_, c)| c as usize);
                 let target = match v.jump_encoding() {
                     JumpEncoding::AbsoluteBytes => ins.arg as usize,
                     JumpEncoding::AbsoluteUnits => 2 * ins.arg as usize,
-                    JumpEncoding::RelativeForward => {
-                        ins.offset + 2 + 2 * caches + 2 * ins.arg as usize
-                    }
+                    JumpEncoding::RelativeForward => ins.offset + 2 + 2 * caches + 2 * ins.arg as usize,
                 };
                 format!("to {target}")
             }
@@ -181,17 +161,9 @@ pub fn disassemble(f: &Function) -> String {
         } else {
             format!(" ({detail})")
         };
-        let _ = writeln!(
-            out,
-            "{line}     {mark}{:>width$} {name:<20} {arg}{detail}",
-            ins.offset
-        );
+        let _ = writeln!(out, "{line}     {mark}{:>width$} {name:<20} {arg}{detail}", ins.offset);
     }
-    out.lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -203,9 +175,6 @@ mod tests {
         assert_eq!(bytes_repr(b""), "b''");
         assert_eq!(bytes_repr(b"a'b"), "b\"a'b\"");
         assert_eq!(bytes_repr(b"a'\"b"), "b'a\\'\"b'");
-        assert_eq!(
-            bytes_repr(b"\x00\xff\\\n\t\r~"),
-            "b'\\x00\\xff\\\\\\n\\t\\r~'"
-        );
+        assert_eq!(bytes_repr(b"\x00\xff\\\n\t\r~"), "b'\\x00\\xff\\\\\\n\\t\\r~'");
     }
 }

@@ -40,10 +40,7 @@ mod tests {
 
     #[test]
     fn tables_cover_the_code() {
-        assert_eq!(
-            single_line(PyVersion::V3_13, 60),
-            [0xef, 0, 0xef, 0, 0xef, 0, 0xed, 0]
-        );
+        assert_eq!(single_line(PyVersion::V3_13, 60), [0xef, 0, 0xef, 0, 0xef, 0, 0xed, 0]);
         assert_eq!(single_line(PyVersion::V3_10, 24), [24, 0]);
         assert_eq!(single_line(PyVersion::V3_10, 600), [254, 0, 254, 0, 92, 0]);
         assert!(single_line(PyVersion::V3_9, 600).is_empty());

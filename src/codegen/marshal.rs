@@ -56,9 +56,7 @@ impl Writer {
     }
 
     fn len(&mut self, n: usize) {
-        self.u32(
-            u32::try_from(n).expect("marshal lengths are 32-bit; limits keep specs far below"),
-        );
+        self.u32(u32::try_from(n).expect("marshal lengths are 32-bit; limits keep specs far below"));
     }
 
     fn bytes(&mut self, b: &[u8]) {

@@ -42,9 +42,7 @@ pub fn function_name(requested: &str) -> Result<&str, NameError> {
     let bytes = requested.as_bytes();
     let ok = bytes.len() <= MAX_NAME_LEN
         && !bytes[0].is_ascii_digit()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
     if ok {
         Ok(requested)
     } else {

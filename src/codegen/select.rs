@@ -126,10 +126,7 @@ pub fn select(plan: &Plan, version: PyVersion) -> Selected {
                 let Test::In(values) = &check.test else {
                     unreachable!("cmp_index covers the rest")
                 };
-                asm.emit(
-                    Opcode::LoadConst,
-                    pool.get(Const::FrozenSet(values.clone())),
-                );
+                asm.emit(Opcode::LoadConst, pool.get(Const::FrozenSet(values.clone())));
                 asm.emit(Opcode::ContainsOp, 0);
             }
         }

@@ -76,29 +76,19 @@ impl FromStr for PyVersion {
 
     /// Accepts `"3.12"` or `"3.12.7"` (the minor version decides).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || VersionError {
-            given: s.to_string(),
-        };
+        let bad = || VersionError { given: s.to_string() };
         let mut parts = s.trim().split('.');
         let (major, minor) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
         let micro = parts.next();
-        let numeric =
-            |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
-        if parts.next().is_some()
-            || !numeric(major)
-            || !numeric(minor)
-            || !micro.is_none_or(numeric)
-        {
+        let numeric = |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+        if parts.next().is_some() || !numeric(major) || !numeric(minor) || !micro.is_none_or(numeric) {
             return Err(bad());
         }
         if major.parse::<u32>() != Ok(3) {
             return Err(bad());
         }
         let minor: u32 = minor.parse().map_err(|_| bad())?;
-        SUPPORTED
-            .into_iter()
-            .find(|v| v.minor() == minor)
-            .ok_or_else(bad)
+        SUPPORTED.into_iter().find(|v| v.minor() == minor).ok_or_else(bad)
     }
 }
 
@@ -229,8 +219,7 @@ mod tests {
         assert_eq!("3.12.7".parse::<PyVersion>(), Ok(PyVersion::V3_12));
         assert_eq!(" 3.9 ".parse::<PyVersion>(), Ok(PyVersion::V3_9));
         for bad in [
-            "", "3", "3.8", "3.16", "2.7", "3.12.", "3.12.x", "3.1.2.3", "4.0", "3.012a", "x.y",
-            "3.+9",
+            "", "3", "3.8", "3.16", "2.7", "3.12.", "3.12.x", "3.1.2.3", "4.0", "3.012a", "x.y", "3.+9",
         ] {
             let err = bad.parse::<PyVersion>().unwrap_err();
             assert!(err.to_string().contains("3.9, 3.10"), "{bad}: {err}");
@@ -246,17 +235,11 @@ mod tests {
 
     #[test]
     fn compare_args_match_cpython() {
-        let v313: Vec<u32> = (0..6)
-            .map(|c| PyVersion::V3_13.compare_arg(c, false))
-            .collect();
+        let v313: Vec<u32> = (0..6).map(|c| PyVersion::V3_13.compare_arg(c, false)).collect();
         assert_eq!(v313, [2, 42, 72, 103, 132, 172]);
-        let v313b: Vec<u32> = (0..6)
-            .map(|c| PyVersion::V3_13.compare_arg(c, true))
-            .collect();
+        let v313b: Vec<u32> = (0..6).map(|c| PyVersion::V3_13.compare_arg(c, true)).collect();
         assert_eq!(v313b, [18, 58, 88, 119, 148, 188]);
-        let v312: Vec<u32> = (0..6)
-            .map(|c| PyVersion::V3_12.compare_arg(c, true))
-            .collect();
+        let v312: Vec<u32> = (0..6).map(|c| PyVersion::V3_12.compare_arg(c, true)).collect();
         assert_eq!(v312, [2, 26, 40, 55, 68, 92]);
     }
 }

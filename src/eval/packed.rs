@@ -126,24 +126,15 @@ mod tests {
         assert_eq!(keys.field(1, 1), b"def");
         assert_eq!(
             index.index(b"abc", &[1, 1, 1], 2, 0).unwrap_err(),
-            PackedError::LengthsNotMultiple {
-                lengths: 3,
-                arity: 2
-            }
+            PackedError::LengthsNotMultiple { lengths: 3, arity: 2 }
         );
         assert_eq!(
             index.index(b"abc", &[1, 1], 2, 0).unwrap_err(),
-            PackedError::DataSize {
-                expected: 2,
-                actual: 3
-            }
+            PackedError::DataSize { expected: 2, actual: 3 }
         );
         assert_eq!(
             index.index(b"ab", &[1, 1], 2, 2).unwrap_err(),
-            PackedError::CountMismatch {
-                count: 2,
-                implied: 1
-            }
+            PackedError::CountMismatch { count: 2, implied: 1 }
         );
         assert_eq!(index.index(b"", &[], 0, 5).unwrap().len(), 5);
         assert!(index.index(b"", &[u32::MAX, u32::MAX], 1, 0).is_err());

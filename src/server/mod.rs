@@ -1,6 +1,13 @@
 //! The server: transport settings, standard gRPC services, tower layers and
 //! graceful shutdown around [`KeyFilterService`].
 
+pub mod context;
+pub mod metrics;
+pub mod security;
+pub mod settings;
+
+pub use security::{Security, TokenAuth};
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +35,8 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// How long open streams may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// TLS and bearer-token authentication (off by default).
+    pub security: Security,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +47,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
             shutdown_grace: Duration::from_secs(10),
+            security: Security::default(),
         }
     }
 }
@@ -50,9 +60,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<KeyFilterServer<KeyFilterService>>()
-        .await;
+    health.set_serving::<KeyFilterServer<KeyFilterService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -69,8 +77,18 @@ pub async fn serve(
         .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    // Authentication guards the KeyFilter RPCs only: health checks and
+    // reflection stay open for probes and tooling.
+    let keyfilter = tonic::service::interceptor::InterceptedService::new(keyfilter, config.security.auth.clone());
 
     let layers = tower::ServiceBuilder::new()
+        .layer(context::RequestContextLayer)
+        .map_err(|e: tower::BoxError| {
+            if e.is::<tower::load_shed::error::Overloaded>() {
+                metrics::load_shed();
+            }
+            e
+        })
         // Shed instead of queueing: a request over the limit fails at once with
         // RESOURCE_EXHAUSTED, which clients can retry elsewhere.
         .load_shed()
@@ -91,7 +109,11 @@ pub async fn serve(
 
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "keyfilter listening");
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.security.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .timeout(config.request_timeout)
         .tcp_nodelay(true)
         // Large windows keep bulk Filter streams from stalling on flow control.

@@ -35,34 +35,39 @@ impl CompileCache {
             return Function::generate(&key.0, key.1, &key.2).marshal().into();
         };
         if let Some(hit) = entries.lock().expect("cache lock poisoned").get(&key) {
+            crate::server::metrics::compile_cache(true);
             return hit.clone();
         }
+        crate::server::metrics::compile_cache(false);
         let code: Bytes = Function::generate(&key.0, key.1, &key.2).marshal().into();
-        entries
-            .lock()
-            .expect("cache lock poisoned")
-            .put(key, code.clone());
+        entries.lock().expect("cache lock poisoned").put(key, code.clone());
         code
     }
 }
 
-pub(super) fn compile(
-    service: &KeyFilterService,
-    request: CompileRequest,
-) -> Result<CompileResponse, Status> {
+pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Result<CompileResponse, Status> {
     let version: PyVersion = request
         .python_version
         .parse()
         .map_err(|e| Status::invalid_argument(format!("python_version: {e}")))?;
-    let name =
-        function_name(&request.name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
+    let name = function_name(&request.name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
     let plan = service.plan(request.spec.as_ref())?;
-    let code = service
-        .cache
-        .get_or_generate((plan, version, name.to_string()));
+    let code = service.cache.get_or_generate((plan, version, name.to_string()));
+    // The version is echoed as the caller wrote it ("3.12" or "3.12.7").
+    let python_version = request.python_version;
+    let magic = version.magic();
+    let (signature, key_id) = match &service.config.signer {
+        Some(signer) => (
+            Bytes::copy_from_slice(&signer.sign(&python_version, &magic, &code)),
+            signer.key_id().to_string(),
+        ),
+        None => (Bytes::new(), String::new()),
+    };
     Ok(CompileResponse {
         code,
-        python_version: version.to_string(),
-        magic: Bytes::copy_from_slice(&version.magic()),
+        python_version,
+        magic: Bytes::copy_from_slice(&magic),
+        signature,
+        key_id,
     })
 }

@@ -34,9 +34,7 @@ pub fn match_request(matcher: &Matcher, request: &MatchRequest) -> Result<Vec<bo
     match &request.packed_keys {
         Some(packed) => {
             if !request.keys.is_empty() {
-                return Err(Status::invalid_argument(
-                    "keys and packed_keys are both set; send one",
-                ));
+                return Err(Status::invalid_argument("keys and packed_keys are both set; send one"));
             }
             let mut index = PackedIndex::default();
             let keys = index_packed(&mut index, packed, matcher.arity(), "packed_keys")?;
@@ -46,11 +44,7 @@ pub fn match_request(matcher: &Matcher, request: &MatchRequest) -> Result<Vec<bo
         }
         None => {
             check_rows(matcher, &request.keys, "keys")?;
-            Ok(request
-                .keys
-                .iter()
-                .map(|k| matcher.matches(&k.fields))
-                .collect())
+            Ok(request.keys.iter().map(|k| matcher.matches(&k.fields)).collect())
         }
     }
 }

@@ -7,8 +7,10 @@
 mod compile;
 mod filter;
 mod keys;
+pub mod signing;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tonic::{Request, Response, Status, Streaming};
 
@@ -18,9 +20,10 @@ pub use filter::FilterStream;
 use crate::eval::Matcher;
 use crate::plan::Plan;
 use crate::proto::{
-    key_filter_server::KeyFilter, CompileRequest, CompileResponse, FilterRequest, FilterSpec,
-    MatchRequest, MatchResponse,
+    key_filter_server::KeyFilter, CompileRequest, CompileResponse, FilterRequest, FilterSpec, MatchRequest,
+    MatchResponse,
 };
+use crate::server::metrics;
 use crate::spec::{validate, Limits};
 
 /// Tunables of the service itself (the server's transport settings live in `server`).
@@ -35,6 +38,8 @@ pub struct ServiceConfig {
     pub max_filter_streams: usize,
     /// Entries of the compile cache.
     pub compile_cache_entries: usize,
+    /// Signs `Compile` responses when set.
+    pub signer: Option<Arc<signing::Signer>>,
 }
 
 impl Default for ServiceConfig {
@@ -44,6 +49,7 @@ impl Default for ServiceConfig {
             filter_buffer: 4,
             max_filter_streams: 1024,
             compile_cache_entries: 1024,
+            signer: None,
         }
     }
 }
@@ -69,50 +75,51 @@ impl KeyFilterService {
     /// Validates and plans a spec from a request, or says precisely what is wrong.
     fn plan(&self, spec: Option<&FilterSpec>) -> Result<Plan, Status> {
         let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-        let spec = validate(spec, &self.config.limits)
-            .map_err(|e| Status::invalid_argument(format!("spec.{e}")))?;
+        let spec = validate(spec, &self.config.limits).map_err(|e| Status::invalid_argument(format!("spec.{e}")))?;
         Ok(Plan::new(&spec))
+    }
+}
+
+impl KeyFilterService {
+    fn do_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
+        let matcher = Matcher::new(&self.plan(request.spec.as_ref())?);
+        let matches = keys::match_request(&matcher, &request)?;
+        let matched = matches.iter().filter(|m| **m).count();
+        metrics::keys("Match", matches.len(), matched);
+        tracing::debug!(keys = matches.len(), matched, "match");
+        Ok(MatchResponse { matches })
     }
 }
 
 #[tonic::async_trait]
 impl KeyFilter for KeyFilterService {
-    async fn r#match(
-        &self,
-        request: Request<MatchRequest>,
-    ) -> Result<Response<MatchResponse>, Status> {
-        let request = request.into_inner();
-        let matcher = Matcher::new(&self.plan(request.spec.as_ref())?);
-        let matches = keys::match_request(&matcher, &request)?;
-        tracing::debug!(
-            keys = matches.len(),
-            matched = matches.iter().filter(|m| **m).count(),
-            "match"
-        );
-        Ok(Response::new(MatchResponse { matches }))
+    async fn r#match(&self, request: Request<MatchRequest>) -> Result<Response<MatchResponse>, Status> {
+        let start = Instant::now();
+        let result = self.do_match(request.into_inner());
+        metrics::observe("Match", start, &result);
+        result.map(Response::new)
     }
 
     type FilterStream = FilterStream;
 
-    async fn filter(
-        &self,
-        request: Request<Streaming<FilterRequest>>,
-    ) -> Result<Response<FilterStream>, Status> {
+    async fn filter(&self, request: Request<Streaming<FilterRequest>>) -> Result<Response<FilterStream>, Status> {
         let permit = self.open_streams.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
+            let status = Status::resource_exhausted(format!(
                 "too many open Filter streams (limit {}); retry later",
                 self.config.max_filter_streams
-            ))
+            ));
+            metrics::observe::<()>("Filter", Instant::now(), &Err(status.clone()));
+            status
         })?;
         filter::start(self.clone(), request.into_inner(), permit)
             .await
             .map(Response::new)
     }
 
-    async fn compile(
-        &self,
-        request: Request<CompileRequest>,
-    ) -> Result<Response<CompileResponse>, Status> {
-        compile::compile(self, request.into_inner()).map(Response::new)
+    async fn compile(&self, request: Request<CompileRequest>) -> Result<Response<CompileResponse>, Status> {
+        let start = Instant::now();
+        let result = compile::compile(self, request.into_inner());
+        metrics::observe("Compile", start, &result);
+        result.map(Response::new)
     }
 }

@@ -43,11 +43,8 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> SpecFileError {
 
 /// Parses a spec file's text into a wire spec.
 pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
-    let doc: Value =
-        serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| err("$", "expected an object"))?;
+    let doc: Value = serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
+    let obj = doc.as_object().ok_or_else(|| err("$", "expected an object"))?;
     reject_unknown(obj, "$", &["arity", "predicates"])?;
     let arity = match obj.get("arity") {
         Some(v) => as_u32(v, "arity")?,
@@ -55,9 +52,7 @@ pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
     };
     let mut predicates = Vec::new();
     if let Some(list) = obj.get("predicates") {
-        let list = list
-            .as_array()
-            .ok_or_else(|| err("predicates", "expected a list"))?;
+        let list = list.as_array().ok_or_else(|| err("predicates", "expected a list"))?;
         for (i, p) in list.iter().enumerate() {
             predicates.push(parse_predicate(p, &format!("predicates[{i}]"))?);
         }
@@ -66,13 +61,10 @@ pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
 }
 
 fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| err(path, "expected an object"))?;
+    let obj = v.as_object().ok_or_else(|| err(path, "expected an object"))?;
     reject_unknown(obj, path, &["field", "op", "value", "values"])?;
     let field = as_u32(
-        obj.get("field")
-            .ok_or_else(|| err(path, "missing `field`"))?,
+        obj.get("field").ok_or_else(|| err(path, "missing `field`"))?,
         &format!("{path}.field"),
     )?;
     let op_text = obj
@@ -82,9 +74,7 @@ fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileEr
     let op = op_from_text(op_text).ok_or_else(|| {
         err(
             format!("{path}.op"),
-            format!(
-                "unknown op {op_text:?} (expected eq ne lt le gt ge prefix in, or == != < <= > >=)"
-            ),
+            format!("unknown op {op_text:?} (expected eq ne lt le gt ge prefix in, or == != < <= > >=)"),
         )
     })?;
     let value = match obj.get("value") {
@@ -104,10 +94,7 @@ fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileEr
         return Err(err(path, "op `in` takes `values`, not `value`"));
     }
     if op != proto::Op::In && obj.contains_key("values") {
-        return Err(err(
-            path,
-            format!("op `{op_text}` takes `value`, not `values`"),
-        ));
+        return Err(err(path, format!("op `{op_text}` takes `value`, not `values`")));
     }
     if op != proto::Op::In && !obj.contains_key("value") {
         return Err(err(path, format!("op `{op_text}` needs a `value`")));
@@ -134,11 +121,7 @@ fn op_from_text(text: &str) -> Option<proto::Op> {
     })
 }
 
-fn reject_unknown(
-    obj: &Map<String, Value>,
-    path: &str,
-    known: &[&str],
-) -> Result<(), SpecFileError> {
+fn reject_unknown(obj: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), SpecFileError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(err(
             path,
@@ -158,9 +141,7 @@ fn parse_bytes(v: &Value, path: &str) -> Result<Bytes, SpecFileError> {
     match v {
         Value::String(s) => unescape(s).map(Bytes::from).map_err(|m| err(path, m)),
         Value::Object(o) if o.len() == 1 && o.contains_key("hex") => {
-            let hex = o["hex"]
-                .as_str()
-                .ok_or_else(|| err(path, "`hex` must be a string"))?;
+            let hex = o["hex"].as_str().ok_or_else(|| err(path, "`hex` must be a string"))?;
             decode_hex(hex).map(Bytes::from).map_err(|m| err(path, m))
         }
         _ => Err(err(path, "expected a string or {\"hex\": \"...\"}")),
@@ -286,23 +267,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let e = parse_spec_file(
-            r#"{"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": "\\xZZ"}]}"#,
-        )
-        .unwrap_err();
+        let e =
+            parse_spec_file(r#"{"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": "\\xZZ"}]}"#).unwrap_err();
         assert_eq!(e.path, "predicates[0].value");
-        let e = parse_spec_file(
-            r#"{"arity": 1, "predicates": [{"field": 0, "op": "in", "value": "x"}]}"#,
-        )
-        .unwrap_err();
+        let e = parse_spec_file(r#"{"arity": 1, "predicates": [{"field": 0, "op": "in", "value": "x"}]}"#).unwrap_err();
         assert!(
             e.to_string().contains("predicates[0]") && e.to_string().contains("`values`"),
             "{e}"
         );
-        let e = parse_spec_file(
-            r#"{"arity": 1, "predicates": [{"field": 0, "op": "like", "value": "x"}]}"#,
-        )
-        .unwrap_err();
+        let e =
+            parse_spec_file(r#"{"arity": 1, "predicates": [{"field": 0, "op": "like", "value": "x"}]}"#).unwrap_err();
         assert_eq!(e.path, "predicates[0].op");
         assert!(parse_spec_file(r#"{"predicates": []}"#)
             .unwrap_err()

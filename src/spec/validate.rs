@@ -15,11 +15,7 @@ pub enum SpecError {
     TooManyPredicates { count: usize, max: usize },
     /// A predicate names a field the keys do not have.
     #[error("predicates[{index}]: field {field} is out of range for arity {arity}")]
-    FieldOutOfRange {
-        index: usize,
-        field: u32,
-        arity: u32,
-    },
+    FieldOutOfRange { index: usize, field: u32, arity: u32 },
     /// `op` was left at `OP_UNSPECIFIED`.
     #[error("predicates[{index}] (field {field}): op is OP_UNSPECIFIED")]
     OpUnspecified { index: usize, field: u32 },
@@ -31,15 +27,9 @@ pub enum SpecError {
     InWithValue { index: usize, field: u32 },
     /// A non-`IN` predicate carries `values`; its operand belongs in `value`.
     #[error("predicates[{index}] (field {field}): op {op} takes `value`, but `values` is set")]
-    ValuesWithoutIn {
-        index: usize,
-        field: u32,
-        op: &'static str,
-    },
+    ValuesWithoutIn { index: usize, field: u32, op: &'static str },
     /// One value longer than [`Limits::max_value_bytes`].
-    #[error(
-        "predicates[{index}] (field {field}): a value of {len} bytes is above the limit of {max}"
-    )]
+    #[error("predicates[{index}] (field {field}): a value of {len} bytes is above the limit of {max}")]
     ValueTooLong {
         index: usize,
         field: u32,
@@ -47,9 +37,7 @@ pub enum SpecError {
         max: usize,
     },
     /// An `IN` with more candidates than [`Limits::max_in_values`].
-    #[error(
-        "predicates[{index}] (field {field}): IN has {count} values, above the limit of {max}"
-    )]
+    #[error("predicates[{index}] (field {field}): IN has {count} values, above the limit of {max}")]
     TooManyValues {
         index: usize,
         field: u32,
@@ -58,11 +46,7 @@ pub enum SpecError {
     },
     /// All values together above [`Limits::max_total_value_bytes`].
     #[error("predicates[{index}] (field {field}): the spec's values exceed {max} bytes in total")]
-    TotalTooLarge {
-        index: usize,
-        field: u32,
-        max: usize,
-    },
+    TotalTooLarge { index: usize, field: u32, max: usize },
 }
 
 fn op_from_wire(index: usize, field: u32, op: i32) -> Result<Op, SpecError> {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone (the README's test command; CI runs it too).
+#
+#   1. real CPython 3.9-3.15 into .cache/pythons (needed by the bytecode matrix)
+#   2. formatting and lints
+#   3. every Rust test: unit, property, service integration, real-interpreter matrix
+#   4. Python: grpcio interop tests, then the keyfilter package's own suite
+#   5. deploy/: manifests and Dockerfile validated offline
+#
+# Any missing prerequisite fails the run: nothing is skipped silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "interpreters"
+bash scripts/fetch-pythons.sh
+
+step "cargo fmt --check / clippy"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo build --bins
+cargo test --workspace --exclude keyfilter-python
+
+step "python interop (grpcio)"
+bash scripts/setup-python-test-env.sh
+.cache/venv/bin/python -m pytest tests/python -q
+
+step "python package"
+bash scripts/test-python-package.sh
+
+step "deploy"
+bash scripts/check-deploy.sh
+
+step "all test suites passed"

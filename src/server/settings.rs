@@ -1,0 +1,302 @@
+//! `keyfilter serve` configuration: one definition of every setting, read from
+//! (highest precedence first) command-line flags, `KEYFILTER_*` environment
+//! variables, a TOML config file (`--config`), then built-in defaults.
+//!
+//! The [`settings!`] table below is the single place a setting is declared: it
+//! generates the clap options (with their environment variables and help), the
+//! config-file schema (unknown keys are errors that name the key), and the
+//! effective [`Settings`] that `--print-config` shows with secrets redacted.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use std::sync::Arc;
+
+use super::{Security, ServerConfig};
+use crate::service::signing::Signer;
+use crate::service::ServiceConfig;
+use crate::spec::Limits;
+
+/// A duration written like `500ms`, `30s` or `2m`, in flags, env and the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s)
+            .map(HumanDuration)
+            .map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+macro_rules! settings {
+    (
+        defaulted { $( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )* }
+        optional { $( $(#[doc = $odoc:literal])* $oname:ident : $oty:ty, $oenv:literal; )* }
+        secret { $( $(#[doc = $sdoc:literal])* $sname:ident, $senv:literal; )* }
+    ) => {
+        /// Options of `keyfilter serve`. Each is also read from its `KEYFILTER_*`
+        /// environment variable and from the `--config` file; flags win over the
+        /// environment, which wins over the file.
+        #[derive(Debug, Default, Args)]
+        pub struct ServeArgs {
+            /// TOML config file; its keys are the option names with `_` for `-`.
+            #[arg(long, env = "KEYFILTER_CONFIG", value_name = "FILE")]
+            pub config: Option<PathBuf>,
+            /// Print the effective configuration (secrets redacted) and exit.
+            #[arg(long)]
+            pub print_config: bool,
+            $( $(#[doc = $doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+            $( $(#[doc = $odoc])* #[arg(long, env = $oenv)] pub $oname: Option<$oty>, )*
+            $( $(#[doc = $sdoc])* #[arg(long, env = $senv, hide_env_values = true)] pub $sname: Option<String>, )*
+        }
+
+        /// The config file's schema: every key optional, unknown keys rejected.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FileLayer {
+            $( $name: Option<$ty>, )*
+            $( $oname: Option<$oty>, )*
+            $( $sname: Option<String>, )*
+        }
+
+        /// The effective configuration after merging flags, environment, file and defaults.
+        #[derive(Debug, Clone, Serialize)]
+        pub struct Settings {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+            $( $(#[doc = $odoc])* #[serde(skip_serializing_if = "Option::is_none")] pub $oname: Option<$oty>, )*
+            $( $(#[doc = $sdoc])* #[serde(skip_serializing_if = "Option::is_none")] pub $sname: Option<String>, )*
+        }
+
+        impl Settings {
+            fn merge(args: &ServeArgs, file: FileLayer) -> Settings {
+                Settings {
+                    $( $name: args.$name.clone().or(file.$name).unwrap_or_else(|| $default), )*
+                    $( $oname: args.$oname.clone().or(file.$oname), )*
+                    $( $sname: args.$sname.clone().or(file.$sname), )*
+                }
+            }
+
+            /// The configuration as TOML, secrets replaced by `"<redacted>"`.
+            pub fn to_redacted_toml(&self) -> String {
+                let mut shown = self.clone();
+                $( if shown.$sname.is_some() { shown.$sname = Some("<redacted>".into()); } )*
+                toml::to_string(&shown).expect("settings serialize to TOML")
+            }
+        }
+    };
+}
+
+settings! {
+    defaulted {
+        /// Address to listen on (port 0 picks a free port; the chosen address is logged).
+        addr: SocketAddr = "127.0.0.1:50051".parse().expect("valid default"), "KEYFILTER_ADDR";
+        /// Log format.
+        log_format: LogFormat = LogFormat::Text, "KEYFILTER_LOG_FORMAT";
+        /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `keyfilter=debug`).
+        log: String = "info".into(), "KEYFILTER_LOG";
+        /// Largest request or response message, in bytes (decoded size).
+        max_message_bytes: usize = 64 * 1024 * 1024, "KEYFILTER_MAX_MESSAGE_BYTES";
+        /// Longest time a call may take to produce its response (e.g. `30s`).
+        request_timeout: HumanDuration = HumanDuration(Duration::from_secs(30)), "KEYFILTER_REQUEST_TIMEOUT";
+        /// Calls handled at once, across connections; more are shed with RESOURCE_EXHAUSTED.
+        max_concurrent_requests: usize = 256, "KEYFILTER_MAX_CONCURRENT_REQUESTS";
+        /// Filter streams open at once; more are refused with RESOURCE_EXHAUSTED.
+        max_filter_streams: usize = 1024, "KEYFILTER_MAX_FILTER_STREAMS";
+        /// Filter responses computed ahead of a slow reader, per stream (the backpressure bound).
+        filter_buffer: usize = 4, "KEYFILTER_FILTER_BUFFER";
+        /// How long open calls may run on after SIGINT/SIGTERM.
+        shutdown_grace: HumanDuration = HumanDuration(Duration::from_secs(10)), "KEYFILTER_SHUTDOWN_GRACE";
+        /// Entries of the Compile cache (0 disables it).
+        compile_cache_entries: usize = 1024, "KEYFILTER_COMPILE_CACHE_ENTRIES";
+        /// Largest spec arity.
+        max_arity: u32 = Limits::default().max_arity, "KEYFILTER_MAX_ARITY";
+        /// Most predicates in one spec.
+        max_predicates: usize = Limits::default().max_predicates, "KEYFILTER_MAX_PREDICATES";
+        /// Largest single value in a spec, in bytes.
+        max_value_bytes: usize = Limits::default().max_value_bytes, "KEYFILTER_MAX_VALUE_BYTES";
+        /// Most values in one IN predicate.
+        max_in_values: usize = Limits::default().max_in_values, "KEYFILTER_MAX_IN_VALUES";
+        /// Largest total size of all values of a spec, in bytes.
+        max_total_value_bytes: usize = Limits::default().max_total_value_bytes, "KEYFILTER_MAX_TOTAL_VALUE_BYTES";
+    }
+    optional {
+        /// Serve Prometheus metrics over HTTP on this address (e.g. `0.0.0.0:9090`); off when unset.
+        metrics_addr: SocketAddr, "KEYFILTER_METRICS_ADDR";
+        /// TLS certificate chain (PEM). With --tls-key, the server speaks TLS only.
+        tls_cert: PathBuf, "KEYFILTER_TLS_CERT";
+        /// TLS private key (PEM) for --tls-cert.
+        tls_key: PathBuf, "KEYFILTER_TLS_KEY";
+        /// CA bundle (PEM) for client certificates: when set, clients must present one (mutual TLS).
+        tls_client_ca: PathBuf, "KEYFILTER_TLS_CLIENT_CA";
+        /// File of accepted bearer tokens, one per line; KeyFilter calls then need `authorization: Bearer <token>`.
+        auth_tokens_file: PathBuf, "KEYFILTER_AUTH_TOKENS_FILE";
+        /// Ed25519 private key (PKCS#8 PEM) that signs Compile responses.
+        signing_key: PathBuf, "KEYFILTER_SIGNING_KEY";
+        /// Key id sent with signatures (default: derived from the public key).
+        signing_key_id: String, "KEYFILTER_SIGNING_KEY_ID";
+    }
+    secret {
+        /// Accepted bearer tokens, comma-separated (adds to --auth-tokens-file).
+        auth_tokens, "KEYFILTER_AUTH_TOKENS";
+    }
+}
+
+impl Settings {
+    /// Merges `args` (flags and environment, as clap resolved them) over the
+    /// config file they name, over the defaults; then checks the result.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => read_file_layer(path)?,
+            None => FileLayer::default(),
+        };
+        let settings = Settings::merge(args, file);
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key: set both or neither");
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            anyhow::bail!("tls_client_ca: mutual TLS needs tls_cert and tls_key too");
+        }
+        if self.filter_buffer == 0 {
+            anyhow::bail!("filter_buffer: must be at least 1");
+        }
+        if self.max_concurrent_requests == 0 {
+            anyhow::bail!("max_concurrent_requests: must be at least 1");
+        }
+        if self.max_filter_streams == 0 {
+            anyhow::bail!("max_filter_streams: must be at least 1");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| anyhow::anyhow!("log: {e}"))?;
+        Ok(())
+    }
+
+    /// The server configuration these settings describe; reads the
+    /// certificate, key and token files they name.
+    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let signer = match &self.signing_key {
+            Some(path) => Some(Arc::new(Signer::from_pem_file(path, self.signing_key_id.clone())?)),
+            None => None,
+        };
+        Ok(ServerConfig {
+            service: ServiceConfig {
+                limits: Limits {
+                    max_arity: self.max_arity,
+                    max_predicates: self.max_predicates,
+                    max_value_bytes: self.max_value_bytes,
+                    max_in_values: self.max_in_values,
+                    max_total_value_bytes: self.max_total_value_bytes,
+                },
+                filter_buffer: self.filter_buffer,
+                max_filter_streams: self.max_filter_streams,
+                compile_cache_entries: self.compile_cache_entries,
+                signer,
+            },
+            max_message_bytes: self.max_message_bytes,
+            request_timeout: self.request_timeout.0,
+            max_concurrent_requests: self.max_concurrent_requests,
+            shutdown_grace: self.shutdown_grace.0,
+            security: Security::load(self)?,
+        })
+    }
+}
+
+fn read_file_layer(path: &Path) -> anyhow::Result<FileLayer> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    // toml's message names the offending key and shows the line.
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let f = file("addr = \"127.0.0.1:7000\"\nfilter_buffer = 9\nrequest_timeout = \"5s\"\n");
+        let path = f.path().to_str().unwrap();
+        let cli = Cli::parse_from(["x", "--config", path, "--filter-buffer", "2"]);
+        let s = Settings::load(&cli.serve).unwrap();
+        assert_eq!(s.addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(s.filter_buffer, 2);
+        assert_eq!(s.request_timeout.0, Duration::from_secs(5));
+        assert_eq!(s.max_concurrent_requests, 256);
+    }
+
+    #[test]
+    fn bad_files_name_the_key() {
+        let f = file("filter_bufer = 3\n");
+        let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap()]);
+        let err = Settings::load(&cli.serve).unwrap_err().to_string();
+        assert!(err.contains("filter_bufer"), "{err}");
+        let f = file("request_timeout = \"soon\"\n");
+        let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap()]);
+        let err = Settings::load(&cli.serve).unwrap_err().to_string();
+        assert!(err.contains("request_timeout"), "{err}");
+        let f = file("tls_cert = \"a.pem\"\n");
+        let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap()]);
+        assert!(Settings::load(&cli.serve).unwrap_err().to_string().contains("tls_key"));
+    }
+
+    #[test]
+    fn print_config_redacts_secrets() {
+        let cli = Cli::parse_from(["x", "--auth-tokens", "s3cret,other"]);
+        let text = Settings::load(&cli.serve).unwrap().to_redacted_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("auth_tokens = \"<redacted>\""), "{text}");
+        assert!(text.contains("addr = \"127.0.0.1:50051\""), "{text}");
+    }
+}
