@@ -9,12 +9,9 @@ use serde_json::Value;
 fn dump(version: &str) -> Value {
     let dir = std::env::var_os("KEYFILTER_CPYTHON_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cpython")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cpython"));
     let path = dir.join(format!("{version}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("opcode dump {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("opcode dump {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -52,16 +49,10 @@ fn opcode_numbers_caches_and_magic_match_the_interpreters() {
             match version.opcode(op) {
                 Some((num, caches)) => {
                     assert_eq!(real, Some(num as u64), "{version} {name}");
-                    let expected = d["inline_cache_entries"]
-                        .get(name)
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0);
+                    let expected = d["inline_cache_entries"].get(name).and_then(Value::as_u64).unwrap_or(0);
                     assert_eq!(caches as u64, expected, "{version} {name} caches");
                 }
-                None => assert!(
-                    real.is_none(),
-                    "{version} has {name} but the table omits it"
-                ),
+                None => assert!(real.is_none(), "{version} has {name} but the table omits it"),
             }
         }
     }

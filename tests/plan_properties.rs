@@ -25,13 +25,7 @@ fn check_spec(wire: &FilterSpec, keys: &[Vec<Bytes>]) -> Result<(), TestCaseErro
     let (mut data, mut lengths) = (Vec::new(), Vec::new());
     for key in keys {
         let expected = reference_matches(&spec, key);
-        prop_assert_eq!(
-            matcher.matches(key),
-            expected,
-            "key {:?} plan {:?}",
-            key,
-            plan
-        );
+        prop_assert_eq!(matcher.matches(key), expected, "key {:?} plan {:?}", key, plan);
         for f in key {
             data.extend_from_slice(f);
             lengths.push(f.len() as u32);
@@ -39,9 +33,7 @@ fn check_spec(wire: &FilterSpec, keys: &[Vec<Bytes>]) -> Result<(), TestCaseErro
     }
     // The packed path agrees with the row path.
     let mut index = PackedIndex::default();
-    let packed = index
-        .index(&data, &lengths, spec.arity, keys.len() as u32)
-        .unwrap();
+    let packed = index.index(&data, &lengths, spec.arity, keys.len() as u32).unwrap();
     let mut matched = Vec::new();
     matcher.matched_packed(&packed, &mut matched);
     let expected: Vec<u32> = (0..keys.len())

@@ -31,14 +31,7 @@ fn plan(arity: u32, predicates: Vec<Predicate>) -> Plan {
 /// Asserts that `predicates` on one field accept exactly the keys in `yes` and none in `no`,
 /// through the plan and through the reference evaluator.
 fn accepts(predicates: Vec<Predicate>, yes: &[&[u8]], no: &[&[u8]]) {
-    let spec = validate(
-        &FilterSpec {
-            arity: 1,
-            predicates,
-        },
-        &Limits::default(),
-    )
-    .unwrap();
+    let spec = validate(&FilterSpec { arity: 1, predicates }, &Limits::default()).unwrap();
     let matcher = Matcher::new(&Plan::new(&spec));
     for key in yes {
         assert!(
@@ -52,10 +45,7 @@ fn accepts(predicates: Vec<Predicate>, yes: &[&[u8]], no: &[&[u8]]) {
             !reference_matches(&spec, &[key]),
             "reference accepts {key:?} for {spec:?}"
         );
-        assert!(
-            !matcher.matches(&[key]),
-            "plan accepts {key:?} for {spec:?}"
-        );
+        assert!(!matcher.matches(&[key]), "plan accepts {key:?} for {spec:?}");
     }
 }
 
@@ -78,11 +68,7 @@ fn comparisons_follow_python_bytes_order() {
         &[b"\x80", b"\xff", b"\x7f\x00"],
         &[b"\x7f", b"\x00"],
     );
-    accepts(
-        vec![p(0, Op::Le, b"\xff")],
-        &[b"\xff", b"\xfe\xff\xff"],
-        &[b"\xff\x00"],
-    );
+    accepts(vec![p(0, Op::Le, b"\xff")], &[b"\xff", b"\xfe\xff\xff"], &[b"\xff\x00"]);
 }
 
 #[test]
@@ -118,28 +104,17 @@ fn prefix_at_the_edges() {
     assert_eq!(ranged.checks().len(), 2);
     assert!(matches!(&ranged.checks()[1].test, Test::Lt(v) if &v[..] == b"ac"));
     let open = plan(1, vec![p(0, Op::Prefix, b"\xff\xff")]);
-    assert!(
-        matches!(open.checks(), [c] if matches!(&c.test, Test::Ge(v) if &v[..] == b"\xff\xff"))
-    );
-    assert_eq!(
-        plan(1, vec![p(0, Op::Prefix, b"")]).body,
-        Body::Checks(vec![])
-    );
+    assert!(matches!(open.checks(), [c] if matches!(&c.test, Test::Ge(v) if &v[..] == b"\xff\xff")));
+    assert_eq!(plan(1, vec![p(0, Op::Prefix, b"")]).body, Body::Checks(vec![]));
 }
 
 #[test]
 fn membership() {
     accepts(vec![isin(0, &[])], &[], &[b"", b"a"]);
     accepts(vec![isin(0, &[b""])], &[b""], &[b"\x00"]);
-    accepts(
-        vec![isin(0, &[b"a", b"b", b"a"])],
-        &[b"a", b"b"],
-        &[b"ab", b""],
-    );
+    accepts(vec![isin(0, &[b"a", b"b", b"a"])], &[b"a", b"b"], &[b"ab", b""]);
     assert!(plan(1, vec![isin(0, &[])]).is_never());
-    assert!(
-        matches!(plan(1, vec![isin(0, &[b"x"])]).checks(), [c] if c.test == Test::Eq(Bytes::from("x")))
-    );
+    assert!(matches!(plan(1, vec![isin(0, &[b"x"])]).checks(), [c] if c.test == Test::Eq(Bytes::from("x"))));
 }
 
 #[test]
@@ -183,18 +158,12 @@ fn duplicates_and_implied_checks_are_dropped() {
         ],
     );
     assert_eq!(bounds.checks().len(), 2, "{bounds:?}");
-    assert!(bounds
-        .checks()
-        .iter()
-        .any(|c| c.test == Test::Lt(Bytes::from("m"))));
+    assert!(bounds.checks().iter().any(|c| c.test == Test::Lt(Bytes::from("m"))));
     // A one-value range becomes equality.
     let single = plan(1, vec![p(0, Op::Ge, b"a"), p(0, Op::Lt, b"a\x00")]);
     assert_eq!(single.checks()[0].test, Test::Eq(Bytes::from("a")));
     // Equality first: it is the most selective check.
-    let ordered = plan(
-        2,
-        vec![p(0, Op::Ne, b"q"), p(1, Op::Ge, b"k"), p(1, Op::Eq, b"z")],
-    );
+    let ordered = plan(2, vec![p(0, Op::Ne, b"q"), p(1, Op::Ge, b"k"), p(1, Op::Eq, b"z")]);
     assert!(matches!(ordered.checks()[0].test, Test::Eq(_)));
 }
 
@@ -234,12 +203,7 @@ fn validation_errors_name_predicate_and_field() {
         assert_eq!(err, expected);
         assert!(err.to_string().contains(text), "{err} lacks {text:?}");
     };
-    check(
-        5,
-        vec![],
-        SpecError::ArityTooLarge { arity: 5, max: 4 },
-        "arity is 5",
-    );
+    check(5, vec![], SpecError::ArityTooLarge { arity: 5, max: 4 }, "arity is 5");
     let four = vec![p(0, Op::Eq, b""); 4];
     check(
         1,
@@ -319,11 +283,7 @@ fn validation_errors_name_predicate_and_field() {
     );
     check(
         1,
-        vec![
-            p(0, Op::Eq, b"abcd"),
-            p(0, Op::Eq, b"abcd"),
-            p(0, Op::Eq, b"abcd"),
-        ],
+        vec![p(0, Op::Eq, b"abcd"), p(0, Op::Eq, b"abcd"), p(0, Op::Eq, b"abcd")],
         SpecError::TotalTooLarge {
             index: 2,
             field: 0,

@@ -18,11 +18,7 @@ pub fn value(rng: &mut StdRng) -> Bytes {
         2 => Bytes::from(vec![0x00; rng.random_range(1..3)]),
         _ => {
             let len = rng.random_range(1..5);
-            Bytes::from(
-                (0..len)
-                    .map(|_| *ALPHABET.choose(rng).unwrap())
-                    .collect::<Vec<u8>>(),
-            )
+            Bytes::from((0..len).map(|_| *ALPHABET.choose(rng).unwrap()).collect::<Vec<u8>>())
         }
     }
 }
@@ -83,11 +79,7 @@ pub fn spec(rng: &mut StdRng, arity: u32, n: usize) -> FilterSpec {
 /// Keys near the edges of `spec`'s constants: equal, extended, truncated,
 /// last byte stepped up and down; plus some random ones.
 pub fn keys(rng: &mut StdRng, spec: &FilterSpec, count: usize) -> Vec<Vec<Bytes>> {
-    let mut near: Vec<Bytes> = vec![
-        Bytes::new(),
-        Bytes::from_static(b"\x00"),
-        Bytes::from_static(b"\xff"),
-    ];
+    let mut near: Vec<Bytes> = vec![Bytes::new(), Bytes::from_static(b"\x00"), Bytes::from_static(b"\xff")];
     for p in &spec.predicates {
         for v in std::iter::once(&p.value).chain(&p.values) {
             near.push(v.clone());
