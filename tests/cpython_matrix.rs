@@ -11,61 +11,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
+use support::cpython::{golden_dir, hex, run_cases, unhex, Case};
 
 use bytes::Bytes;
 use keyfilter::codegen::{Function, PyVersion, SUPPORTED};
-use keyfilter::eval::Matcher;
 use keyfilter::plan::Plan;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
-use keyfilter::spec::{reference_matches, spec_to_file_json, validate, Limits};
+use keyfilter::spec::{validate, Limits};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn interpreter(version: PyVersion) -> PathBuf {
-    let dir = std::env::var_os("KEYFILTER_PYTHONS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache/pythons"));
-    let path = dir.join("bin").join(format!("python{version}"));
-    assert!(
-        path.exists(),
-        "CPython {version} is missing at {}: run `bash scripts/fetch-pythons.sh` first (the matrix is never skipped)",
-        path.display()
-    );
-    path
-}
-
-fn golden_dir() -> PathBuf {
-    std::env::var_os("KEYFILTER_CPYTHON_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data/cpython"))
-        .join("golden")
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-struct Case {
-    id: String,
-    wire: FilterSpec,
-    keys: Vec<Vec<Bytes>>,
-    name: String,
-    extra: Value,
-}
 
 /// The specs of one run: random ones across arities 0-8, then the large ones.
 fn cases(version: PyVersion) -> Vec<Case> {
@@ -97,6 +51,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
             keys,
             name,
             extra,
+            code: None,
         });
     }
     // 350 distinct constants and 350 checks: LOAD_CONST and jumps need EXTENDED_ARG.
@@ -119,6 +74,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
         keys,
         name: "many".into(),
         extra: json!({"dis": true}),
+        code: None,
     });
     // 1200 mixed predicates on 8 fields, many IN sets.
     let wire = support::spec(&mut rng, 8, 1200);
@@ -129,6 +85,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
         keys,
         name: "big".into(),
         extra: json!({"dis": true}),
+        code: None,
     });
     // 300 parameters: LOAD_FAST needs EXTENDED_ARG.
     let wide: Vec<Predicate> = (0..300u32)
@@ -151,6 +108,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
         keys,
         name: "wide".into(),
         extra: json!({"arg_count": true}),
+        code: None,
     });
     // A large IN set, and an ordering check on a str for the traceback test.
     let set: Vec<Bytes> = (0..5000).map(|i| Bytes::from(format!("v{i}"))).collect();
@@ -180,6 +138,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
         name: "ordered".into(),
         // Field 0 is ordered against b"m"; the IN check on field 1 must pass first.
         extra: json!({"type_error": [hex(b"v42")], "dis": true, "arg_count": true}),
+        code: None,
     });
     out
 }
@@ -269,96 +228,11 @@ fn golden(version: PyVersion, rng: &mut StdRng) -> Vec<Value> {
 }
 
 fn run_matrix(version: PyVersion) {
-    let python = interpreter(version);
     let cases = cases(version);
     let mut rng = StdRng::seed_from_u64(99);
-    let mut json_cases = Vec::new();
-    for case in &cases {
-        let spec = validate(&case.wire, &Limits::default()).unwrap();
-        let plan = Plan::new(&spec);
-        let matcher = Matcher::new(&plan);
-        let expected: Vec<bool> = case
-            .keys
-            .iter()
-            .map(|k| {
-                let native = matcher.matches(k);
-                assert_eq!(
-                    native,
-                    reference_matches(&spec, k),
-                    "{}: native vs reference on {k:?}",
-                    case.id
-                );
-                native
-            })
-            .collect();
-        let code = Function::generate(&plan, version, &case.name).marshal();
-        let mut c = json!({
-            "id": case.id,
-            "arity": case.wire.arity,
-            "name": case.name,
-            "code": hex(&code),
-            "keys": case.keys.iter().map(|k| k.iter().map(|f| hex(f)).collect::<Vec<_>>()).collect::<Vec<_>>(),
-            "expected": expected,
-        });
-        c.as_object_mut()
-            .unwrap()
-            .extend(case.extra.as_object().unwrap().clone());
-        json_cases.push(c);
-    }
-    let data = json!({"cases": json_cases, "golden": golden(version, &mut rng)});
-    let harness = std::fs::read_to_string(repo().join("tests/cpython/harness.py")).unwrap();
-    let mut script = tempfile::Builder::new()
-        .prefix("keyfilter-matrix-")
-        .suffix(".py")
-        .tempfile()
-        .unwrap();
-    // The data goes into the script itself: Pyodide can read neither host files nor large stdin.
-    writeln!(script, "DATA = {}", serde_json::to_string(&data.to_string()).unwrap()).unwrap();
-    script.write_all(harness.as_bytes()).unwrap();
-    script.flush().unwrap();
-    let output = Command::new(&python).arg(script.path()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result = stdout.lines().find_map(|l| l.strip_prefix("RESULT "));
-    let Some(result) = result else {
-        let last = stdout.lines().filter_map(|l| l.strip_prefix("START ")).next_back();
-        let culprit = last.and_then(|id| cases.iter().find(|c| c.id == id));
-        panic!(
-            "CPython {version} did not finish ({}): last case started: {last:?}\nspec: {}\nstderr: {}",
-            output.status,
-            culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default(),
-            String::from_utf8_lossy(&output.stderr)
-                .chars()
-                .take(4000)
-                .collect::<String>()
-        );
-    };
-    let result: Value = serde_json::from_str(result).unwrap();
-    assert_eq!(
-        result["version"],
-        version.to_string(),
-        "wrong interpreter at {}",
-        python.display()
-    );
-    assert_eq!(result["magic"], hex(&version.magic()), "MAGIC_NUMBER of {version}");
-    let failures = result["failures"].as_array().unwrap();
-    if !failures.is_empty() {
-        let first = &failures[0];
-        let culprit = cases.iter().find(|c| c.id == first["case"].as_str().unwrap_or(""));
-        panic!(
-            "CPython {version}: {} failing cases; first: {}\nspec: {}",
-            failures.len(),
-            serde_json::to_string_pretty(first).unwrap(),
-            culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default()
-        );
-    }
-    assert_eq!(result["cases"].as_u64().unwrap() as usize, cases.len());
-    assert!(result["golden"].as_u64().unwrap() >= 6);
-    eprintln!(
-        "CPython {version}: {} cases, {} calls, all agree",
-        cases.len(),
-        result["calls"]
-    );
-    assert!(output.status.success(), "{version} exited with {}", output.status);
+    let golden = golden(version, &mut rng);
+    assert!(golden.len() >= 6, "the six golden examples");
+    run_cases(version, &cases, golden);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! values, duplicated and contradictory predicates.
 #![allow(dead_code)]
 
+pub mod cpython;
+
 use bytes::Bytes;
 use keyfilter::proto::{self, FilterSpec, Predicate};
 use rand::prelude::*;
