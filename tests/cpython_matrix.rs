@@ -38,10 +38,11 @@ fn cases(version: PyVersion) -> Vec<Case> {
         };
         let wire = support::spec(&mut rng, arity, n);
         let keys = support::keys(&mut rng, &wire, 24);
-        let name = if i % 7 == 0 {
-            format!("f_{i}")
-        } else {
-            "keyfilter_match".into()
+        // Non-ASCII names travel as marshal `u` strings.
+        let name = match i % 7 {
+            0 => format!("f_{i}"),
+            1 => format!("фильтр_{i}"),
+            _ => "keyfilter_match".into(),
         };
         // Some cases also check dis, tracebacks and argument counts.
         let extra = json!({"dis": i % 50 == 0, "arg_count": i % 50 == 1});

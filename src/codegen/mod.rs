@@ -23,26 +23,28 @@ use select::{Const, Selected};
 pub const DEFAULT_NAME: &str = "keyfilter_match";
 /// `co_filename` of every generated function.
 pub const FILENAME: &str = "<keyfilter>";
-/// Longest accepted function name.
+/// Longest accepted function name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 
-/// A function name that is not a valid ASCII Python identifier.
+/// A function name that is not a valid Python identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("name {name:?} is not a valid identifier: use 1-{MAX_NAME_LEN} ASCII letters, digits and underscores, not starting with a digit")]
+#[error("name {name:?} is not a valid Python identifier of at most {MAX_NAME_LEN} characters (letters, digits and underscores, not starting with a digit)")]
 pub struct NameError {
     /// The rejected name.
     pub name: String,
 }
 
-/// Checks a requested function name; the empty name selects [`DEFAULT_NAME`].
+/// Checks a requested function name, as Python's `str.isidentifier()` does
+/// (Unicode XID start/continue, or `_`); the empty name selects [`DEFAULT_NAME`].
 pub fn function_name(requested: &str) -> Result<&str, NameError> {
     if requested.is_empty() {
         return Ok(DEFAULT_NAME);
     }
-    let bytes = requested.as_bytes();
-    let ok = bytes.len() <= MAX_NAME_LEN
-        && !bytes[0].is_ascii_digit()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    let mut chars = requested.chars();
+    let first = chars.next().expect("not empty");
+    let ok = requested.chars().count() <= MAX_NAME_LEN
+        && (first == '_' || unicode_ident::is_xid_start(first))
+        && chars.all(unicode_ident::is_xid_continue);
     if ok {
         Ok(requested)
     } else {
@@ -102,5 +104,23 @@ impl Function {
             first_line: 1,
             linetable: &linetable,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_python_identifier_rules() {
+        assert_eq!(function_name(""), Ok(DEFAULT_NAME));
+        for ok in ["f", "_", "match_v2", "фильтр", "名前", "_0", "class"] {
+            assert_eq!(function_name(ok), Ok(ok), "{ok}");
+        }
+        for bad in ["1abc", "a-b", "a b", "a.b", "<lambda>", "a\0", "é\u{301}x\u{200b}"] {
+            assert!(function_name(bad).is_err(), "{bad}");
+        }
+        assert!(function_name(&"x".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(function_name(&"x".repeat(MAX_NAME_LEN + 1)).is_err());
     }
 }

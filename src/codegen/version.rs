@@ -80,7 +80,10 @@ impl FromStr for PyVersion {
         let mut parts = s.trim().split('.');
         let (major, minor) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
         let micro = parts.next();
-        let numeric = |p: &str| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit());
+        // Canonical decimal numbers only: no sign, no leading zero ("3.09" is not a version).
+        let numeric = |p: &str| {
+            !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'))
+        };
         if parts.next().is_some() || !numeric(major) || !numeric(minor) || !micro.is_none_or(numeric) {
             return Err(bad());
         }
