@@ -24,17 +24,32 @@ async fn fetch_cases(client: &mut KeyFilterClient<tonic::transport::Channel>, ve
         let wire = support::spec(&mut rng, arity, n);
         let keys = support::keys(&mut rng, &wire, 24);
         // Both spellings of the version select the same minor.
-        let asked = if i % 2 == 0 { version.to_string() } else { format!("{version}.7") };
+        let asked = if i % 2 == 0 {
+            version.to_string()
+        } else {
+            format!("{version}.7")
+        };
         let name = format!("rpc_{i}");
         let reply = client
-            .compile(CompileRequest { spec: Some(wire.clone()), python_version: asked.clone(), name: name.clone() })
+            .compile(CompileRequest {
+                spec: Some(wire.clone()),
+                python_version: asked.clone(),
+                name: name.clone(),
+            })
             .await
             .unwrap_or_else(|e| panic!("Compile for {asked}: {e}"))
             .into_inner();
         assert_eq!(reply.python_version, asked, "the version is echoed as sent");
         assert_eq!(&reply.magic[..], &version.magic(), "{asked}: magic");
         let extra = json!({"dis": i == 0, "arg_count": i == 1});
-        cases.push(Case { id: format!("rpc-{i}"), wire, keys, name, extra, code: Some(reply.code.to_vec()) });
+        cases.push(Case {
+            id: format!("rpc-{i}"),
+            wire,
+            keys,
+            name,
+            extra,
+            code: Some(reply.code.to_vec()),
+        });
     }
     cases
 }

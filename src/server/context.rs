@@ -62,7 +62,8 @@ where
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(|i| i.get_ref().remote_addr())
             });
-        let span = tracing::info_span!("rpc", path = %request.uri().path(), request_id = %id, peer = ?peer);
+        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let span = tracing::info_span!("rpc", path = %request.uri().path(), request_id = %id, peer = %peer);
         let future = self.inner.call(request);
         Box::pin(
             async move {

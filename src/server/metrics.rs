@@ -24,6 +24,16 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The metric label for a gRPC path: its method name (`Match`), or `other`.
+pub fn rpc_name(path: &str) -> &'static str {
+    match path.rsplit('/').next() {
+        Some("Match") => "Match",
+        Some("Filter") => "Filter",
+        Some("Compile") => "Compile",
+        _ => "other",
+    }
+}
+
 /// Records one finished call of `rpc` that started at `start`.
 pub fn observe<T>(rpc: &'static str, start: Instant, result: &Result<T, Status>) {
     let code = match result {

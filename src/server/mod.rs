@@ -79,7 +79,7 @@ pub async fn serve(
         .max_encoding_message_size(config.max_message_bytes);
     // Authentication guards the KeyFilter RPCs only: health checks and
     // reflection stay open for probes and tooling.
-    let keyfilter = tonic::service::interceptor::InterceptedService::new(keyfilter, config.security.auth.clone());
+    let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
     let layers = tower::ServiceBuilder::new()
         .layer(context::RequestContextLayer)
@@ -107,12 +107,15 @@ pub async fn serve(
         drain_started.notify_one();
     };
 
-    let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "keyfilter listening");
     let mut builder = Server::builder();
     if let Some(tls) = config.security.tls.clone() {
-        builder = builder.tls_config(tls)?;
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("tls_cert/tls_key/tls_client_ca: {e}"))?;
     }
+    // Logged once everything that can fail at start has succeeded.
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, tls = config.security.tls.is_some(), "keyfilter listening");
     let server = builder
         .timeout(config.request_timeout)
         .tcp_nodelay(true)

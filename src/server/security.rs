@@ -1,12 +1,20 @@
 //! Transport security and caller authentication: TLS (optionally mutual) from
 //! PEM files, and bearer tokens compared in constant time.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use anyhow::Context;
+use anyhow::Context as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-use tonic::{Request, Status};
+use tonic::Status;
+use tower::{Layer, Service};
 
 use super::settings::Settings;
 
@@ -19,17 +27,34 @@ pub struct Security {
     pub auth: TokenAuth,
 }
 
+/// Reads a PEM file and checks that it holds what `setting` needs, so a wrong
+/// file fails at start with the setting's name rather than at the first handshake.
+fn read_pem(setting: &str, path: &Path, want_key: bool) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("{setting}: reading {}", path.display()))?;
+    if want_key {
+        PrivateKeyDer::from_pem_slice(&pem)
+            .map_err(|e| anyhow::anyhow!("{setting}: {} holds no usable private key: {e}", path.display()))?;
+    } else {
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{setting}: {} is not PEM certificates: {e}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("{setting}: {} holds no certificate", path.display());
+        }
+    }
+    Ok(pem)
+}
+
 impl Security {
     /// Reads certificates, keys and token files. Errors name the setting at fault.
     pub fn load(settings: &Settings) -> anyhow::Result<Security> {
         let tls = match (&settings.tls_cert, &settings.tls_key) {
             (Some(cert), Some(key)) => {
-                let cert = std::fs::read(cert).with_context(|| format!("tls_cert: reading {}", cert.display()))?;
-                let key = std::fs::read(key).with_context(|| format!("tls_key: reading {}", key.display()))?;
+                let cert = read_pem("tls_cert", cert, false)?;
+                let key = read_pem("tls_key", key, true)?;
                 let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
                 if let Some(ca) = &settings.tls_client_ca {
-                    let ca = std::fs::read(ca).with_context(|| format!("tls_client_ca: reading {}", ca.display()))?;
-                    tls = tls.client_ca_root(Certificate::from_pem(ca));
+                    tls = tls.client_ca_root(Certificate::from_pem(read_pem("tls_client_ca", ca, false)?));
                 }
                 Some(tls)
             }
@@ -67,50 +92,120 @@ impl Security {
     }
 }
 
-/// A tonic interceptor requiring `authorization: Bearer <token>` with one of
-/// the configured tokens. With no tokens configured it lets every call through.
+/// Bearer-token authentication: a tower layer in front of the KeyFilter
+/// service requiring `authorization: Bearer <token>` with a configured token.
+/// With no tokens configured it lets every call through.
 #[derive(Clone, Debug, Default)]
 pub struct TokenAuth {
-    tokens: Option<Arc<Vec<Vec<u8>>>>,
+    /// SHA-256 digests of the accepted tokens: comparing fixed-size digests
+    /// leaks neither the tokens' contents nor their lengths through timing.
+    digests: Option<Arc<Vec<[u8; 32]>>>,
 }
 
 impl TokenAuth {
     /// Requires one of `tokens`.
     pub fn new(tokens: Vec<String>) -> Self {
         TokenAuth {
-            tokens: Some(Arc::new(tokens.into_iter().map(String::into_bytes).collect())),
+            digests: Some(Arc::new(
+                tokens.iter().map(|t| Sha256::digest(t.as_bytes()).into()).collect(),
+            )),
         }
     }
 
-    /// Whether `presented` is a configured token. Every token is compared, in
-    /// constant time, so timing reveals neither which nor how much matched.
-    fn accepts(tokens: &[Vec<u8>], presented: &[u8]) -> bool {
+    /// Checks an `authorization` header value; `Err` is the status to answer.
+    fn check(&self, header: Option<&[u8]>) -> Result<(), Status> {
+        let Some(digests) = &self.digests else { return Ok(()) };
+        let header = header.and_then(|h| std::str::from_utf8(h).ok()).map(str::trim);
+        // The scheme name is case-insensitive (RFC 7235).
+        let token = header
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        let Some(token) = token else {
+            return Err(Status::unauthenticated(
+                "missing credentials: send `authorization: Bearer <token>`",
+            ));
+        };
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Every digest is compared, so timing reveals neither which nor how much matched.
         let mut ok = subtle::Choice::from(0);
-        for token in tokens {
-            ok |= token.as_slice().ct_eq(presented);
+        for digest in digests.iter() {
+            ok |= digest.ct_eq(&presented);
         }
-        ok.into()
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("invalid bearer token"))
+        }
     }
 }
 
-impl tonic::service::Interceptor for TokenAuth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(tokens) = &self.tokens else { return Ok(request) };
-        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let presented = header.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        match presented {
-            Some(token) if TokenAuth::accepts(tokens, token.trim().as_bytes()) => Ok(request),
-            Some(_) => {
+impl<S> Layer<S> for TokenAuth {
+    type Service = Authenticated<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            auth: self.clone(),
+        }
+    }
+}
+
+/// A service behind [`TokenAuth`].
+#[derive(Clone, Debug)]
+pub struct Authenticated<S> {
+    inner: S,
+    auth: TokenAuth,
+}
+
+impl<S: NamedService> NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<Request<B>> for Authenticated<S>
+where
+    S: Service<Request<B>, Response = Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self
+            .auth
+            .check(request.headers().get("authorization").map(|v| v.as_bytes()))
+        {
+            Ok(()) => Box::pin(self.inner.call(request)),
+            Err(status) => {
+                let rpc = super::metrics::rpc_name(request.uri().path());
                 // Never log the token itself.
-                tracing::warn!(peer = ?request.remote_addr(), "rejected call: invalid bearer token");
-                Err(Status::unauthenticated("invalid bearer token"))
-            }
-            None => {
-                tracing::warn!(peer = ?request.remote_addr(), "rejected call: no bearer token");
-                Err(Status::unauthenticated(
-                    "missing credentials: send `authorization: Bearer <token>`",
-                ))
+                tracing::warn!(rpc, reason = status.message(), "rejected call");
+                super::metrics::observe::<()>(rpc, std::time::Instant::now(), &Err(status.clone()));
+                Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_and_tokens() {
+        let auth = TokenAuth::new(vec!["t1".into(), "t2".into()]);
+        assert!(auth.check(Some(b"Bearer t1")).is_ok());
+        assert!(auth.check(Some(b"bearer t2")).is_ok());
+        assert!(auth.check(Some(b"BEARER  t2 ")).is_ok());
+        assert!(auth.check(Some(b"Bearer t3")).is_err());
+        assert!(auth.check(Some(b"Basic t1")).is_err());
+        assert!(auth.check(Some(b"t1")).is_err());
+        assert!(auth.check(None).is_err());
+        assert!(TokenAuth::default().check(None).is_ok());
     }
 }

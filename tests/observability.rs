@@ -1,0 +1,886 @@
+//! Observability of `keyfilter serve`, end to end through the binary (the
+//! Prometheus exporter installs a process-global recorder, so each test gets
+//! its own server process): the metrics on `--metrics-addr`, request ids, and
+//! the JSON log lines' per-call span.
+//!
+//! Every wait is bounded (see [`STEP`]) and every child process is killed when
+//! its guard drops.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Code, Request};
+
+use keyfilter::proto::filter_request::Msg;
+use keyfilter::proto::key_filter_client::KeyFilterClient;
+use keyfilter::proto::{CompileRequest, FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, Op, Predicate};
+
+/// Upper bound on any single step (a call, a scrape, a process start or exit).
+const STEP: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------
+
+/// A `keyfilter serve` child process; killed when dropped.
+struct Server {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+    reader: Option<ThreadHandle<()>>,
+}
+
+impl Server {
+    fn spawn(args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfilter"));
+        command.arg("serve").args(args);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KEYFILTER_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn keyfilter");
+        let pipe = child.stderr.take().expect("stderr piped");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Server {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    /// A server on a kernel-chosen port with metrics on a free port (retried
+    /// if another process takes that port between our probe and the bind).
+    fn with_metrics(extra: &[&str]) -> (Server, SocketAddr, SocketAddr) {
+        for _ in 0..5 {
+            let metrics = free_port();
+            let metrics_arg = metrics.to_string();
+            let mut args = vec![
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                &metrics_arg,
+                "--shutdown-grace",
+                "1s",
+            ];
+            args.extend_from_slice(extra);
+            let mut server = Server::spawn(&args);
+            match server.try_addr() {
+                Ok(addr) => return (server, addr, metrics),
+                Err(stderr) if stderr.contains("metrics_addr") => continue,
+                Err(stderr) => panic!("keyfilter did not start:\n{stderr}"),
+            }
+        }
+        panic!("no free metrics port after 5 attempts");
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits for the "keyfilter listening" line and returns the address it
+    /// names, or all of stderr if the process exits first.
+    fn try_addr(&mut self) -> Result<SocketAddr, String> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let found = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains("keyfilter listening"))
+                .cloned();
+            if let Some(line) = found {
+                return Ok(first_loopback_addr(&line).expect("the listening line names the address"));
+            }
+            if self.child.try_wait().expect("try_wait").is_some() {
+                self.reader.take().expect("reader").join().expect("stderr reader");
+                return Err(self.stderr_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "keyfilter did not listen within {STEP:?}:\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn addr(&mut self) -> SocketAddr {
+        self.try_addr()
+            .unwrap_or_else(|stderr| panic!("keyfilter exited before listening:\n{stderr}"))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and all of stderr.
+    /// [`Server::terminate_blocking`] off the async runtime, which keeps
+    /// running meanwhile: the test's client connections must answer the
+    /// server's graceful shutdown (HTTP/2 GOAWAY and PING) for it to finish early.
+    async fn terminate(self) -> (ExitStatus, String) {
+        tokio::task::spawn_blocking(move || self.terminate_blocking())
+            .await
+            .expect("terminate")
+    }
+
+    fn terminate_blocking(mut self) -> (ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + STEP;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "keyfilter did not exit within {STEP:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.reader.take().expect("reader").join().expect("stderr reader");
+        (status, self.stderr_text())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn first_loopback_addr(text: &str) -> Option<SocketAddr> {
+    let start = text.find("127.0.0.1:")?;
+    let rest = &text[start..];
+    let digits = rest["127.0.0.1:".len()..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len() - "127.0.0.1:".len());
+    rest[..("127.0.0.1:".len() + digits)].parse().ok()
+}
+
+fn free_port() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
+    probe.local_addr().expect("local_addr")
+}
+
+// ---------------------------------------------------------------------------
+// Scraping
+// ---------------------------------------------------------------------------
+
+/// One Prometheus text-format exposition.
+struct Scrape {
+    text: String,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    fn parse(text: String) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad sample line {line:?}"));
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), BTreeMap::new()),
+                Some((name, rest)) => {
+                    let body = rest
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+                    (name.to_string(), parse_labels(body, line))
+                }
+            };
+            samples.push((name, labels, value));
+        }
+        Scrape { text, samples }
+    }
+
+    /// The value of the series `name` with exactly `labels`.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let wanted: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.samples
+            .iter()
+            .find(|(n, l, _)| n == name && *l == wanted)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{}", self.text))
+    }
+
+    /// Every sample of `name` whose labels include `labels`.
+    fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, l, v)| (l, *v))
+            .collect()
+    }
+}
+
+fn parse_labels(body: &str, line: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (name, after) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => {
+                    if let Some((_, c)) = chars.next() {
+                        value.push(match c {
+                            'n' => '\n',
+                            c => c,
+                        });
+                    }
+                }
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value in {line:?}"),
+            }
+        };
+        labels.insert(name.trim_start_matches(',').to_string(), value);
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    labels
+}
+
+/// `GET /metrics` over a plain HTTP/1.1 connection.
+fn scrape(metrics: SocketAddr) -> Scrape {
+    let mut stream = TcpStream::connect_timeout(&metrics, STEP).expect("connect to the metrics listener");
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    stream.set_write_timeout(Some(STEP)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read the metrics response");
+    let response = String::from_utf8(response).expect("UTF-8 metrics");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "metrics answered {head}");
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Scrape::parse(body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("chunk size line");
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(STEP)
+        .timeout(STEP)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// A channel over one connection whose local (client-side) address is returned too.
+async fn recorded_channel(addr: SocketAddr) -> (Channel, SocketAddr) {
+    let local = Arc::new(Mutex::new(None));
+    let record = local.clone();
+    let connector = tower::service_fn(move |_: Uri| {
+        let record = record.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            *record.lock().unwrap() = Some(stream.local_addr()?);
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect_timeout(STEP)
+        .timeout(STEP)
+        .connect_with_connector(connector)
+        .await
+        .expect("connect");
+    let local = local.lock().unwrap().expect("the connector ran");
+    (channel, local)
+}
+
+fn spec() -> FilterSpec {
+    FilterSpec {
+        arity: 2,
+        predicates: vec![Predicate {
+            field: 1,
+            op: Op::Prefix as i32,
+            value: Bytes::from_static(b"eng/"),
+            values: vec![],
+        }],
+    }
+}
+
+fn keys(rows: &[(&'static str, &'static str)]) -> Vec<Key> {
+    rows.iter()
+        .map(|(a, b)| Key {
+            fields: vec![Bytes::from_static(a.as_bytes()), Bytes::from_static(b.as_bytes())],
+        })
+        .collect()
+}
+
+fn match_request(rows: &[(&'static str, &'static str)]) -> MatchRequest {
+    MatchRequest {
+        spec: Some(spec()),
+        keys: keys(rows),
+        packed_keys: None,
+    }
+}
+
+/// A Match whose spec is invalid (field 5 of an arity-2 key).
+fn invalid_match_request() -> MatchRequest {
+    let mut spec = spec();
+    spec.predicates[0].field = 5;
+    MatchRequest {
+        spec: Some(spec),
+        keys: vec![],
+        packed_keys: None,
+    }
+}
+
+fn compile_request(python_version: &str) -> CompileRequest {
+    CompileRequest {
+        spec: Some(spec()),
+        python_version: python_version.into(),
+        name: "keep".into(),
+    }
+}
+
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    timeout(STEP, future).await.expect("the call finished within STEP")
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_count_calls_keys_cache_and_open_streams() {
+    let (server, addr, metrics) = Server::with_metrics(&["--max-filter-streams", "1"]);
+    let mut client = KeyFilterClient::new(channel(addr).await);
+
+    // Nothing is counted before the first call.
+    let before = scrape(metrics);
+    assert!(
+        before
+            .get("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")])
+            .is_none(),
+        "{}",
+        before.text
+    );
+
+    // Match: two good calls (5 keys, 3 matches) and one invalid spec.
+    let r = bounded(client.r#match(match_request(&[("a", "eng/db"), ("b", "ops/x"), ("c", "eng/ui")]))).await;
+    assert_eq!(r.expect("Match").into_inner().matches, [true, false, true]);
+    let r = bounded(client.r#match(match_request(&[("a", "sales"), ("b", "eng/")]))).await;
+    assert_eq!(r.expect("Match").into_inner().matches, [false, true]);
+    let status = bounded(client.r#match(invalid_match_request())).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // Compile: a miss, then a hit for the same spec; a version with a micro
+    // part normalizes to the same cache entry; an unknown version fails.
+    for version in ["3.12", "3.12", "3.12.4"] {
+        bounded(client.compile(compile_request(version)))
+            .await
+            .expect("Compile");
+    }
+    let status = bounded(client.compile(compile_request("2.7"))).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // Filter: while a stream is open the gauge says 1.
+    let (tx, rx) = mpsc::channel::<FilterRequest>(4);
+    let mut responses = bounded(client.filter(ReceiverStream::new(rx)))
+        .await
+        .expect("Filter")
+        .into_inner();
+    let send = |msg: Msg| {
+        let tx = tx.clone();
+        async move { bounded(tx.send(FilterRequest { msg: Some(msg) })).await.expect("send") }
+    };
+    send(Msg::Spec(spec())).await;
+    send(Msg::Batch(KeyBatch {
+        keys: keys(&[("x", "eng/1"), ("y", "eng/2"), ("z", "hr/3")]),
+    }))
+    .await;
+    let first = bounded(responses.message())
+        .await
+        .expect("batch 0")
+        .expect("a response");
+    assert_eq!((first.batch, first.matched), (0, vec![0, 1]));
+    let during = scrape(metrics);
+    assert_eq!(
+        during.value("keyfilter_filter_streams_open", &[]),
+        1.0,
+        "{}",
+        during.text
+    );
+    // With --max-filter-streams 1, a second stream is refused while this one is open.
+    let second_stream = tokio_stream::iter(vec![FilterRequest {
+        msg: Some(Msg::Spec(spec())),
+    }]);
+    let status = bounded(client.filter(second_stream)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    send(Msg::Batch(KeyBatch {
+        keys: keys(&[("w", "eng/4")]),
+    }))
+    .await;
+    let second = bounded(responses.message())
+        .await
+        .expect("batch 1")
+        .expect("a response");
+    assert_eq!((second.batch, second.matched), (1, vec![0]));
+    drop(tx);
+    assert!(bounded(responses.message()).await.expect("clean end").is_none());
+
+    // A Filter stream that starts with a batch is INVALID_ARGUMENT.
+    let bad = tokio_stream::iter(vec![FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: keys(&[("a", "b")]),
+        })),
+    }]);
+    let mut bad = bounded(client.filter(bad)).await.expect("Filter").into_inner();
+    let status = bounded(bad.message()).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(bounded(bad.message()).await.map(|m| m.is_none()).unwrap_or(true));
+
+    let after = scrape(metrics);
+    let m = |name: &str, labels: &[(&str, &str)]| after.value(name, labels);
+    assert_eq!(m("keyfilter_filter_streams_open", &[]), 0.0, "{}", after.text);
+    assert_eq!(m("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")]), 2.0);
+    assert_eq!(
+        m(
+            "keyfilter_requests_total",
+            &[("rpc", "Match"), ("code", "InvalidArgument")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m("keyfilter_requests_total", &[("rpc", "Compile"), ("code", "Ok")]),
+        3.0
+    );
+    assert_eq!(
+        m(
+            "keyfilter_requests_total",
+            &[("rpc", "Compile"), ("code", "InvalidArgument")]
+        ),
+        1.0
+    );
+    assert_eq!(m("keyfilter_requests_total", &[("rpc", "Filter"), ("code", "Ok")]), 1.0);
+    assert_eq!(
+        m(
+            "keyfilter_requests_total",
+            &[("rpc", "Filter"), ("code", "InvalidArgument")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "keyfilter_requests_total",
+            &[("rpc", "Filter"), ("code", "ResourceExhausted")]
+        ),
+        1.0
+    );
+    assert_eq!(m("keyfilter_keys_evaluated_total", &[("rpc", "Match")]), 5.0);
+    assert_eq!(m("keyfilter_keys_matched_total", &[("rpc", "Match")]), 3.0);
+    assert_eq!(m("keyfilter_keys_evaluated_total", &[("rpc", "Filter")]), 4.0);
+    assert_eq!(m("keyfilter_keys_matched_total", &[("rpc", "Filter")]), 3.0);
+    assert_eq!(m("keyfilter_compile_cache_total", &[("result", "miss")]), 1.0);
+    assert_eq!(m("keyfilter_compile_cache_total", &[("result", "hit")]), 2.0);
+
+    // The exact series format: labels in the order the server registers them.
+    for line in [
+        "keyfilter_requests_total{rpc=\"Match\",code=\"Ok\"} 2",
+        "keyfilter_requests_total{rpc=\"Match\",code=\"InvalidArgument\"} 1",
+        "keyfilter_compile_cache_total{result=\"hit\"} 2",
+        "keyfilter_filter_streams_open 0",
+    ] {
+        assert!(
+            after.text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{}",
+            after.text
+        );
+    }
+    // The exposition declares the types.
+    for declaration in [
+        "# TYPE keyfilter_requests_total counter",
+        "# TYPE keyfilter_keys_evaluated_total counter",
+        "# TYPE keyfilter_compile_cache_total counter",
+        "# TYPE keyfilter_filter_streams_open gauge",
+        "# TYPE keyfilter_request_duration_seconds histogram",
+    ] {
+        assert!(
+            after.text.contains(declaration),
+            "no {declaration:?} in:\n{}",
+            after.text
+        );
+    }
+
+    // The duration histogram: one observation per call, cumulative buckets at the configured bounds.
+    for (rpc, calls) in [("Match", 3.0), ("Compile", 4.0), ("Filter", 3.0)] {
+        assert_eq!(
+            m("keyfilter_request_duration_seconds_count", &[("rpc", rpc)]),
+            calls,
+            "{rpc}"
+        );
+        let sum = m("keyfilter_request_duration_seconds_sum", &[("rpc", rpc)]);
+        assert!(sum > 0.0 && sum < 60.0, "{rpc}: duration sum {sum}");
+        let buckets = after.matching("keyfilter_request_duration_seconds_bucket", &[("rpc", rpc)]);
+        let bounds: Vec<&str> = buckets.iter().map(|(l, _)| l["le"].as_str()).collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                "0.5", "1", "5", "+Inf"
+            ],
+            "{rpc}: bucket bounds"
+        );
+        let counts: Vec<f64> = buckets.iter().map(|(_, v)| *v).collect();
+        assert!(
+            counts.windows(2).all(|w| w[0] <= w[1]),
+            "{rpc}: buckets not cumulative: {counts:?}"
+        );
+        assert_eq!(*counts.last().unwrap(), calls, "{rpc}: +Inf bucket");
+    }
+
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
+}
+
+/// The 5-byte gRPC frame header (uncompressed, length) followed by `message`.
+fn grpc_frame(message: &impl prost::Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame.into()
+}
+
+#[tokio::test]
+async fn calls_over_the_concurrency_limit_are_shed_and_counted() {
+    use tonic::codegen::http;
+
+    let (server, addr, metrics) = Server::with_metrics(&["--max-concurrent-requests", "1"]);
+    let rows = [("a", "eng/db"), ("b", "ops/x")];
+
+    // Take the only slot with a Match whose request body stays open: a raw
+    // HTTP/2 stream, headers sent, message held back.
+    let tcp = bounded(tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    let (h2, connection) = bounded(h2::client::handshake(tcp)).await.expect("HTTP/2 handshake");
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut h2 = bounded(h2.ready()).await.expect("h2 ready");
+    let held = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/keyfilter.v1.KeyFilter/Match"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (held_response, mut held_body) = h2.send_request(held, false).expect("send the held request");
+
+    // Once the server has seen it, every other call is shed at once with
+    // RESOURCE_EXHAUSTED (calls before that may still get through).
+    let mut client = KeyFilterClient::new(channel(addr).await);
+    let (mut passed, mut shed) = (0u32, 0u32);
+    let deadline = Instant::now() + STEP;
+    while shed < 3 {
+        match bounded(client.r#match(match_request(&rows))).await {
+            Ok(_) => {
+                assert_eq!(shed, 0, "a call got through while the slot was still held");
+                passed += 1;
+                assert!(Instant::now() < deadline, "no call was shed within {STEP:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                shed += 1;
+            }
+        }
+    }
+
+    // Releasing the held call: it completes normally and frees the slot.
+    held_body
+        .send_data(grpc_frame(&match_request(&rows)), true)
+        .expect("send the held message");
+    let response = bounded(held_response).await.expect("the held call's response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut message = Vec::new();
+    while let Some(chunk) = bounded(body.data()).await {
+        let chunk = chunk.expect("response data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        message.extend_from_slice(&chunk);
+    }
+    let trailers = bounded(body.trailers())
+        .await
+        .expect("trailers")
+        .expect("grpc-status trailer");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..]),
+        "{trailers:?}"
+    );
+    assert!(message.len() >= 5, "no response message");
+    let decoded = <keyfilter::proto::MatchResponse as prost::Message>::decode(&message[5..]).expect("MatchResponse");
+    assert_eq!(decoded.matches, [true, false]);
+    let after = bounded(client.r#match(match_request(&rows)))
+        .await
+        .expect("a call after the slot is free");
+    assert_eq!(after.into_inner().matches, [true, false]);
+
+    let scraped = scrape(metrics);
+    assert_eq!(
+        scraped.value("keyfilter_load_shed_total", &[]),
+        f64::from(shed),
+        "{}",
+        scraped.text
+    );
+    // Shed calls never reached the handler; the others were counted as usual.
+    assert_eq!(
+        scraped.value("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")]),
+        f64::from(passed + 2),
+        "{}",
+        scraped.text
+    );
+    assert!(scraped
+        .get(
+            "keyfilter_requests_total",
+            &[("rpc", "Match"), ("code", "ResourceExhausted")]
+        )
+        .is_none());
+
+    drop(h2);
+    connection.abort();
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
+}
+
+#[tokio::test]
+async fn the_metrics_port_is_taken_fails_at_start_naming_metrics_addr() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut server = Server::spawn(&["--addr", "127.0.0.1:0", "--metrics-addr", &addr]);
+    let stderr = server
+        .try_addr()
+        .expect_err("keyfilter started with its metrics port taken");
+    assert!(stderr.contains("metrics_addr"), "{stderr}");
+    assert!(!server.child.wait().unwrap().success());
+}
+
+// ---------------------------------------------------------------------------
+// Request ids and logs
+// ---------------------------------------------------------------------------
+
+fn with_request_id<T>(message: T, id: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-request-id", MetadataValue::try_from(id).expect("ascii id"));
+    request
+}
+
+fn response_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get("x-request-id")
+        .expect("the response carries x-request-id")
+        .to_str()
+        .expect("ASCII id")
+        .to_string()
+}
+
+/// The span fields (`span` and every entry of `spans`) of a JSON log line.
+fn spans(line: &Value) -> Vec<&serde_json::Map<String, Value>> {
+    let mut found: Vec<_> = line.get("span").and_then(Value::as_object).into_iter().collect();
+    if let Some(list) = line.get("spans").and_then(Value::as_array) {
+        found.extend(list.iter().filter_map(Value::as_object));
+    }
+    found
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated_and_logged_with_the_peer() {
+    let mut server = Server::spawn(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log",
+        "keyfilter=debug",
+        "--shutdown-grace",
+        "5s",
+    ]);
+    let addr = server.addr();
+    let (channel, local) = recorded_channel(addr).await;
+    let mut client = KeyFilterClient::new(channel);
+
+    // A caller's id is kept and echoed.
+    let rows = [("a", "eng/db"), ("b", "ops/x"), ("c", "eng/ui")];
+    let response = bounded(client.r#match(with_request_id(match_request(&rows), "abc-123")))
+        .await
+        .expect("Match");
+    assert_eq!(response_id(response.metadata()), "abc-123");
+
+    // Errors carry it too.
+    let status = bounded(client.r#match(with_request_id(invalid_match_request(), "err-7")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(response_id(status.metadata()), "err-7");
+
+    // Without one, each call gets a fresh generated id (a UUID).
+    let mut generated = Vec::new();
+    for _ in 0..2 {
+        let response = bounded(client.r#match(match_request(&rows))).await.expect("Match");
+        let id = response_id(response.metadata());
+        uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("generated id {id:?} is not a UUID: {e}"));
+        generated.push(id);
+    }
+    assert_ne!(generated[0], generated[1], "generated ids repeat");
+
+    // Ids that are unsafe to log (spaces, control-free but too long) are replaced.
+    for unusable in ["has space".to_string(), "x".repeat(129)] {
+        let response = bounded(client.r#match(with_request_id(match_request(&rows), &unusable)))
+            .await
+            .expect("Match");
+        let id = response_id(response.metadata());
+        assert_ne!(id, unusable);
+        uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("replacement id {id:?} is not a UUID: {e}"));
+    }
+    let longest = "y".repeat(128);
+    let response = bounded(client.r#match(with_request_id(match_request(&rows), &longest)))
+        .await
+        .expect("Match");
+    assert_eq!(response_id(response.metadata()), longest);
+
+    // Compile and Filter are in the same scheme.
+    let response = bounded(client.compile(with_request_id(compile_request("3.12"), "compile-1")))
+        .await
+        .expect("Compile");
+    assert_eq!(response_id(response.metadata()), "compile-1");
+    let stream = tokio_stream::iter(vec![FilterRequest {
+        msg: Some(Msg::Spec(spec())),
+    }]);
+    let response = bounded(client.filter(with_request_id(stream, "filter-1")))
+        .await
+        .expect("Filter");
+    assert_eq!(response_id(response.metadata()), "filter-1");
+    let mut stream = response.into_inner();
+    assert!(bounded(stream.message()).await.expect("clean end").is_none());
+
+    // SIGTERM with only an idle connection open: the server stops at once,
+    // without waiting out the grace period, and says so.
+    let started = Instant::now();
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("shutdown requested"), "{stderr}");
+    assert!(stderr.contains("keyfilter stopped"), "{stderr}");
+    assert!(!stderr.contains("grace period over"), "{stderr}");
+    drop(client);
+
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let in_call = |id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| {
+                spans(l)
+                    .iter()
+                    .any(|s| s.get("request_id").and_then(Value::as_str) == Some(id))
+            })
+            .collect()
+    };
+
+    // The Match handler's debug line runs in the call's span: RPC path, request id, peer.
+    let matched = in_call("abc-123");
+    let event = matched
+        .iter()
+        .find(|l| l["fields"]["message"] == "match")
+        .unwrap_or_else(|| panic!("no `match` event in the abc-123 span:\n{stderr}"));
+    assert_eq!(event["fields"]["keys"], 3, "{event}");
+    assert_eq!(event["fields"]["matched"], 2, "{event}");
+    let span = spans(event)
+        .into_iter()
+        .find(|s| s.get("request_id").and_then(Value::as_str) == Some("abc-123"))
+        .unwrap();
+    assert_eq!(span["path"], "/keyfilter.v1.KeyFilter/Match", "{event}");
+    let peer = span["peer"].as_str().unwrap_or_else(|| panic!("no peer in {event}"));
+    assert!(
+        peer.contains(&local.to_string()),
+        "peer {peer:?} is not the client's address {local}"
+    );
+
+    // The Filter stream's task logs in its call's span too.
+    let filtered = in_call("filter-1");
+    assert!(
+        filtered.iter().any(|l| l["fields"]["message"] == "filter stream done"),
+        "no `filter stream done` event in the filter-1 span:\n{stderr}"
+    );
+    // Each generated id names its own call in the log.
+    for id in &generated {
+        assert!(
+            !in_call(id).is_empty(),
+            "generated id {id} is not in the log:\n{stderr}"
+        );
+    }
+}
