@@ -196,7 +196,7 @@ fn validation_errors_name_predicate_and_field() {
         max_predicates: 3,
         max_value_bytes: 4,
         max_in_values: 2,
-        max_total_value_bytes: 10,
+        max_total_value_bytes: 2 * (4 + keyfilter::spec::VALUE_OVERHEAD) + 1,
     };
     let check = |arity, predicates: Vec<Predicate>, expected: SpecError, text: &str| {
         let err = validate(&FilterSpec { arity, predicates }, &limits).unwrap_err();

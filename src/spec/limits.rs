@@ -1,5 +1,8 @@
 //! Explicit, configurable size limits on specs.
 
+/// What each value adds to [`Limits::max_total_value_bytes`] beyond its length.
+pub const VALUE_OVERHEAD: usize = 32;
+
 /// Upper bounds on what a spec may contain. A spec beyond any of them is
 /// rejected by [`validate`](super::validate) with a message naming the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,7 +15,9 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Largest number of `values` in one `IN` predicate.
     pub max_in_values: usize,
-    /// Largest sum of the sizes of all values in the spec, in bytes.
+    /// Largest sum of the sizes of all values in the spec, in bytes, where each
+    /// value also counts [`VALUE_OVERHEAD`] bytes: a spec of millions of empty
+    /// values costs memory and planning time too.
     pub max_total_value_bytes: usize,
 }
 

@@ -12,7 +12,7 @@ mod limits;
 mod validate;
 
 pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
-pub use limits::Limits;
+pub use limits::{Limits, VALUE_OVERHEAD};
 pub use validate::{validate, SpecError};
 
 use bytes::Bytes;

@@ -1,5 +1,6 @@
 //! Turning a wire-format spec into a [`Spec`], with a precise error for each fault.
 
+use super::limits::VALUE_OVERHEAD;
 use super::{Limits, Op, Operand, Predicate, Spec};
 use crate::proto;
 
@@ -45,7 +46,7 @@ pub enum SpecError {
         max: usize,
     },
     /// All values together above [`Limits::max_total_value_bytes`].
-    #[error("predicates[{index}] (field {field}): the spec's values exceed {max} bytes in total")]
+    #[error("predicates[{index}] (field {field}): the spec's values exceed {max} bytes in total (each value counts its length + 32)")]
     TotalTooLarge { index: usize, field: u32, max: usize },
 }
 
@@ -103,7 +104,7 @@ pub fn validate(spec: &proto::FilterSpec, limits: &Limits) -> Result<Spec, SpecE
                     max: limits.max_value_bytes,
                 });
             }
-            total += len;
+            total += len + VALUE_OVERHEAD;
             if total > limits.max_total_value_bytes {
                 return Err(SpecError::TotalTooLarge {
                     index,
