@@ -287,7 +287,7 @@ fn validation_errors_name_predicate_and_field() {
         SpecError::TotalTooLarge {
             index: 2,
             field: 0,
-            max: 10,
+            max: 2 * (4 + keyfilter::spec::VALUE_OVERHEAD) + 1,
         },
         "predicates[2]",
     );
