@@ -32,9 +32,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(addr) = settings.metrics_addr {
             crate::server::metrics::install(addr)?;
         }
+        let shutdown = shutdown_signal().context("installing signal handlers")?;
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("binding {}", settings.addr))?;
-        serve(config, listener, shutdown_signal()).await
+        serve(config, listener, shutdown).await
     })
 }

@@ -2,6 +2,7 @@
 //! graceful shutdown around [`KeyFilterService`].
 
 pub mod context;
+mod drain;
 pub mod metrics;
 pub mod security;
 pub mod settings;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
@@ -116,9 +119,18 @@ pub async fn serve(
     // Logged once everything that can fail at start has succeeded.
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, tls = config.security.tls.is_some(), "keyfilter listening");
+    // Every accepted connection can be cut once the grace period is over.
+    let cut = CancellationToken::new();
+    let cut_on_accept = cut.clone();
+    let incoming = TcpListenerStream::new(listener).map(move |conn| {
+        conn.map(|tcp| {
+            // Server::tcp_nodelay does not apply to a custom incoming stream.
+            let _ = tcp.set_nodelay(true);
+            drain::DrainableStream::new(tcp, &cut_on_accept)
+        })
+    });
     let server = builder
         .timeout(config.request_timeout)
-        .tcp_nodelay(true)
         // Large windows keep bulk Filter streams from stalling on flow control.
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
@@ -128,34 +140,43 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(keyfilter)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signalled);
+        .serve_with_incoming_shutdown(incoming, signalled);
 
     let grace = config.shutdown_grace;
+    tokio::pin!(server);
     tokio::select! {
-        result = server => result?,
+        result = &mut server => result?,
         _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace = ?grace, "grace period over: closing the calls still open");
+            cut.cancel();
+            // Aborted connections end their calls; give them a moment to unwind.
+            let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
         }
     }
     tracing::info!("keyfilter stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs SIGINT and SIGTERM handlers now (so a signal that arrives while
+/// the server starts is not lost to the default action) and returns a future
+/// that resolves on the first of them. Must be called inside a tokio runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }

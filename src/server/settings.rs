@@ -139,6 +139,8 @@ settings! {
         max_concurrent_requests: usize = 256, "KEYFILTER_MAX_CONCURRENT_REQUESTS";
         /// Filter streams open at once; more are refused with RESOURCE_EXHAUSTED.
         max_filter_streams: usize = 1024, "KEYFILTER_MAX_FILTER_STREAMS";
+        /// A Filter stream with no request and no read for this long ends with DEADLINE_EXCEEDED.
+        filter_idle_timeout: HumanDuration = HumanDuration(Duration::from_secs(300)), "KEYFILTER_FILTER_IDLE_TIMEOUT";
         /// Filter responses computed ahead of a slow reader, per stream (the backpressure bound).
         filter_buffer: usize = 4, "KEYFILTER_FILTER_BUFFER";
         /// How long open calls may run on after SIGINT/SIGTERM.
@@ -229,6 +231,7 @@ impl Settings {
                 },
                 filter_buffer: self.filter_buffer,
                 max_filter_streams: self.max_filter_streams,
+                filter_idle_timeout: self.filter_idle_timeout.0,
                 compile_cache_entries: self.compile_cache_entries,
                 signer,
             },

@@ -7,11 +7,19 @@
 //! on flow control: memory per stream stays bounded by
 //! `filter_buffer` responses plus the transport windows. While tonic encodes
 //! one response, the task is already decoding and evaluating the next batch.
+//!
+//! A stream that neither sends nor reads for `filter_idle_timeout` is ended
+//! with `DEADLINE_EXCEEDED`, so an abandoned stream cannot hold its slot of
+//! `max_filter_streams` forever. The final status travels outside the bounded
+//! channel, so it is delivered even when that channel is full.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
@@ -21,15 +29,43 @@ use crate::eval::{Matcher, PackedIndex};
 use crate::proto::{filter_request::Msg, FilterRequest, FilterResponse};
 use crate::server::metrics;
 
-/// The response stream of `Filter`.
-pub type FilterStream = ReceiverStream<Result<FilterResponse, Status>>;
+/// The response stream of `Filter`: every computed response, then the
+/// stream's error status if it failed.
+pub struct FilterStream {
+    responses: mpsc::Receiver<FilterResponse>,
+    failure: Option<oneshot::Receiver<Status>>,
+}
+
+impl Stream for FilterStream {
+    type Item = Result<FilterResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(Some(response)) = self.responses.poll_recv(cx) {
+            return Poll::Ready(Some(Ok(response)));
+        }
+        // Responses are drained (or pending); the failure, if any, comes last.
+        let Some(failure) = self.failure.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(failure).poll(cx) {
+            Poll::Ready(result) => {
+                self.failure = None;
+                Poll::Ready(result.ok().map(Err))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+type Sender = mpsc::Sender<FilterResponse>;
 
 pub(super) async fn start(
     service: KeyFilterService,
     inbound: Streaming<FilterRequest>,
     permit: OwnedSemaphorePermit,
 ) -> Result<FilterStream, Status> {
-    let (tx, rx) = mpsc::channel(service.config.filter_buffer.max(1));
+    let (tx, responses) = mpsc::channel(service.config.filter_buffer.max(1));
+    let (fail, failure) = oneshot::channel();
     // The spec is read inside the task too: the response headers go out at
     // once, so a client that waits for them before sending is not deadlocked.
     tokio::spawn(
@@ -41,26 +77,43 @@ pub(super) async fn start(
             metrics::filter_streams_delta(-1.0);
             metrics::observe("Filter", start, &result);
             if let Err(status) = result {
-                let _ = tx.send(Err(status)).await;
+                let _ = fail.send(status);
             }
         }
         .in_current_span(),
     );
-    Ok(ReceiverStream::new(rx))
+    Ok(FilterStream {
+        responses,
+        failure: Some(failure),
+    })
 }
 
-async fn next(inbound: &mut Streaming<FilterRequest>, tx: &Sender) -> Option<Result<FilterRequest, Status>> {
+fn idle(timeout: Duration, doing: &str) -> Status {
+    Status::deadline_exceeded(format!(
+        "Filter: {doing} for {}; closing the stream (filter_idle_timeout)",
+        humantime::format_duration(timeout)
+    ))
+}
+
+/// The next request; `None` when the client finished or went away.
+async fn next(
+    inbound: &mut Streaming<FilterRequest>,
+    tx: &Sender,
+    timeout: Duration,
+) -> Option<Result<FilterRequest, Status>> {
     tokio::select! {
-        message = inbound.message() => message.transpose(),
+        message = tokio::time::timeout(timeout, inbound.message()) => match message {
+            Ok(message) => message.transpose(),
+            Err(_) => Some(Err(idle(timeout, "no request"))),
+        },
         // The client went away: stop reading.
         _ = tx.closed() => None,
     }
 }
 
-type Sender = mpsc::Sender<Result<FilterResponse, Status>>;
-
 async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, tx: &Sender) -> Result<(), Status> {
-    let matcher = match next(&mut inbound, tx).await {
+    let timeout = service.config.filter_idle_timeout;
+    let matcher = match next(&mut inbound, tx, timeout).await {
         None => {
             return Err(Status::invalid_argument(
                 "Filter: the stream ended before its first message, the spec",
@@ -78,13 +131,16 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
     let mut index = PackedIndex::default();
     let mut batch = 0u64;
     let (mut evaluated, mut matched_total) = (0usize, 0usize);
-    while let Some(request) = next(&mut inbound, tx).await {
+    while let Some(request) = next(&mut inbound, tx, timeout).await {
         let (keys, matched) = evaluate(&matcher, &mut index, request?, batch)?;
         evaluated += keys;
         matched_total += matched.len();
         tracing::trace!(batch, keys, matched = matched.len(), "filter batch");
-        if tx.send(Ok(FilterResponse { batch, matched })).await.is_err() {
-            break;
+        match tx.send_timeout(FilterResponse { batch, matched }, timeout).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(idle(timeout, "the client read nothing")),
+            // The client went away.
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => break,
         }
         batch += 1;
     }

@@ -36,6 +36,9 @@ pub struct ServiceConfig {
     pub filter_buffer: usize,
     /// Most `Filter` streams open at once; more get `RESOURCE_EXHAUSTED`.
     pub max_filter_streams: usize,
+    /// A `Filter` stream that neither sends a request nor reads a response for
+    /// this long is ended with `DEADLINE_EXCEEDED`, freeing its slot.
+    pub filter_idle_timeout: std::time::Duration,
     /// Entries of the compile cache.
     pub compile_cache_entries: usize,
     /// Signs `Compile` responses when set.
@@ -48,6 +51,7 @@ impl Default for ServiceConfig {
             limits: Limits::default(),
             filter_buffer: 4,
             max_filter_streams: 1024,
+            filter_idle_timeout: std::time::Duration::from_secs(300),
             compile_cache_entries: 1024,
             signer: None,
         }

@@ -37,9 +37,10 @@ def test_quickstart_runs_as_written(tmp_path):
     gen = tmp_path / "gen"
     gen.mkdir()
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{REPO / 'proto'}", f"--python_out={gen}",
-         f"--grpc_python_out={gen}", str(REPO / "proto/keyfilter/v1/keyfilter.proto")],
-        check=True,
+        # The README's command, from the repository root.
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", "proto/keyfilter/v1", f"--python_out={gen}",
+         f"--grpc_python_out={gen}", "proto/keyfilter/v1/keyfilter.proto"],
+        check=True, cwd=REPO,
     )
     proc, addr = start_server()
     try:
