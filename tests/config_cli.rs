@@ -25,7 +25,7 @@ use keyfilter::proto::{FilterSpec, Key, MatchRequest};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 24] = [
+const ENV_VARS: [&str; 25] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
