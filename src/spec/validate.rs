@@ -9,10 +9,10 @@ use crate::proto;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// `arity` above [`Limits::max_arity`].
-    #[error("spec.arity is {arity}, above the limit of {max}")]
+    #[error("arity is {arity}, above the limit of {max}")]
     ArityTooLarge { arity: u32, max: u32 },
     /// More predicates than [`Limits::max_predicates`].
-    #[error("spec has {count} predicates, above the limit of {max}")]
+    #[error("predicates: {count} predicates, above the limit of {max}")]
     TooManyPredicates { count: usize, max: usize },
     /// A predicate names a field the keys do not have.
     #[error("predicates[{index}]: field {field} is out of range for arity {arity}")]

@@ -1,0 +1,58 @@
+"""keyfilter: filter tuples of ``bytes`` by a spec.
+
+* :class:`Spec` builds a spec: ``Spec(arity=3).eq(0, b"org1").prefix(2, b"eng/")``.
+* :class:`Matcher` evaluates it natively (Rust): ``Matcher(spec).filter(keys)``.
+* :func:`compile` turns it into a plain, verified Python function for this
+  interpreter; :func:`compile_code` gives the raw marshal bytes for any
+  supported CPython, and :func:`materialize` verifies such bytes and makes the
+  function.
+* :class:`Client` talks to a ``keyfilter serve`` server (``pip install
+  'keyfilter[grpc]'``); failures raise :class:`KeyFilterError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
+from ._errors import KeyFilterError
+from ._native import Matcher
+from ._spec import Op, Predicate, Spec
+
+try:
+    from importlib.metadata import PackageNotFoundError, version as _version
+
+    try:
+        __version__ = _version("keyfilter")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        __version__ = "0+unknown"
+except ImportError:  # pragma: no cover
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Client",
+    "KeyFilterError",
+    "Matcher",
+    "Op",
+    "Predicate",
+    "SUPPORTED_VERSIONS",
+    "Spec",
+    "compile",
+    "compile_code",
+    "disassemble",
+    "materialize",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The client needs grpcio and protobuf (the `grpc` extra): imported on first use.
+    if name == "Client":
+        try:
+            from ._client import Client
+        except ImportError as e:
+            raise ImportError(
+                f"keyfilter.Client needs the grpc extra: pip install 'keyfilter[grpc]' ({e})"
+            ) from e
+        globals()["Client"] = Client
+        return Client
+    raise AttributeError(f"module 'keyfilter' has no attribute {name!r}")

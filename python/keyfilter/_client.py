@@ -1,0 +1,271 @@
+"""``keyfilter.Client``: the gRPC client (needs grpcio: the ``grpc`` extra).
+
+It needs no protobuf runtime: requests are encoded and responses decoded in
+Rust (``keyfilter._native``) with the core crate's own message types, which is
+also far faster than building one protobuf object per key in Python.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import itertools
+import threading
+from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Union
+
+import grpc
+
+from . import _native
+from ._codegen import materialize, running_version
+from ._errors import KeyFilterError
+from ._spec import Spec
+
+__all__ = ["Client"]
+
+_SERVICE = "/keyfilter.v1.KeyFilter/"
+# The server's default limit on a message (keyfilter serve --max-message-bytes).
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_UNSET: Any = object()
+
+SpecLike = Union[Spec, Any]  # a Spec, or a keyfilter.v1.FilterSpec message
+Key = Sequence[bytes]
+
+
+class _SpecBytes:
+    """A spec as the client sends it: its FilterSpec bytes and its arity."""
+
+    __slots__ = ("data", "arity")
+
+    def __init__(self, spec: SpecLike) -> None:
+        if isinstance(spec, Spec):
+            self.data = _native.encode_spec(*spec._wire())
+            self.arity = spec.arity
+        elif getattr(getattr(spec, "DESCRIPTOR", None), "full_name", None) == "keyfilter.v1.FilterSpec":
+            self.data = spec.SerializeToString()
+            self.arity = spec.arity
+        else:
+            raise TypeError(f"expected a keyfilter.Spec or a FilterSpec message, not {type(spec).__name__}")
+
+
+def _error(e: grpc.RpcError) -> KeyFilterError:
+    code = e.code() if callable(getattr(e, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = e.details() if callable(getattr(e, "details", None)) else str(e)
+    return KeyFilterError(code, details or "")
+
+
+def _len_field(field: int, body: bytes) -> bytes:
+    """A length-delimited protobuf field (field numbers below 16)."""
+    n = len(body)
+    head = bytearray([(field << 3) | 2])
+    while n >= 0x80:
+        head.append((n & 0x7F) | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + body
+
+
+def _match_request(spec: _SpecBytes, keys: Sequence[Key], packed: bool) -> bytes:
+    head = _len_field(1, spec.data)  # MatchRequest.spec = 1
+    if packed:  # MatchRequest.packed_keys = 3
+        return head + _native.encode_keys(keys, 3, arity=spec.arity, packed=True)
+    return head + _native.encode_keys(keys, 2)  # MatchRequest.keys = 2
+
+
+def _filter_batch(keys: Sequence[Key], arity: int, packed: bool, start: int) -> bytes:
+    if packed:  # FilterRequest.packed_batch = 3
+        return _native.encode_keys(keys, 3, arity=arity, packed=True, start=start)
+    # FilterRequest.batch = 2, a KeyBatch whose keys are field 1.
+    return _len_field(2, _native.encode_keys(keys, 1, start=start))
+
+
+def _compile_request(spec: _SpecBytes, python_version: str, name: str) -> bytes:
+    out = _len_field(1, spec.data) + _len_field(2, python_version.encode())
+    return out + _len_field(3, name.encode()) if name else out
+
+
+class Client:
+    """A client of a keyfilter server (``keyfilter serve``).
+
+    ``target`` is a gRPC target such as ``"localhost:50051"``; ``credentials``
+    (``grpc.ssl_channel_credentials(...)``) makes the channel secure.
+    ``timeout`` is the default deadline of every call in seconds (for
+    :meth:`filter`, of the whole stream); None means none. Every method also
+    takes ``timeout=`` for that call.
+
+    Failed calls raise :class:`keyfilter.KeyFilterError` carrying the gRPC
+    status code and the server's message. Use as a context manager, or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: Optional[grpc.ChannelCredentials] = None,
+        timeout: Optional[float] = None,
+        options: Sequence[Any] = (),
+    ) -> None:
+        opts = [
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            *options,
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=opts)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=opts)
+        self.target = target
+        self.timeout = timeout
+        # Requests go out as ready-made bytes (no serializer).
+        self._match = self._channel.unary_unary(
+            _SERVICE + "Match",
+            response_deserializer=_native.decode_match_response,
+        )
+        self._filter = self._channel.stream_stream(
+            _SERVICE + "Filter",
+            response_deserializer=_native.decode_filter_response,
+        )
+        self._compile = self._channel.unary_unary(
+            _SERVICE + "Compile",
+            response_deserializer=_native.decode_compile_response,
+        )
+
+    def _timeout(self, timeout: Optional[float]) -> Optional[float]:
+        return self.timeout if timeout is _UNSET else timeout
+
+    def match(
+        self,
+        spec: SpecLike,
+        keys: Iterable[Key],
+        *,
+        packed: bool = False,
+        timeout: Optional[float] = _UNSET,
+    ) -> List[bool]:
+        """Evaluates ``spec`` on ``keys`` (tuples of bytes) in one ``Match``
+        call; returns one bool per key. ``packed=True`` sends the keys in the
+        compact ``PackedKeys`` form."""
+        request = _match_request(_SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(keys), packed)
+        try:
+            return self._match(request, timeout=self._timeout(timeout))
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    def filter(
+        self,
+        spec: SpecLike,
+        keys: Iterable[Key],
+        batch_size: int = 10_000,
+        *,
+        packed: bool = False,
+        window: int = 4,
+        timeout: Optional[float] = _UNSET,
+    ) -> Iterator[Key]:
+        """Streams ``keys`` through the server's ``Filter`` and yields the
+        matching keys themselves, in order.
+
+        Lazy at both ends: ``keys`` (any iterable, e.g. a generator over a
+        file) is read ``batch_size`` keys at a time only as results are
+        consumed, with at most ``window`` batches sent but not yet yielded, so
+        memory stays flat whatever the input size. Stopping the iteration
+        early cancels the call. An exception raised by ``keys`` (or a key that
+        is not a tuple of bytes) ends the stream; it is raised after the keys
+        before it have been yielded.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be a positive int, got {window!r}")
+        return self._stream(_SpecBytes(spec), iter(keys), batch_size, packed, window, self._timeout(timeout))
+
+    def _stream(
+        self,
+        spec: _SpecBytes,
+        keys: Iterator[Key],
+        batch_size: int,
+        packed: bool,
+        window: int,
+        timeout: Optional[float],
+    ) -> Iterator[Key]:
+        slots = threading.Semaphore(window)
+        in_flight: Deque[List[Key]] = collections.deque()
+        finished = threading.Event()
+        failure: List[BaseException] = []
+        arity = spec.arity
+
+        def requests() -> Iterator[bytes]:
+            # Runs in grpcio's own thread: it blocks on `slots` until the
+            # consumer has taken the results of an earlier batch.
+            yield _len_field(1, spec.data)  # FilterRequest.spec = 1
+            start = 0
+            while True:
+                slots.acquire()
+                if finished.is_set():
+                    return
+                try:
+                    batch = list(itertools.islice(keys, batch_size))
+                    if not batch:
+                        return
+                    request = _filter_batch(batch, arity, packed, start)
+                except BaseException as e:  # handed to the consumer's thread
+                    failure.append(e)
+                    return
+                # Recorded before it is sent, so before its response can arrive.
+                in_flight.append(batch)
+                start += len(batch)
+                yield request
+
+        call = self._filter(requests(), timeout=timeout)
+        try:
+            for _, matched in call:
+                batch = in_flight.popleft()
+                for i in matched:
+                    yield batch[i]
+                del batch
+                slots.release()
+        except grpc.RpcError as e:
+            if failure:
+                raise failure[0] from None
+            raise _error(e) from None
+        finally:
+            finished.set()
+            slots.release()  # wakes the request thread if it waits for a slot
+            call.cancel()
+        if failure:
+            raise failure[0]
+
+    def compile(
+        self,
+        spec: SpecLike,
+        name: Optional[str] = None,
+        *,
+        timeout: Optional[float] = _UNSET,
+    ) -> Callable[..., bool]:
+        """Has the server generate code for ``spec`` for this interpreter
+        (``Compile`` with ``python_version`` = ``"3.<minor>"``), checks the magic
+        number against ``importlib.util.MAGIC_NUMBER`` and returns the function
+        made by :func:`keyfilter.materialize`, which verifies the code first."""
+        message = _SpecBytes(spec)
+        request = _compile_request(message, running_version(), name or "")
+        try:
+            code, version, magic = self._compile(request, timeout=self._timeout(timeout))
+        except grpc.RpcError as e:
+            raise _error(e) from None
+        if magic != importlib.util.MAGIC_NUMBER:
+            raise ValueError(
+                f"the server generated code for Python {version} (magic {magic.hex()}), "
+                f"but this interpreter's magic number is {importlib.util.MAGIC_NUMBER.hex()}"
+            )
+        return materialize(code, message.arity, python_version=version)
+
+    def close(self) -> None:
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"keyfilter.Client({self.target!r})"

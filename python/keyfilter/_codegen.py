@@ -1,0 +1,91 @@
+"""Spec -> CPython bytecode -> a verified function."""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Callable, Optional
+
+from . import _native, _verify
+from ._spec import Spec, _as_u32
+
+__all__ = ["compile", "compile_code", "materialize", "running_version", "SUPPORTED_VERSIONS"]
+
+SUPPORTED_VERSIONS = tuple(_native.supported_versions())
+"""The CPython versions code can be generated for, oldest first."""
+
+
+def running_version() -> str:
+    """The running interpreter's ``"3.<minor>"``."""
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _minor_version(text: str) -> str:
+    """``"3.12"`` or ``"3.12.7"`` -> ``"3.12"``; ValueError like the server's otherwise."""
+    if not isinstance(text, str):
+        raise TypeError(f"python_version must be a str, not {type(text).__name__}")
+    _native.magic(text)  # raises ValueError("python_version: unsupported ...")
+    major, minor = text.strip().split(".")[:2]
+    return f"{int(major)}.{int(minor)}"
+
+
+def _check_spec(spec: object) -> Spec:
+    if not isinstance(spec, Spec):
+        raise TypeError(f"expected a keyfilter.Spec, not {type(spec).__name__}")
+    return spec
+
+
+def compile_code(spec: Spec, python_version: Optional[str] = None, name: Optional[str] = None) -> bytes:
+    """The ``marshal`` bytes of a code object implementing ``spec``, exactly
+    what the server's ``Compile`` returns.
+
+    ``python_version`` is ``"3.9"`` ... ``"3.15"`` (a micro version such as
+    ``"3.12.7"`` is accepted; default: the running interpreter). ``name`` is the
+    function's ``__name__`` (an ASCII identifier; default ``keyfilter_match``).
+    Raises ``ValueError`` with the server's message for a bad version, name or spec.
+    """
+    spec = _check_spec(spec)
+    version = running_version() if python_version is None else python_version
+    return _native.compile_code(*spec._wire(), version, "" if name is None else name)
+
+
+def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None) -> Callable[..., bool]:
+    """Turns marshal bytes from :func:`compile_code` (or the server's
+    ``Compile``) into a function of ``arity`` bytes arguments returning a bool.
+
+    This is the only place where bytes become executable. The code object is
+    verified first (see ``keyfilter._verify``): only the instructions, constants
+    and shape keyfilter's generator emits for this interpreter are accepted;
+    anything else raises ``ValueError`` saying what is wrong. ``python_version``,
+    if given, must name the running interpreter's version. The function gets
+    empty builtins: ``{"__builtins__": {}}``.
+    """
+    arity = _as_u32(arity, "arity")
+    running = running_version()
+    if python_version is not None and _minor_version(python_version) != running:
+        raise ValueError(
+            f"code for Python {python_version} cannot run on Python {running}: compile it for {running}"
+        )
+    code_object = _verify.load_code(code, arity)
+    # A globals dict with "__builtins__" set: without it, 3.9 builds a
+    # builtins dict on every call.
+    return types.FunctionType(code_object, {"__builtins__": {}}, code_object.co_name)
+
+
+def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:
+    """Compiles ``spec`` into a plain Python function for the running
+    interpreter: ``f = compile(spec); f(b"org1", b"2024-03", b"eng/x") -> bool``.
+
+    The function takes the key's fields as ``arity`` positional bytes arguments.
+    Code is generated in Rust and goes through :func:`materialize`'s verifier.
+    Raises ``ValueError`` (server's message) for an invalid spec or name.
+    """
+    spec = _check_spec(spec)
+    return materialize(compile_code(spec, name=name), spec.arity)
+
+
+def disassemble(spec: Spec, python_version: Optional[str] = None, name: Optional[str] = None) -> str:
+    """The generated code for ``spec`` as CPython's ``dis`` would show it."""
+    spec = _check_spec(spec)
+    version = running_version() if python_version is None else python_version
+    return _native.disassemble(*spec._wire(), version, "" if name is None else name)

@@ -1,0 +1,49 @@
+"""Type stubs of keyfilter._native, the Rust half of the package."""
+
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
+
+_Wire = Iterable[Tuple[int, int, bytes, Iterable[bytes]]]
+
+DEFAULT_NAME: str
+
+class Matcher:
+    """Evaluates a spec natively: ``m(*key) -> bool``, ``m.mask(keys)``, ``m.filter(keys)``.
+
+    ``Matcher(spec)`` validates ``spec`` (ValueError with the server's message).
+    A key is a tuple (or list) of exactly ``arity`` bytes objects; wrong arity
+    raises ValueError (TypeError for a direct call), a non-bytes field
+    TypeError, each naming the key (``keys[7][1]: expected bytes, got str``).
+    """
+
+    def __init__(self, spec: Any) -> None: ...
+    @property
+    def arity(self) -> int:
+        """Number of fields every key must have."""
+    def __call__(self, *key: bytes) -> bool:
+        """Whether the key whose fields are the arguments matches."""
+    def mask(self, keys: Iterable[Sequence[bytes]]) -> List[bool]:
+        """One bool per key, in order."""
+    def filter(self, keys: Iterable[Sequence[bytes]]) -> List[Any]:
+        """A new list of the matching key objects themselves, in order."""
+    def count(self, keys: Iterable[Sequence[bytes]]) -> int:
+        """The number of matching keys."""
+
+def validate(arity: int, predicates: _Wire) -> None: ...
+def spec_to_json(arity: int, predicates: _Wire) -> str: ...
+def spec_from_json(text: str) -> Tuple[int, List[Tuple[int, int, bytes, List[bytes]]]]: ...
+def compile_code(arity: int, predicates: _Wire, python_version: str, name: str) -> bytes: ...
+def disassemble(arity: int, predicates: _Wire, python_version: str, name: str) -> str: ...
+def magic(python_version: str) -> bytes: ...
+def supported_versions() -> List[str]: ...
+def line_table(python_version: str, code_len: int) -> bytes: ...
+def encode_keys(
+    keys: Iterable[Sequence[bytes]], field: int, *, arity: Optional[int] = None, packed: bool = False, start: int = 0
+) -> bytes:
+    """Keys as protobuf field ``field`` (``Key`` rows, or one ``PackedKeys``)."""
+def encode_spec(arity: int, predicates: _Wire) -> bytes:
+    """The FilterSpec message bytes (not validated)."""
+def decode_match_response(data: bytes) -> List[bool]: ...
+def decode_filter_response(data: bytes) -> Tuple[int, List[int]]: ...
+def decode_compile_response(data: bytes) -> Tuple[bytes, str, bytes]: ...
+def file_descriptor_set() -> bytes:
+    """The encoded FileDescriptorSet of proto/keyfilter/v1/keyfilter.proto."""

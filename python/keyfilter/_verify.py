@@ -1,0 +1,560 @@
+"""The gate between marshal bytes and a callable: a strict verifier of code objects.
+
+A code object from ``marshal.loads`` is executed without any check by CPython:
+a bad constant index, a jump past the end or a stack deeper than
+``co_stacksize`` is undefined behaviour (crashes, silent memory corruption),
+and an extra name or opcode would give the code access to anything. So before
+``types.FunctionType`` sees it, :func:`verify` proves that the code object has
+exactly the shape keyfilter's generator emits:
+
+* a plain function of ``arity`` positional parameters, nothing else: no names,
+  no free or cell variables, no other locals, no ``*args``/``**kwargs``, not a
+  generator or coroutine, an empty exception table;
+* constants only ``None``, ``bool``, ``bytes`` and frozensets of ``bytes``
+  (so no nested code objects);
+* instructions only from a small per-version allowlist (``RESUME``,
+  ``LOAD_FAST``/``LOAD_FAST_BORROW``, ``LOAD_CONST``, ``COMPARE_OP``,
+  ``CONTAINS_OP 0``, ``POP_JUMP_IF_FALSE``/``POP_JUMP_FORWARD_IF_FALSE``,
+  ``NOT_TAKEN``, ``RETURN_VALUE``, ``RETURN_CONST``, ``EXTENDED_ARG`` and the
+  inline ``CACHE`` units), each argument in range, jumps forward onto an
+  instruction, no unreachable code, no path running off the end, and a stack
+  simulated along every path that never underflows and never exceeds
+  ``co_stacksize``;
+* the line table the generator writes (every instruction on line 1), since
+  CPython reads line tables without bounds checks.
+
+All of this is checked twice: first on the fields read straight from the
+marshal bytes by a small parser (:func:`load_code`), because unmarshalling
+already builds the code object and, from 3.12 on, "quickens" its bytecode in
+place, which is unsafe for foreign or malformed bytecode (code generated for
+3.14, loaded by 3.13.0, crashes the interpreter at exit); then once more on the
+code object ``marshal.loads`` returns.
+
+Opcode numbers and inline cache sizes come from the running interpreter's own
+``dis``/``opcode`` modules. This module imports nothing but the standard
+library, so it can be run (and tested) on any interpreter by itself.
+"""
+
+from __future__ import annotations
+
+import dis
+import marshal
+import opcode
+import sys
+import types
+from typing import Dict, List, Optional, Tuple
+
+__all__ = ["load_code", "verify", "single_line_table"]
+
+CO_OPTIMIZED = 0x1
+CO_NEWLOCALS = 0x2
+CO_NOFREE = 0x40
+_REQUIRED_FLAGS = CO_OPTIMIZED | CO_NEWLOCALS
+_ALLOWED_FLAGS = CO_OPTIMIZED | CO_NEWLOCALS | CO_NOFREE
+# Generated code needs at most 2; anything much larger is not ours.
+_MAX_STACKSIZE = 16
+_CMP_MASKS = (2, 10, 8, 7, 4, 12)  # <, <=, ==, !=, >, >=
+
+_MINOR = sys.version_info[1] if sys.version_info[0] == 3 else -1
+
+
+def _fail(message: str) -> "ValueError":
+    return ValueError(f"code object rejected: {message}")
+
+
+def single_line_table(minor: int, code_len: int) -> bytes:
+    """The line table keyfilter's generator writes for ``code_len`` bytes of
+    code on CPython ``3.<minor>``: every instruction on ``co_firstlineno``."""
+    out = bytearray()
+    if minor == 9:  # co_lnotab: empty means "all on the first line"
+        return b""
+    if minor == 10:  # PEP 626: (byte delta <= 254, line delta) pairs
+        left = code_len
+        while left > 0:
+            step = min(left, 254)
+            out += bytes((step, 0))
+            left -= step
+        return bytes(out)
+    left = code_len // 2  # PEP 657: entries of 1-8 units, "no column" form
+    while left > 0:
+        step = min(left, 8)
+        out += bytes((0x80 | (13 << 3) | (step - 1), 0))
+        left -= step
+    return bytes(out)
+
+
+def _allowed_opnames(minor: int) -> Dict[str, str]:
+    """Allowed opcode names on CPython 3.<minor> -> their role."""
+    names = {
+        "LOAD_CONST": "load_const",
+        "COMPARE_OP": "compare",
+        "CONTAINS_OP": "contains",
+        "RETURN_VALUE": "return_value",
+        "EXTENDED_ARG": "extended_arg",
+        ("LOAD_FAST_BORROW" if minor >= 14 else "LOAD_FAST"): "load_fast",
+        ("POP_JUMP_FORWARD_IF_FALSE" if minor == 11 else "POP_JUMP_IF_FALSE"): "jump_if_false",
+    }
+    if minor >= 11:
+        names["RESUME"] = "resume"
+        names["CACHE"] = "cache"
+    if minor >= 14:
+        names["NOT_TAKEN"] = "not_taken"
+    if minor in (12, 13):
+        names["RETURN_CONST"] = "return_const"
+    return names
+
+
+def _compare_args(minor: int) -> Dict[int, bool]:
+    """Valid COMPARE_OP arguments -> whether the result is an exact bool that
+    POP_JUMP_IF_FALSE may consume (3.13+ needs bit 16 for that)."""
+    out: Dict[int, bool] = {}
+    for cmp, mask in enumerate(_CMP_MASKS):
+        if minor <= 11:
+            out[cmp] = True
+        elif minor == 12:
+            out[(cmp << 4) | mask] = True
+        else:
+            out[(cmp << 5) | mask] = False
+            out[(cmp << 5) | 16 | mask] = True
+    return out
+
+
+def _cache_entries(op: int, name: str) -> int:
+    """Inline CACHE units after opcode ``op``, from the running interpreter."""
+    if _MINOR <= 10:
+        return 0
+    size_of = getattr(dis, "_get_cache_size", None)  # 3.13+: by name
+    if callable(size_of):
+        return int(size_of(name))
+    for table in (getattr(dis, "_inline_cache_entries", None), getattr(opcode, "_inline_cache_entries", None)):
+        if isinstance(table, (list, tuple)):  # 3.11, 3.12: by opcode
+            if len(table) > op:
+                return int(table[op])
+        elif table is not None and hasattr(table, "get"):  # dict, or 3.15's frozendict
+            return int(table.get(op, table.get(name, 0)))
+    raise _fail(f"cannot find the inline cache sizes of Python 3.{_MINOR}")
+
+
+class _Facts:
+    """The allowlist resolved against the running interpreter's opcode numbers."""
+
+    def __init__(self, minor: int) -> None:
+        self.minor = minor
+        self.roles: Dict[int, str] = {}
+        self.names: Dict[int, str] = {}
+        self.caches: Dict[int, int] = {}
+        for name, role in _allowed_opnames(minor).items():
+            op = dis.opmap.get(name)
+            if op is None or op > 255:
+                raise _fail(f"Python 3.{minor} has no opcode {name}")
+            self.roles[op] = role
+            self.names[op] = name
+            self.caches[op] = 0 if role == "cache" else _cache_entries(op, name)
+        self.cache_op = dis.opmap.get("CACHE") if minor >= 11 else None
+        self.compare_args = _compare_args(minor)
+
+
+_FACTS: Optional[_Facts] = None
+
+
+def _facts() -> _Facts:
+    global _FACTS
+    if _FACTS is None:
+        if not 9 <= _MINOR <= 15:
+            raise _fail(f"Python {sys.version_info[0]}.{sys.version_info[1]} is not supported (3.9 to 3.15 are)")
+        _FACTS = _Facts(_MINOR)
+    return _FACTS
+
+
+_FLAG_REF = 0x80
+_PENDING = object()  # a ref slot whose object is still being read
+_TYPE_NAMES = {
+    "i": "int", "l": "int", "I": "int", "g": "float", "f": "float", "y": "complex", "x": "complex",
+    "z": "str", "Z": "str", "a": "str", "A": "str", "u": "str", "t": "str",
+    "(": "tuple", ")": "tuple", "[": "list", "{": "dict", "<": "set", ".": "Ellipsis",
+    "S": "StopIteration", ":": "slice", "}": "frozendict", "?": "unknown",
+}
+
+
+class _Reader:
+    """Reads the subset of the marshal format that a generated code object uses
+    (with CPython's own FLAG_REF/back-references, as ``marshal.dumps`` writes them)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.refs: List[object] = []
+
+    def _bad(self, what: str) -> ValueError:
+        return _fail(f"malformed marshal data at byte {self.pos}: {what}")
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise self._bad(f"{n} bytes needed, {len(self.data) - self.pos} left")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def i32(self) -> int:
+        return int.from_bytes(self.take(4), "little", signed=True)
+
+    def type_code(self) -> Tuple[str, bool]:
+        b = self.take(1)[0]
+        return chr(b & ~_FLAG_REF), bool(b & _FLAG_REF)
+
+    def _ref(self, flagged: bool) -> int:
+        if not flagged:
+            return -1
+        self.refs.append(_PENDING)
+        return len(self.refs) - 1
+
+    def _done(self, slot: int, value: object) -> object:
+        if slot >= 0:
+            self.refs[slot] = value
+        return value
+
+    def _back_reference(self) -> object:
+        index = self.i32()
+        if not 0 <= index < len(self.refs) or self.refs[index] is _PENDING:
+            raise self._bad(f"bad back-reference {index}")
+        return self.refs[index]
+
+    def value(self, where: str, kinds: str) -> object:
+        """One object of the kinds allowed here: b(ytes) s(tr) n(one/bool)
+        f(rozenset of bytes) t(uple of str)."""
+        at = self.pos
+        code, flagged = self.type_code()
+        if code == "r":
+            value = self._back_reference()
+            kind = {bytes: "b", str: "s", type(None): "n", bool: "n", frozenset: "f", tuple: "t"}.get(type(value))
+            if kind is None or kind not in kinds:
+                raise _fail(f"{where} is a {type(value).__name__}")
+            return value
+        if code == "s" and "b" in kinds:
+            slot = self._ref(flagged)
+            return self._done(slot, self.take(self.i32()))
+        if code in "zZaAut" and "s" in kinds:
+            slot = self._ref(flagged)
+            n = self.take(1)[0] if code in "zZ" else self.i32()
+            raw = self.take(n)
+            try:
+                text = raw.decode("ascii" if code in "zZaA" else "utf-8", "strict" if code in "zZaA" else "surrogatepass")
+            except UnicodeDecodeError as e:
+                raise self._bad(f"bad string: {e}") from None
+            return self._done(slot, text)
+        if code in "NTF" and "n" in kinds:
+            return {"N": None, "T": True, "F": False}[code]
+        if code == ">" and "f" in kinds:
+            slot = self._ref(flagged)
+            n = self.i32()
+            if n < 0 or n > len(self.data):
+                raise self._bad(f"bad frozenset size {n}")
+            items = [self.value(f"{where} element", "b") for _ in range(n)]
+            return self._done(slot, frozenset(items))
+        if code in "()" and "t" in kinds:
+            slot = self._ref(flagged)
+            n = self.take(1)[0] if code == ")" else self.i32()
+            if n < 0 or n > len(self.data):
+                raise self._bad(f"bad tuple size {n}")
+            return self._done(slot, tuple(self.value(f"{where}[{i}]", "s") for i in range(n)))
+        if code == "c":
+            raise _fail(f"{where} is a nested code object")
+        if code in "NTF":
+            raise _fail(f"{where} is {'None' if code == 'N' else 'a bool'}")
+        if code == ">":
+            raise _fail(f"{where} is a frozenset")
+        if code == "s":
+            raise _fail(f"{where} is a bytes")
+        name = _TYPE_NAMES.get(code)
+        if name is None:
+            self.pos = at
+            raise self._bad(f"unexpected marshal type {ord(code) | (_FLAG_REF if flagged else 0):#04x} for {where}")
+        raise _fail(f"{where} is a {name}")
+
+
+def _parse_code(data: bytes, minor: int) -> types.SimpleNamespace:
+    """The fields of the code object in ``data``, read without creating it:
+    CPython builds (and, from 3.12, quickens) a code object while unmarshalling,
+    so foreign or malformed bytecode must be rejected before ``marshal.loads``."""
+    r = _Reader(data)
+    code, flagged = r.type_code()
+    if code != "c":
+        raise _fail("the bytes are not a marshalled code object")
+    r._ref(flagged)  # the code object's own slot; nothing may refer to it
+    co = types.SimpleNamespace()
+    co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount = r.i32(), r.i32(), r.i32()
+    if minor <= 10:
+        co.co_nlocals = r.i32()
+    co.co_stacksize, co.co_flags = r.i32(), r.i32() & 0xFFFFFFFF
+    co.co_code = r.value("co_code", "b")
+    code_t, code_flagged = r.type_code()
+    if code_t not in "()":
+        raise _fail("co_consts is not a tuple")
+    slot = r._ref(code_flagged)
+    n = r.take(1)[0] if code_t == ")" else r.i32()
+    if n < 0 or n > len(data):
+        raise r._bad(f"bad co_consts size {n}")
+    co.co_consts = tuple(r.value(f"co_consts[{i}]", "bnf") for i in range(n))
+    r._done(slot, co.co_consts)
+    co.co_names = r.value("co_names", "t")
+    if minor <= 10:
+        co.co_varnames = r.value("co_varnames", "t")
+        co.co_freevars = r.value("co_freevars", "t")
+        co.co_cellvars = r.value("co_cellvars", "t")
+        co.co_filename = r.value("co_filename", "s")
+        co.co_name = r.value("co_name", "s")
+        co.co_firstlineno = r.i32()
+        table = r.value("co_linetable", "b")
+        if minor == 9:
+            co.co_lnotab = table
+        else:
+            co.co_linetable = table
+    else:
+        names = r.value("co_localsplusnames", "t")
+        kinds = r.value("co_localspluskinds", "b")
+        if len(kinds) != len(names):  # type: ignore[arg-type]
+            raise _fail(f"{len(names)} local names but {len(kinds)} kinds")  # type: ignore[arg-type]
+        allowed = (0x20, 0x26) if minor >= 14 else (0x20,)
+        co.co_varnames = tuple(x for x, k in zip(names, kinds) if k & 0x20)  # type: ignore[call-overload]
+        co.co_cellvars = tuple(x for x, k in zip(names, kinds) if k & 0x40)  # type: ignore[call-overload]
+        co.co_freevars = tuple(x for x, k in zip(names, kinds) if k & 0x80)  # type: ignore[call-overload]
+        co.co_nlocals = len(co.co_varnames)
+        odd = [k for k in kinds if k not in allowed and not k & 0xC0]  # type: ignore[union-attr]
+        if odd:
+            raise _fail(f"local kind {odd[0]:#04x} (a plain parameter is {allowed[-1]:#04x})")
+        co.co_filename = r.value("co_filename", "s")
+        co.co_name = r.value("co_name", "s")
+        co.co_qualname = r.value("co_qualname", "s")
+        co.co_firstlineno = r.i32()
+        co.co_linetable = r.value("co_linetable", "b")
+        co.co_exceptiontable = r.value("co_exceptiontable", "b")
+    if r.pos != len(data):
+        raise _fail(f"{len(data) - r.pos} bytes follow the code object")
+    return co
+
+
+def load_code(data: bytes, arity: int) -> types.CodeType:
+    """Verifies the marshalled code object in ``data`` (see :func:`verify`),
+    then unmarshals it and verifies the result once more."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"code must be bytes, not {type(data).__name__}")
+    data = bytes(data)
+    # 'c' is TYPE_CODE, possibly with FLAG_REF (0x80).
+    if not data or data[0] & 0x7F != ord("c"):
+        raise _fail("the bytes are not a marshalled code object")
+    facts = _facts()
+    _verify_fields(_parse_code(data, facts.minor), arity, facts)
+    try:
+        code = marshal.loads(data)
+    except Exception as e:  # cannot happen for bytes that parsed; kept as a guard
+        raise _fail(f"marshal cannot load it: {e}") from e
+    if type(code) is not types.CodeType:
+        raise _fail(f"marshal gave a {type(code).__name__}, not a code object")
+    verify(code, arity)
+    return code
+
+
+def _check_header(code: types.CodeType, arity: int) -> None:
+    if code.co_argcount != arity:
+        raise _fail(f"co_argcount is {code.co_argcount}, but the spec's arity is {arity}")
+    if code.co_posonlyargcount or code.co_kwonlyargcount:
+        raise _fail(
+            f"positional-only or keyword-only parameters "
+            f"(co_posonlyargcount={code.co_posonlyargcount}, co_kwonlyargcount={code.co_kwonlyargcount})"
+        )
+    flags = code.co_flags
+    extra = flags & ~_ALLOWED_FLAGS
+    if extra:
+        known = dis.COMPILER_FLAG_NAMES
+        names = [n for bit, n in sorted(known.items()) if extra & bit]
+        unknown = extra & ~sum(known)
+        if unknown:
+            names.append(hex(unknown))
+        raise _fail(f"co_flags has {'|'.join(names)} (a plain function has only OPTIMIZED|NEWLOCALS)")
+    if flags & _REQUIRED_FLAGS != _REQUIRED_FLAGS:
+        raise _fail(f"co_flags {flags:#x} lacks OPTIMIZED|NEWLOCALS")
+    if code.co_names:
+        raise _fail(f"co_names is {code.co_names!r}: generated code uses no names")
+    if code.co_freevars or code.co_cellvars:
+        raise _fail(f"free or cell variables (co_freevars={code.co_freevars!r}, co_cellvars={code.co_cellvars!r})")
+    if code.co_nlocals != arity or len(code.co_varnames) != arity:
+        raise _fail(f"{code.co_nlocals} locals {code.co_varnames!r}: only the {arity} parameters are allowed")
+    if getattr(code, "co_exceptiontable", b"") != b"":
+        raise _fail("co_exceptiontable is not empty")
+    if not 1 <= code.co_stacksize <= _MAX_STACKSIZE:
+        raise _fail(f"co_stacksize {code.co_stacksize} is out of range 1..{_MAX_STACKSIZE}")
+
+
+def _check_consts(consts: Tuple[object, ...]) -> None:
+    for i, c in enumerate(consts):
+        t = type(c)
+        if c is None or t is bool or t is bytes:
+            continue
+        if t is frozenset:
+            bad = next((type(x).__name__ for x in c if type(x) is not bytes), None)  # type: ignore[union-attr]
+            if bad is None:
+                continue
+            raise _fail(f"co_consts[{i}] is a frozenset holding a {bad}; only bytes are allowed in sets")
+        if t is types.CodeType:
+            raise _fail(f"co_consts[{i}] is a nested code object")
+        raise _fail(f"co_consts[{i}] is a {t.__name__}; only None, bool, bytes and frozensets of bytes are allowed")
+
+
+def _check_line_table(code: types.CodeType, minor: int) -> None:
+    expected = single_line_table(minor, len(code.co_code))
+    actual = code.co_lnotab if minor == 9 else code.co_linetable
+    if actual != expected or code.co_firstlineno != 1:
+        raise _fail("the line table is not the generator's (every instruction on line 1)")
+
+
+class _Instr:
+    __slots__ = ("start", "offset", "op", "arg", "end")
+
+    def __init__(self, start: int, offset: int, op: int, arg: int, end: int) -> None:
+        self.start = start  # offset of its first EXTENDED_ARG prefix (jumps land here)
+        self.offset = offset  # offset of the opcode itself
+        self.op = op
+        self.arg = arg  # with EXTENDED_ARG prefixes folded in
+        self.end = end  # offset after the opcode and its inline caches
+
+
+def _decode(co_code: bytes, facts: _Facts) -> List[_Instr]:
+    n = len(co_code)
+    if n == 0 or n % 2:
+        raise _fail(f"co_code has {n} bytes (must be even and non-empty)")
+    out: List[_Instr] = []
+    i = 0
+    start = 0
+    arg = 0
+    prefixes = 0
+    while i < n:
+        op, oparg = co_code[i], co_code[i + 1]
+        role = facts.roles.get(op)
+        if role is None:
+            name = dis.opname[op] if op < len(dis.opname) else str(op)
+            raise _fail(f"opcode {name} ({op}) at offset {i} is not allowed")
+        if role == "cache":
+            raise _fail(f"CACHE at offset {i} is not in an instruction's inline cache")
+        arg = (arg << 8) | oparg
+        if role == "extended_arg":
+            prefixes += 1
+            if prefixes > 3:
+                raise _fail(f"more than 3 EXTENDED_ARG prefixes at offset {i}")
+            i += 2
+            continue
+        end = i + 2 + 2 * facts.caches[op]
+        if end > n:
+            raise _fail(f"the inline cache of {facts.names[op]} at offset {i} runs past the end of the code")
+        for c in range(i + 2, end, 2):
+            if co_code[c] != facts.cache_op:
+                raise _fail(f"offset {c} should be a CACHE unit of {facts.names[op]} at offset {i}")
+        out.append(_Instr(start, i, op, arg, end))
+        i = end
+        start = i
+        arg = 0
+        prefixes = 0
+    if prefixes:
+        raise _fail("the code ends with EXTENDED_ARG")
+    return out
+
+
+def _jump_target(ins: _Instr, minor: int) -> int:
+    if minor == 9:
+        return ins.arg  # absolute byte offset
+    if minor == 10:
+        return 2 * ins.arg  # absolute code unit
+    return ins.end + 2 * ins.arg  # forward, from after the caches
+
+
+def verify(code: types.CodeType, arity: int) -> None:
+    """Raises ``ValueError`` unless ``code`` is exactly the kind of code object
+    keyfilter generates for a spec of ``arity`` fields on this interpreter."""
+    if type(code) is not types.CodeType:
+        raise _fail(f"expected a code object, got {type(code).__name__}")
+    _verify_fields(code, arity, _facts())
+
+
+def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
+    """verify() on a code object, or on the fields read by _parse_code."""
+    minor = facts.minor
+    _check_header(code, arity)
+    consts = code.co_consts
+    _check_consts(consts)
+    _check_line_table(code, minor)
+    instrs = _decode(code.co_code, facts)
+    starts = {ins.start for ins in instrs}
+
+    # One pass in code order: jumps only go forward, so every edge into an
+    # instruction is known when it is reached. A stack is a tuple of kinds:
+    # "v" any value, "b" an exact bool (what POP_JUMP_IF_FALSE may consume).
+    incoming: Dict[int, List[Tuple[str, ...]]] = {}
+    state: Optional[Tuple[str, ...]] = ()  # None: not reachable by falling through
+    max_depth = 0
+    for k, ins in enumerate(instrs):
+        name = facts.names[ins.op]
+        role = facts.roles[ins.op]
+        at = f"{name} at offset {ins.offset}"
+        sources = incoming.pop(ins.start, [])
+        if state is not None:
+            sources.append(state)
+        if not sources:
+            raise _fail(f"{at} is unreachable")
+        if any(s != sources[0] for s in sources):
+            raise _fail(f"the stack differs between the paths into {at}")
+        stack = list(sources[0])
+
+        def pop(count: int) -> None:
+            if len(stack) < count:
+                raise _fail(f"{at} pops {count} items from a stack of {len(stack)}")
+            del stack[len(stack) - count :]
+
+        if role == "resume":
+            if k != 0 or ins.arg != 0:
+                raise _fail(f"{at}: RESUME must be the first instruction, with argument 0")
+        elif minor >= 11 and k == 0:
+            raise _fail(f"{at}: the code must start with RESUME")
+        if role in ("not_taken", "return_value", "contains") and ins.arg != 0:
+            raise _fail(f"{at} has argument {ins.arg}, expected 0")
+
+        if role == "load_fast":
+            if ins.arg >= arity:
+                raise _fail(f"{at} reads local {ins.arg}, but there are {arity} parameters")
+            stack.append("v")
+        elif role == "load_const":
+            if ins.arg >= len(consts):
+                raise _fail(f"{at} reads constant {ins.arg} of {len(consts)}")
+            stack.append("v")
+        elif role == "compare":
+            if ins.arg not in facts.compare_args:
+                raise _fail(f"{at} has argument {ins.arg}, which is no comparison keyfilter emits")
+            pop(2)
+            stack.append("b" if facts.compare_args[ins.arg] else "v")
+        elif role == "contains":
+            pop(2)
+            stack.append("b")
+        elif role == "jump_if_false":
+            target = _jump_target(ins, minor)
+            if not (ins.end <= target < len(code.co_code)) or target not in starts:
+                raise _fail(f"{at} jumps to offset {target}, which is not a later instruction")
+            if not stack or stack[-1] != "b":
+                raise _fail(f"{at} does not test the bool of a comparison")
+            pop(1)
+            incoming.setdefault(target, []).append(tuple(stack))
+        elif role == "return_value":
+            if len(stack) != 1:
+                raise _fail(f"{at} returns with {len(stack)} items on the stack, expected 1")
+            stack = []
+        elif role == "return_const":
+            if ins.arg >= len(consts):
+                raise _fail(f"{at} returns constant {ins.arg} of {len(consts)}")
+            if stack:
+                raise _fail(f"{at} returns with {len(stack)} items left on the stack")
+        # resume, not_taken: no stack effect
+        max_depth = max(max_depth, len(stack))
+        state = None if role in ("return_value", "return_const") else tuple(stack)
+    if state is not None:
+        raise _fail("execution can run past the end of the code")
+    if incoming:
+        raise _fail(f"jumps to offsets {sorted(incoming)} that start no instruction")
+    if max_depth > code.co_stacksize:
+        raise _fail(f"the stack reaches {max_depth} items, but co_stacksize is {code.co_stacksize}")

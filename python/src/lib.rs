@@ -1,0 +1,572 @@
+//! `keyfilter._native`: the parts of the Python package that run in Rust.
+//!
+//! The Python layer (`python/keyfilter/`) owns the public API; this module gives
+//! it the core crate's spec validation and file format, the code generator and
+//! the native evaluator. A spec crosses the boundary in its wire form, as
+//! `(arity, [(field, op, value, values), ...])` with `op` the proto enum number,
+//! so that validation sees exactly what the server would see and reports
+//! exactly the server's message.
+
+use std::fmt::Write as _;
+use std::os::raw::c_char;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use keyfilter::codegen::{self, Function, PyVersion, SUPPORTED};
+use keyfilter::eval;
+use keyfilter::plan::Plan;
+use keyfilter::proto;
+use keyfilter::spec::{self, Limits};
+
+/// One predicate as returned to Python: `(field, op, value, values)`.
+type PyPredicate<'py> = (u32, i32, Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>);
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_string())
+}
+
+fn bytes_of(obj: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> PyResult<Bytes> {
+    match obj.cast::<PyBytes>() {
+        Ok(b) => Ok(Bytes::copy_from_slice(b.as_bytes())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{}: expected bytes, got {}",
+            what(),
+            type_name(obj)
+        ))),
+    }
+}
+
+/// Builds the wire spec from `(arity, predicates)`.
+fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<proto::FilterSpec> {
+    let mut out = Vec::new();
+    for (index, item) in predicates.try_iter()?.enumerate() {
+        let item = item?;
+        let (field, op, value, values): (u32, i32, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+        let value = bytes_of(&value, || format!("predicates[{index}].value"))?;
+        let values = values
+            .try_iter()?
+            .enumerate()
+            .map(|(j, v)| bytes_of(&v?, || format!("predicates[{index}].values[{j}]")))
+            .collect::<PyResult<Vec<_>>>()?;
+        out.push(proto::Predicate {
+            field,
+            op,
+            value,
+            values,
+        });
+    }
+    Ok(proto::FilterSpec { arity, predicates: out })
+}
+
+/// Validates like the server does (default limits), with the server's message.
+fn validated(wire: &proto::FilterSpec) -> PyResult<spec::Spec> {
+    spec::validate(wire, &Limits::default()).map_err(|e| PyValueError::new_err(format!("spec.{e}")))
+}
+
+fn parse_version(text: &str) -> PyResult<PyVersion> {
+    text.parse::<PyVersion>()
+        .map_err(|e| PyValueError::new_err(format!("python_version: {e}")))
+}
+
+/// Checks a spec as the server does; raises ValueError with the server's message.
+#[pyfunction]
+fn validate(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<()> {
+    validated(&wire_spec(arity, predicates)?).map(|_| ())
+}
+
+/// Renders a spec in the project's spec file format (JSON).
+#[pyfunction]
+fn spec_to_json(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(spec::spec_to_file_json(&wire_spec(arity, predicates)?))
+}
+
+/// Parses spec file text into `(arity, [(field, op, value, values), ...])`.
+#[pyfunction]
+fn spec_from_json<'py>(py: Python<'py>, text: &str) -> PyResult<(u32, Vec<PyPredicate<'py>>)> {
+    let wire = spec::parse_spec_file(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let predicates = wire
+        .predicates
+        .iter()
+        .map(|p| {
+            (
+                p.field,
+                p.op,
+                PyBytes::new(py, &p.value),
+                p.values.iter().map(|v| PyBytes::new(py, v)).collect(),
+            )
+        })
+        .collect();
+    Ok((wire.arity, predicates))
+}
+
+/// Generates the marshal bytes of the code object for a spec, like the
+/// server's `Compile`: checks `python_version`, then `name` ("" = default),
+/// then the spec, each failure a ValueError with the server's message.
+#[pyfunction]
+fn compile_code<'py>(
+    py: Python<'py>,
+    arity: u32,
+    predicates: &Bound<'py, PyAny>,
+    python_version: &str,
+    name: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let version = parse_version(python_version)?;
+    let name = codegen::function_name(name).map_err(|e| PyValueError::new_err(format!("name: {e}")))?;
+    let spec = validated(&wire_spec(arity, predicates)?)?;
+    let code = Function::generate(&Plan::new(&spec), version, name).marshal();
+    Ok(PyBytes::new(py, &code))
+}
+
+/// Renders generated code the way CPython's `dis` would (for debugging).
+#[pyfunction]
+fn disassemble(arity: u32, predicates: &Bound<'_, PyAny>, python_version: &str, name: &str) -> PyResult<String> {
+    let version = parse_version(python_version)?;
+    let name = codegen::function_name(name).map_err(|e| PyValueError::new_err(format!("name: {e}")))?;
+    let spec = validated(&wire_spec(arity, predicates)?)?;
+    let function = Function::generate(&Plan::new(&spec), version, name);
+    Ok(codegen::dis::disassemble(&function))
+}
+
+/// `importlib.util.MAGIC_NUMBER` of a supported version's final releases.
+#[pyfunction]
+fn magic<'py>(py: Python<'py>, python_version: &str) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &parse_version(python_version)?.magic()))
+}
+
+/// The supported versions, oldest first ("3.9", ..., "3.15").
+#[pyfunction]
+fn supported_versions() -> Vec<String> {
+    SUPPORTED.iter().map(|v| v.to_string()).collect()
+}
+
+/// The line table the generator writes for `code_len` bytes of code.
+#[pyfunction]
+fn line_table<'py>(py: Python<'py>, python_version: &str, code_len: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let version = parse_version(python_version)?;
+    Ok(PyBytes::new(py, &codegen::linetable::single_line(version, code_len)))
+}
+
+/// Where a key's fields are read from, for error messages.
+#[derive(Clone, Copy)]
+enum Origin {
+    /// The arguments of a `Matcher` call.
+    Call,
+    /// Element `i` of a collection of keys.
+    Item(usize),
+}
+
+/// Appends the (pointer, length) of `obj`'s bytes to `out`; false if `obj` is
+/// not a bytes object. Raw FFI: this runs for every field of every key.
+///
+/// # Safety
+/// `obj` must be a valid object pointer and the GIL held.
+#[inline(always)]
+unsafe fn push_bytes(obj: *mut ffi::PyObject, out: &mut Vec<(*const u8, usize)>) -> bool {
+    // SAFETY: guaranteed by the caller; the checks are inline type compares.
+    unsafe {
+        if ffi::PyBytes_CheckExact(obj) == 0 && ffi::PyBytes_Check(obj) == 0 {
+            return false;
+        }
+        let mut data: *mut c_char = std::ptr::null_mut();
+        let mut len: ffi::Py_ssize_t = 0;
+        if ffi::PyBytes_AsStringAndSize(obj, &mut data, &mut len) != 0 {
+            ffi::PyErr_Clear();
+            return false;
+        }
+        out.push((data as *const u8, len as usize));
+    }
+    true
+}
+
+type GetItem = unsafe extern "C" fn(*mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject;
+
+/// Reads the fields of `key` (a tuple or list of bytes) as (pointer, length)
+/// pairs into `out`, checking every field's type, and the arity if given.
+///
+/// The pointers stay valid while `key` is alive and unmodified: a tuple is
+/// immutable and holds its fields, and no Python code runs between this call
+/// and the use of `out` (the GIL is held throughout; abi3 modules never run on
+/// free-threaded interpreters).
+fn read_fields(
+    key: Borrowed<'_, '_, PyAny>,
+    arity: Option<usize>,
+    origin: Origin,
+    out: &mut Vec<(*const u8, usize)>,
+) -> PyResult<()> {
+    out.clear();
+    let p = key.as_ptr();
+    // SAFETY: `key` is a live object and the GIL is held; items are only read
+    // below the size just returned, as borrowed references.
+    let (n, get): (ffi::Py_ssize_t, GetItem) = unsafe {
+        if ffi::PyTuple_CheckExact(p) != 0 || ffi::PyTuple_Check(p) != 0 {
+            (ffi::PyTuple_Size(p), ffi::PyTuple_GetItem)
+        } else if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
+            (ffi::PyList_Size(p), ffi::PyList_GetItem)
+        } else {
+            let at = match origin {
+                Origin::Call => "key".to_string(),
+                Origin::Item(i) => format!("keys[{i}]"),
+            };
+            return Err(PyTypeError::new_err(format!(
+                "{at}: expected a tuple of bytes, got {}",
+                type_name(&key)
+            )));
+        }
+    };
+    let n = n.max(0) as usize;
+    match (arity, origin) {
+        (Some(a), Origin::Call) if a != n => {
+            return Err(PyTypeError::new_err(format!(
+                "the matcher takes {a} fields (the spec's arity), got {n}"
+            )))
+        }
+        (Some(a), Origin::Item(i)) if a != n => {
+            return Err(PyValueError::new_err(format!(
+                "keys[{i}]: has {n} fields, but the spec's arity is {a}"
+            )))
+        }
+        _ => {}
+    }
+    for j in 0..n {
+        // SAFETY: j < n, the container's size; see above.
+        unsafe {
+            let item = get(p, j as ffi::Py_ssize_t);
+            if !push_bytes(item, out) {
+                let at = match origin {
+                    Origin::Call => format!("key[{j}]"),
+                    Origin::Item(i) => format!("keys[{i}][{j}]"),
+                };
+                let item = Borrowed::from_ptr(key.py(), item);
+                return Err(PyTypeError::new_err(format!(
+                    "{at}: expected bytes, got {}",
+                    type_name(&item)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f(index, key)` for every key of `keys` (a list, a tuple or any iterable).
+///
+/// Lists and tuples are read with borrowed references: `f` must not run
+/// Python code (it only reads keys and appends to another list).
+fn for_each_key<'py>(
+    keys: &Bound<'py, PyAny>,
+    mut f: impl FnMut(usize, Borrowed<'_, 'py, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
+    let py = keys.py();
+    let p = keys.as_ptr();
+    // SAFETY: `keys` is alive, the GIL is held, indices stay below the size
+    // read just before; `f` runs no Python code, so the container is unchanged.
+    unsafe {
+        let container: Option<(ffi::Py_ssize_t, GetItem)> =
+            if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
+                Some((ffi::PyList_Size(p), ffi::PyList_GetItem))
+            } else if ffi::PyTuple_CheckExact(p) != 0 || ffi::PyTuple_Check(p) != 0 {
+                Some((ffi::PyTuple_Size(p), ffi::PyTuple_GetItem))
+            } else {
+                None
+            };
+        if let Some((n, get)) = container {
+            for i in 0..n.max(0) {
+                f(i as usize, Borrowed::from_ptr(py, get(p, i)))?;
+            }
+            return Ok(());
+        }
+    }
+    for (i, key) in keys.try_iter()?.enumerate() {
+        f(i, key?.as_borrowed())?;
+    }
+    Ok(())
+}
+
+/// Evaluates a spec natively: `m(*key) -> bool`, `m.mask(keys)`, `m.filter(keys)`.
+///
+/// Build it once per spec (`Matcher(spec)` validates the spec and raises
+/// `ValueError` with the server's message if it is invalid), then call it on
+/// any number of keys. A key is a tuple (or list) of exactly `arity` bytes
+/// objects; fields are read in place, without copying.
+#[pyclass(frozen, module = "keyfilter", name = "Matcher")]
+struct Matcher {
+    inner: eval::Matcher,
+    checks: usize,
+    never: bool,
+}
+
+impl Matcher {
+    #[inline]
+    fn eval(&self, fields: &[(*const u8, usize)]) -> bool {
+        // SAFETY: see `read_fields`; every pointer was taken from a live bytes
+        // object just before this call, with its exact length.
+        self.inner.matches_by(|i| unsafe { field_slice(&fields[i]) })
+    }
+}
+
+#[pymethods]
+impl Matcher {
+    /// Validates and plans `spec` (a `keyfilter.Spec`).
+    #[new]
+    fn new(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let wire = spec.call_method0("_wire").map_err(|_| {
+            PyTypeError::new_err(format!("Matcher() expects a keyfilter.Spec, got {}", type_name(spec)))
+        })?;
+        let (arity, predicates): (u32, Bound<'_, PyAny>) = wire.extract()?;
+        let plan = Plan::new(&validated(&wire_spec(arity, &predicates)?)?);
+        Ok(Matcher {
+            inner: eval::Matcher::new(&plan),
+            checks: plan.checks().len(),
+            never: plan.is_never(),
+        })
+    }
+
+    /// Number of fields every key must have.
+    #[getter]
+    fn arity(&self) -> usize {
+        self.inner.arity()
+    }
+
+    /// Whether the key whose fields are the arguments matches.
+    #[pyo3(signature = (*key))]
+    fn __call__(&self, key: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        let mut fields = Vec::with_capacity(self.inner.arity());
+        read_fields(
+            key.as_any().as_borrowed(),
+            Some(self.inner.arity()),
+            Origin::Call,
+            &mut fields,
+        )?;
+        Ok(self.eval(&fields))
+    }
+
+    /// One bool per key of `keys` (any iterable of tuples of bytes), in order.
+    fn mask(&self, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
+        let mut out = Vec::with_capacity(keys.len().unwrap_or(0));
+        let mut fields = Vec::with_capacity(self.inner.arity());
+        for_each_key(keys, |i, key| {
+            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            out.push(self.eval(&fields));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A new list of the matching keys themselves (the same objects), in order.
+    fn filter<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(keys.py());
+        let mut fields = Vec::with_capacity(self.inner.arity());
+        for_each_key(keys, |i, key| {
+            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            if self.eval(&fields) {
+                out.append(&*key)?;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The number of matching keys of `keys`.
+    fn count(&self, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut n = 0;
+        let mut fields = Vec::with_capacity(self.inner.arity());
+        for_each_key(keys, |i, key| {
+            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            n += usize::from(self.eval(&fields));
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn __repr__(&self) -> String {
+        let mut s = format!("<keyfilter.Matcher arity={}", self.inner.arity());
+        if self.never {
+            s.push_str(" never");
+        } else {
+            let _ = write!(s, " checks={}", self.checks);
+        }
+        s.push('>');
+        s
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Writes the tag and length of a length-delimited protobuf field.
+fn put_len_field(out: &mut Vec<u8>, field: u32, len: usize) {
+    put_varint(out, (u64::from(field) << 3) | 2);
+    put_varint(out, len as u64);
+}
+
+/// The bytes behind a (pointer, length) pair from `read_fields`.
+///
+/// # Safety
+/// The pair must come from `read_fields` on a key that is still alive, with no
+/// Python code run since (see `read_fields`).
+unsafe fn field_slice<'a>(&(ptr, len): &(*const u8, usize)) -> &'a [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// Encodes keys as protobuf field `field` of the enclosing message, ready to
+/// be concatenated with the rest of it:
+///
+/// * rows (`packed=False`): one `Key { repeated bytes fields = 1 }` entry per
+///   key (the form of `KeyBatch.keys` and `MatchRequest.keys`); the server
+///   checks the arity, so `arity` may be None;
+/// * `packed=True`: one `PackedKeys { data = 1, lengths = 2, count = 3 }`
+///   entry; `arity` is required and checked here (a key of the wrong arity
+///   would shift every later one).
+///
+/// Fields are read in place; errors name the key as `keys[start + i]`.
+#[pyfunction]
+#[pyo3(signature = (keys, field, *, arity = None, packed = false, start = 0))]
+fn encode_keys<'py>(
+    py: Python<'py>,
+    keys: &Bound<'py, PyAny>,
+    field: u32,
+    arity: Option<usize>,
+    packed: bool,
+    start: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    if !packed {
+        for_each_key(keys, |i, key| {
+            read_fields(key, arity, Origin::Item(start + i), &mut fields)?;
+            let len: usize = fields.iter().map(|&(_, n)| 1 + varint_len(n as u64) + n).sum();
+            put_len_field(&mut out, field, len);
+            for f in &fields {
+                // SAFETY: read from `key` just above.
+                let bytes = unsafe { field_slice(f) };
+                put_len_field(&mut out, 1, bytes.len());
+                out.extend_from_slice(bytes);
+            }
+            Ok(())
+        })?;
+        return Ok(PyBytes::new(py, &out));
+    }
+    let arity = arity.ok_or_else(|| PyValueError::new_err("encode_keys: packed keys need the arity"))?;
+    let mut data = Vec::new();
+    let mut lengths = Vec::new();
+    let mut count: u64 = 0;
+    for_each_key(keys, |i, key| {
+        read_fields(key, Some(arity), Origin::Item(start + i), &mut fields)?;
+        for f in &fields {
+            // SAFETY: read from `key` just above.
+            let bytes = unsafe { field_slice(f) };
+            let len = u32::try_from(bytes.len()).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "keys[{}]: a field of {} bytes is too large",
+                    start + i,
+                    bytes.len()
+                ))
+            })?;
+            data.extend_from_slice(bytes);
+            lengths.push(len);
+        }
+        count += 1;
+        Ok(())
+    })?;
+    let mut packed_lengths = Vec::with_capacity(lengths.len() * 2);
+    for &n in &lengths {
+        put_varint(&mut packed_lengths, u64::from(n));
+    }
+    let mut body = Vec::with_capacity(data.len() + packed_lengths.len() + 24);
+    if !data.is_empty() {
+        put_len_field(&mut body, 1, data.len());
+        body.extend_from_slice(&data);
+    }
+    if !packed_lengths.is_empty() {
+        put_len_field(&mut body, 2, packed_lengths.len());
+        body.extend_from_slice(&packed_lengths);
+    }
+    if count != 0 {
+        put_varint(&mut body, 3 << 3);
+        put_varint(&mut body, count);
+    }
+    put_len_field(&mut out, field, body.len());
+    out.extend_from_slice(&body);
+    Ok(PyBytes::new(py, &out))
+}
+
+/// The `FilterSpec` message bytes of `(arity, predicates)` (not validated).
+#[pyfunction]
+fn encode_spec<'py>(py: Python<'py>, arity: u32, predicates: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &prost::Message::encode_to_vec(&wire_spec(arity, predicates)?),
+    ))
+}
+
+fn decode<M: prost::Message + Default>(data: &[u8], what: &str) -> PyResult<M> {
+    M::decode(data).map_err(|e| PyValueError::new_err(format!("malformed {what}: {e}")))
+}
+
+/// `MatchResponse` bytes -> the list of matches.
+#[pyfunction]
+fn decode_match_response(data: &[u8]) -> PyResult<Vec<bool>> {
+    Ok(decode::<proto::MatchResponse>(data, "MatchResponse")?.matches)
+}
+
+/// `FilterResponse` bytes -> `(batch, matched indices)`.
+#[pyfunction]
+fn decode_filter_response(data: &[u8]) -> PyResult<(u64, Vec<u32>)> {
+    let r = decode::<proto::FilterResponse>(data, "FilterResponse")?;
+    Ok((r.batch, r.matched))
+}
+
+/// `CompileResponse` bytes -> `(code, python_version, magic)`.
+#[pyfunction]
+fn decode_compile_response<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, String, Bound<'py, PyBytes>)> {
+    let r = decode::<proto::CompileResponse>(data, "CompileResponse")?;
+    Ok((PyBytes::new(py, &r.code), r.python_version, PyBytes::new(py, &r.magic)))
+}
+
+/// The encoded `FileDescriptorSet` of `proto/keyfilter/v1/keyfilter.proto`
+/// (the one the server's reflection serves).
+#[pyfunction]
+fn file_descriptor_set<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, proto::FILE_DESCRIPTOR_SET)
+}
+
+/// The native half of the `keyfilter` package (import `keyfilter` instead).
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Matcher>()?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(spec_to_json, m)?)?;
+    m.add_function(wrap_pyfunction!(spec_from_json, m)?)?;
+    m.add_function(wrap_pyfunction!(compile_code, m)?)?;
+    m.add_function(wrap_pyfunction!(disassemble, m)?)?;
+    m.add_function(wrap_pyfunction!(magic, m)?)?;
+    m.add_function(wrap_pyfunction!(supported_versions, m)?)?;
+    m.add_function(wrap_pyfunction!(line_table, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_match_response, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_filter_response, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_compile_response, m)?)?;
+    m.add_function(wrap_pyfunction!(file_descriptor_set, m)?)?;
+    m.add("DEFAULT_NAME", codegen::DEFAULT_NAME)?;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+"""Shared fixtures: the reference semantics, random specs and keys, and a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple
+
+import pytest
+
+try:
+    import keyfilter
+except ImportError as e:  # e.g. the source tree shadows the installed package
+    raise ImportError(f"the keyfilter package is not installed (pip install ./python): {e}") from e
+from keyfilter import Op, Spec
+
+PYTHON_DIR = Path(__file__).resolve().parent.parent
+REPO = PYTHON_DIR.parent
+
+
+def reference_match(spec: Spec, key: Sequence[bytes]) -> bool:
+    """The spec's meaning, straight from the definition (like spec::reference_matches)."""
+    for p in spec.predicates:
+        x = key[p.field]
+        op = p.op
+        if op == Op.EQ:
+            ok = x == p.value
+        elif op == Op.NE:
+            ok = x != p.value
+        elif op == Op.LT:
+            ok = x < p.value
+        elif op == Op.LE:
+            ok = x <= p.value
+        elif op == Op.GT:
+            ok = x > p.value
+        elif op == Op.GE:
+            ok = x >= p.value
+        elif op == Op.PREFIX:
+            ok = x.startswith(p.value)
+        elif op == Op.IN:
+            ok = x in p.values
+        else:
+            raise AssertionError(op)
+        if not ok:
+            return False
+    return True
+
+
+# Values chosen to hit the edges: empty, NUL, 0xFF, all-0xFF prefixes (whose
+# "successor" does not exist), common prefixes and near neighbours.
+EDGE_VALUES: List[bytes] = [
+    b"",
+    b"\x00",
+    b"\x00\x00",
+    b"\x01",
+    b"\xff",
+    b"\xff\xff",
+    b"\xff\xff\xff",
+    b"a",
+    b"a\x00",
+    b"a\xff",
+    b"ab",
+    b"abc",
+    b"abd",
+    b"b",
+    b"\x7f",
+    b"\x80",
+]
+
+
+def random_value(rng: random.Random) -> bytes:
+    if rng.random() < 0.6:
+        return rng.choice(EDGE_VALUES)
+    return bytes(rng.choice(b"ab\x00\xff") for _ in range(rng.randint(0, 4)))
+
+
+def random_spec(rng: random.Random, arity: int = -1) -> Spec:
+    if arity < 0:
+        arity = rng.randint(0, 4)
+    spec = Spec(arity)
+    if arity == 0:
+        return spec
+    for _ in range(rng.randint(0, 6)):
+        field = rng.randrange(arity)
+        op = rng.choice(list(Op))
+        if op == Op.IN:
+            spec.isin(field, [random_value(rng) for _ in range(rng.randint(0, 12))])
+        else:
+            spec.add(keyfilter.Predicate(field, op, random_value(rng)))
+    return spec
+
+
+def random_key(rng: random.Random, arity: int) -> Tuple[bytes, ...]:
+    return tuple(random_value(rng) for _ in range(arity))
+
+
+def keys_for(rng: random.Random, spec: Spec, n: int = 200) -> List[Tuple[bytes, ...]]:
+    """Random keys, plus keys built from the spec's own values (so some match)."""
+    keys = [random_key(rng, spec.arity) for _ in range(n)]
+    values = [p.value for p in spec.predicates] + [v for p in spec.predicates for v in p.values]
+    for _ in range(n):
+        key = list(random_key(rng, spec.arity))
+        for f in range(spec.arity):
+            if values and rng.random() < 0.8:
+                v = rng.choice(values)
+                key[f] = v + random_value(rng) if rng.random() < 0.3 else v
+        keys.append(tuple(key))
+    return keys
+
+
+# ---------------------------------------------------------------------------
+# A real server
+
+
+def _server_binary() -> Path:
+    return Path(os.environ.get("KEYFILTER_BIN") or REPO / "target" / "debug" / "keyfilter")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen, addr: str, log: List[str]) -> None:
+        self.proc = proc
+        self.addr = addr
+        self.log = log
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """`keyfilter serve --addr 127.0.0.1:0 --log-format json`, for the whole session."""
+    binary = _server_binary()
+    if not binary.exists():
+        pytest.fail(f"server binary {binary} is missing: run `cargo build` (or set KEYFILTER_BIN)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYFILTER_")}
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "1s"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    log: List[str] = []
+    found = threading.Event()
+    addr: List[str] = []
+
+    def drain() -> None:
+        # Reads the log for the whole run: a full pipe would block the server.
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if len(log) < 10_000:
+                log.append(line)
+            if not found.is_set():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                fields = event.get("fields", event)
+                if fields.get("message") == "keyfilter listening" and "addr" in fields:
+                    addr.append(fields["addr"])
+                    found.set()
+        found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not found.wait(0.1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+    if not addr:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the server did not log its address; log:\n{''.join(log)}")
+    try:
+        yield Server(proc, addr[0], log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator["keyfilter.Client"]:
+    with keyfilter.Client(server.addr, timeout=60) as c:
+        yield c

@@ -1,0 +1,183 @@
+"""The verifier on every CPython that can be found here, not only the one running pytest.
+
+keyfilter/_verify.py uses only the standard library, so its source runs as is
+inside another interpreter (even one that cannot import this package, such as
+a Pyodide build): it must accept and correctly run the code generated for that
+version, and reject the code generated for every other version.
+
+Interpreters are looked up as $KEYFILTER_PYTHONS/bin/python3.X (default
+<repo>/.cache/pythons, as for the Rust matrix test), then pyenv's
+~/.pyenv/versions/3.X.*/bin/python3.X, then python3.X on PATH. A version that
+is not found is skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+import keyfilter
+from keyfilter import _verify
+
+from conftest import REPO, keys_for, random_spec, reference_match
+
+HARNESS = r'''
+
+def _run_cases():
+    import json, sys, types
+    data = json.load(open(sys.argv[1]))
+    out = {"minor": sys.version_info[1], "calls": 0, "failures": [], "accepted_foreign": [], "accepted_tampered": []}
+    for case in data["cases"]:
+        try:
+            code = load_code(bytes.fromhex(case["code"]), case["arity"])
+        except ValueError as e:
+            out["failures"].append("case %d rejected: %s" % (case["id"], e))
+            continue
+        f = types.FunctionType(code, {"__builtins__": {}}, code.co_name)
+        for key, expected in zip(case["keys"], case["expected"]):
+            got = f(*[bytes.fromhex(x) for x in key])
+            out["calls"] += 1
+            if got is not expected:
+                out["failures"].append("case %d key %r: got %r" % (case["id"], key, got))
+                break
+    for case in data["foreign"]:
+        try:
+            load_code(bytes.fromhex(case["code"]), case["arity"])
+        except ValueError:
+            continue
+        out["accepted_foreign"].append(case["version"])
+    own = bytes.fromhex(data["own"]["code"])
+    arity = data["own"]["arity"]
+    code = load_code(own, arity)
+    tampered = _tampered(code, own, arity)
+    out["tampered"] = len(tampered)
+    for what, n, bad in tampered:
+        try:
+            load_code(bad, n)
+        except ValueError:
+            continue
+        out["accepted_tampered"].append(what)
+    print("RESULT " + json.dumps(out))
+
+
+def _tampered(code, data, arity):
+    # Broken bytecode is only ever edited in the marshal bytes: creating such a
+    # code object could itself crash some interpreters.
+    import dis, marshal
+    cases = [("wrong arity", arity + 1, data)]
+    def build(what, make):
+        try:
+            cases.append((what, arity, marshal.dumps(make())))
+        except (ValueError, TypeError):
+            pass
+    build("a name", lambda: code.replace(co_names=("x",)))
+    build("nested code", lambda: code.replace(co_consts=code.co_consts + (compile("1", "x", "eval"),)))
+    build("an int constant", lambda: code.replace(co_consts=code.co_consts + (1,)))
+    build("a str in a set", lambda: code.replace(co_consts=code.co_consts + (frozenset(["s"]),)))
+    build("stacksize 1", lambda: code.replace(co_stacksize=1))
+    build("generator flag", lambda: code.replace(co_flags=code.co_flags | 0x20))
+    co_code = code.co_code
+    field = b"s" + len(co_code).to_bytes(4, "little") + co_code
+    assert data.count(field) == 1
+    def with_code(what, new):
+        cases.append((what, arity, data.replace(field, b"s" + len(new).to_bytes(4, "little") + new)))
+    call = dis.opmap.get("CALL", dis.opmap.get("CALL_FUNCTION"))
+    for ins in dis.get_instructions(code):
+        if ins.opname == "LOAD_CONST":
+            raw = bytearray(co_code)
+            raw[ins.offset] = call
+            with_code("a call", bytes(raw))
+            raw = bytearray(co_code)
+            raw[ins.offset + 1] = 250
+            with_code("const index", bytes(raw))
+            break
+    with_code("no return", co_code[:-2])
+    return cases
+
+
+_run_cases()
+'''
+
+
+def find_interpreter(minor: int) -> Optional[str]:
+    name = f"python3.{minor}"
+    pythons = Path(os.environ.get("KEYFILTER_PYTHONS") or REPO / ".cache" / "pythons")
+    candidates = [str(pythons / "bin" / name)]
+    candidates += sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/{name}")))
+    on_path = shutil.which(name)
+    if on_path:
+        candidates.append(on_path)
+    for c in candidates:
+        if not os.path.exists(c):
+            continue
+        try:
+            probe = subprocess.run(
+                [c, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0 and probe.stdout.split() == ["3", str(minor)]:
+            return c
+    return None
+
+
+@pytest.mark.parametrize("version", keyfilter.SUPPORTED_VERSIONS)
+def test_verifier_on_real_interpreter(version, tmp_path):
+    minor = int(version.split(".")[1])
+    if minor == sys.version_info[1]:
+        python: Optional[str] = sys.executable
+    else:
+        python = find_interpreter(minor)
+    if python is None:
+        pytest.skip(f"CPython {version} not found")
+    rng = random.Random(1000 + minor)
+    cases = []
+    for i in range(150):
+        spec = random_spec(rng)
+        keys = keys_for(rng, spec, 15)
+        cases.append(
+            {
+                "id": i,
+                "arity": spec.arity,
+                "code": keyfilter.compile_code(spec, python_version=version).hex(),
+                "keys": [[f.hex() for f in k] for k in keys],
+                "expected": [reference_match(spec, k) for k in keys],
+            }
+        )
+    spec = foreign_spec()
+    foreign = [
+        {"version": v, "arity": spec.arity, "code": keyfilter.compile_code(spec, python_version=v).hex()}
+        for v in keyfilter.SUPPORTED_VERSIONS
+        if v != version
+    ]
+    data = tmp_path / "cases.json"
+    own = {"arity": spec.arity, "code": keyfilter.compile_code(spec, python_version=version).hex()}
+    data.write_text(json.dumps({"cases": cases, "foreign": foreign, "own": own}))
+    script = tmp_path / "verify_run.py"
+    script.write_text(Path(_verify.__file__).read_text() + HARNESS)
+    run = subprocess.run([python, str(script), str(data)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, f"{python} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    result = json.loads(lines[-1][len("RESULT ") :])
+    assert result["minor"] == minor
+    assert result["failures"] == []
+    assert result["calls"] > 1000
+    assert result["accepted_foreign"] == [], "code for another version passed the verifier"
+    assert result["accepted_tampered"] == [], "a tampered code object passed the verifier"
+    assert result["tampered"] >= 9
+
+
+def foreign_spec():
+    return keyfilter.Spec(3).eq(0, b"org1").range(1, ge=b"2024", lt=b"2025").isin(2, [b"a", b"b", b"c"])
