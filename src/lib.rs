@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod codegen;
 pub mod eval;
+pub mod loadgen;
 pub mod plan;
 pub mod server;
 pub mod service;

@@ -92,6 +92,12 @@ class Client:
     :meth:`filter`, of the whole stream); None means none. Every method also
     takes ``timeout=`` for that call.
 
+    ``verify_key`` is the server's Ed25519 public key (32 bytes, 64 hex digits
+    or a PEM block, as ``keyfilter pubkey`` prints it): :meth:`compile` then
+    verifies the signature of the code before running anything, and refuses
+    unsigned code unless ``require_signature=False``. ``require_signature=True``
+    needs a ``verify_key``.
+
     Failed calls raise :class:`keyfilter.KeyFilterError` carrying the gRPC
     status code and the server's message. Use as a context manager, or call
     :meth:`close`.
@@ -104,6 +110,8 @@ class Client:
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: Optional[float] = None,
         options: Sequence[Any] = (),
+        verify_key: Union[bytes, str, None] = None,
+        require_signature: Optional[bool] = None,
     ) -> None:
         opts = [
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
@@ -116,6 +124,16 @@ class Client:
             self._channel = grpc.secure_channel(target, credentials, options=opts)
         self.target = target
         self.timeout = timeout
+        # Signed matchers: with a public key, unsigned code is refused unless
+        # require_signature=False says otherwise.
+        if verify_key is not None:
+            _native.check_verify_key(verify_key)
+        if require_signature is None:
+            require_signature = verify_key is not None
+        if require_signature and verify_key is None:
+            raise ValueError("require_signature=True needs verify_key (the server's public key)")
+        self.verify_key = verify_key
+        self.require_signature = require_signature
         # Requests go out as ready-made bytes (no serializer).
         self._match = self._channel.unary_unary(
             _SERVICE + "Match",
@@ -242,14 +260,23 @@ class Client:
     ) -> Callable[..., bool]:
         """Has the server generate code for ``spec`` for this interpreter
         (``Compile`` with ``python_version`` = ``"3.<minor>"``), checks the magic
-        number against ``importlib.util.MAGIC_NUMBER`` and returns the function
-        made by :func:`keyfilter.materialize`, which verifies the code first."""
+        number against ``importlib.util.MAGIC_NUMBER``, checks the signature when
+        the client has a ``verify_key`` (refusing unsigned code if
+        ``require_signature``), and returns the function made by
+        :func:`keyfilter.materialize`, which verifies the code first."""
         message = _SpecBytes(spec)
         request = _compile_request(message, running_version(), name or "")
         try:
-            code, version, magic = self._compile(request, timeout=self._timeout(timeout))
+            code, version, magic, signature, key_id = self._compile(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:
             raise _error(e) from None
+        if signature and self.verify_key is not None:
+            try:
+                _native.verify_compile_signature(self.verify_key, version, magic, code, signature)
+            except ValueError as e:
+                raise ValueError(f"refusing code signed with key id {key_id!r}: {e}") from None
+        elif not signature and self.require_signature:
+            raise ValueError("refusing unsigned code: the server sent no signature (require_signature=True)")
         if magic != importlib.util.MAGIC_NUMBER:
             raise ValueError(
                 f"the server generated code for Python {version} (magic {magic.hex()}), "

@@ -1,6 +1,6 @@
 """Type stubs of keyfilter._native, the Rust half of the package."""
 
-from typing import Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Union, Any, Iterable, List, Optional, Sequence, Tuple
 
 _Wire = Iterable[Tuple[int, int, bytes, Iterable[bytes]]]
 
@@ -44,6 +44,12 @@ def encode_spec(arity: int, predicates: _Wire) -> bytes:
     """The FilterSpec message bytes (not validated)."""
 def decode_match_response(data: bytes) -> List[bool]: ...
 def decode_filter_response(data: bytes) -> Tuple[int, List[int]]: ...
-def decode_compile_response(data: bytes) -> Tuple[bytes, str, bytes]: ...
+def decode_compile_response(data: bytes) -> Tuple[bytes, str, bytes, bytes, str]: ...
+def verify_compile_signature(
+    verify_key: Union[bytes, str], python_version: str, magic: bytes, code: bytes, signature: bytes
+) -> None:
+    """Raises ValueError unless `signature` verifies over the Compile response fields."""
+def check_verify_key(verify_key: Union[bytes, str]) -> None:
+    """Raises ValueError unless `verify_key` is a usable Ed25519 public key."""
 def file_descriptor_set() -> bytes:
     """The encoded FileDescriptorSet of proto/keyfilter/v1/keyfilter.proto."""

@@ -532,14 +532,80 @@ fn decode_filter_response(data: &[u8]) -> PyResult<(u64, Vec<u32>)> {
     Ok((r.batch, r.matched))
 }
 
-/// `CompileResponse` bytes -> `(code, python_version, magic)`.
+/// The fields of a decoded `CompileResponse`.
+type CompileFields<'py> = (
+    Bound<'py, PyBytes>,
+    String,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    String,
+);
+
+/// `CompileResponse` bytes -> `(code, python_version, magic, signature, key_id)`.
 #[pyfunction]
-fn decode_compile_response<'py>(
-    py: Python<'py>,
-    data: &[u8],
-) -> PyResult<(Bound<'py, PyBytes>, String, Bound<'py, PyBytes>)> {
+fn decode_compile_response<'py>(py: Python<'py>, data: &[u8]) -> PyResult<CompileFields<'py>> {
     let r = decode::<proto::CompileResponse>(data, "CompileResponse")?;
-    Ok((PyBytes::new(py, &r.code), r.python_version, PyBytes::new(py, &r.magic)))
+    Ok((
+        PyBytes::new(py, &r.code),
+        r.python_version,
+        PyBytes::new(py, &r.magic),
+        PyBytes::new(py, &r.signature),
+        r.key_id,
+    ))
+}
+
+/// Reads an Ed25519 public key: 32 raw bytes, 64 hex digits, or a PEM
+/// `PUBLIC KEY` block (`keyfilter pubkey` prints the last two).
+fn verifying_key(key: &Bound<'_, PyAny>) -> PyResult<ed25519_dalek::VerifyingKey> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let bad = |why: String| PyValueError::new_err(format!("verify_key: {why}"));
+    let raw: [u8; 32] = if let Ok(bytes) = key.cast::<PyBytes>() {
+        bytes
+            .as_bytes()
+            .try_into()
+            .map_err(|_| bad(format!("expected 32 bytes, got {}", bytes.as_bytes().len())))?
+    } else if let Ok(text) = key.extract::<String>() {
+        let text = text.trim();
+        if text.starts_with("-----BEGIN") {
+            return ed25519_dalek::VerifyingKey::from_public_key_pem(text)
+                .map_err(|e| bad(format!("not an Ed25519 PEM public key: {e}")));
+        }
+        let digits: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("expected 64 hex digits or a PEM block".into()))?;
+        digits
+            .try_into()
+            .map_err(|_| bad("expected 64 hex digits (32 bytes)".into()))?
+    } else {
+        return Err(PyTypeError::new_err("verify_key: expected bytes or str"));
+    };
+    ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| bad(format!("not a valid Ed25519 public key: {e}")))
+}
+
+/// Checks a `Compile` signature (see the server's signing module for what is
+/// signed); raises `ValueError` when it does not verify.
+#[pyfunction]
+fn verify_compile_signature(
+    verify_key: &Bound<'_, PyAny>,
+    python_version: &str,
+    magic: &[u8],
+    code: &[u8],
+    signature: &[u8],
+) -> PyResult<()> {
+    let key = verifying_key(verify_key)?;
+    let signature = ed25519_dalek::Signature::from_slice(signature)
+        .map_err(|_| PyValueError::new_err(format!("signature: expected 64 bytes, got {}", signature.len())))?;
+    let message = keyfilter::service::signing::signed_message(python_version, magic, code);
+    key.verify_strict(&message, &signature)
+        .map_err(|_| PyValueError::new_err("signature: does not verify with verify_key (wrong key, or altered bytes)"))
+}
+
+/// Checks that `verify_key` is a usable public key (raises `ValueError` if not).
+#[pyfunction]
+fn check_verify_key(verify_key: &Bound<'_, PyAny>) -> PyResult<()> {
+    verifying_key(verify_key).map(|_| ())
 }
 
 /// The encoded `FileDescriptorSet` of `proto/keyfilter/v1/keyfilter.proto`
@@ -566,6 +632,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_match_response, m)?)?;
     m.add_function(wrap_pyfunction!(decode_filter_response, m)?)?;
     m.add_function(wrap_pyfunction!(decode_compile_response, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_compile_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(check_verify_key, m)?)?;
     m.add_function(wrap_pyfunction!(file_descriptor_set, m)?)?;
     m.add("DEFAULT_NAME", codegen::DEFAULT_NAME)?;
     Ok(())

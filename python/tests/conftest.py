@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -128,15 +129,16 @@ class Server:
         self.log = log
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    """`keyfilter serve --addr 127.0.0.1:0 --log-format json`, for the whole session."""
+@contextlib.contextmanager
+def running_server(*extra_args: str) -> Iterator[Server]:
+    """`keyfilter serve --addr 127.0.0.1:0 --log-format json EXTRA...`, stopped on exit."""
     binary = _server_binary()
     if not binary.exists():
         pytest.fail(f"server binary {binary} is missing: run `cargo build` (or set KEYFILTER_BIN)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYFILTER_")}
     proc = subprocess.Popen(
-        [str(binary), "serve", "--addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "1s"],
+        [str(binary), "serve", "--addr", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "1s",
+         *extra_args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -182,6 +184,13 @@ def server() -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """One plain server for the whole session."""
+    with running_server() as s:
+        yield s
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 //! Command-line interface: thin wrappers over the library.
 
+mod bench;
 mod codegen_cmds;
+mod keys;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +26,12 @@ enum Command {
     Compile(codegen_cmds::CompileArgs),
     /// Print a disassembly of the code generated for a spec file.
     Dis(codegen_cmds::DisArgs),
+    /// Generate an Ed25519 signing key for `serve --signing-key` and print its public key.
+    Keygen(keys::KeygenArgs),
+    /// Print the public key (hex and PEM) of a signing key, for clients to verify with.
+    Pubkey(keys::PubkeyArgs),
+    /// Drive a running server with load (Match or Filter) and report keys/s and latency percentiles.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Runs a parsed command line; errors are printed to stderr.
@@ -32,6 +40,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Compile(args) => codegen_cmds::compile(args),
         Command::Dis(args) => codegen_cmds::dis(args),
+        Command::Bench(args) => bench::run(*args),
+        Command::Keygen(args) => keys::keygen(args),
+        Command::Pubkey(args) => keys::pubkey(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
