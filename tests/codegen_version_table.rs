@@ -15,19 +15,6 @@ fn dump(version: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-const OPCODES: [Opcode; 10] = [
-    Opcode::Resume,
-    Opcode::LoadFast,
-    Opcode::LoadConst,
-    Opcode::CompareOp,
-    Opcode::ContainsOp,
-    Opcode::PopJumpIfFalse,
-    Opcode::NotTaken,
-    Opcode::ReturnValue,
-    Opcode::ReturnConst,
-    Opcode::ExtendedArg,
-];
-
 #[test]
 fn opcode_numbers_caches_and_magic_match_the_interpreters() {
     for version in SUPPORTED {
@@ -43,7 +30,7 @@ fn opcode_numbers_caches_and_magic_match_the_interpreters() {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(cmp, ["<", "<=", "==", "!=", ">", ">="], "{version}");
-        for op in OPCODES {
+        for op in Opcode::ALL {
             let name = version.opname(op);
             let real = d["opmap"].get(name).and_then(Value::as_u64);
             match version.opcode(op) {

@@ -10,18 +10,6 @@ use super::select::Const;
 use super::version::{JumpEncoding, Opcode, PyVersion};
 use super::{Function, FILENAME};
 
-const ALL_OPCODES: [Opcode; 10] = [
-    Opcode::Resume,
-    Opcode::LoadFast,
-    Opcode::LoadConst,
-    Opcode::CompareOp,
-    Opcode::ContainsOp,
-    Opcode::PopJumpIfFalse,
-    Opcode::NotTaken,
-    Opcode::ReturnValue,
-    Opcode::ReturnConst,
-    Opcode::ExtendedArg,
-];
 const CMP_OP: [&str; 6] = ["<", "<=", "==", "!=", ">", ">="];
 
 /// Python's `repr()` of a `bytes` object.
@@ -70,7 +58,7 @@ fn const_repr(c: &Const) -> String {
 /// name, argument and the argument's meaning; jump targets marked `>>`.
 pub fn disassemble(f: &Function) -> String {
     let v = f.version;
-    let decode: Vec<(u8, Opcode, u8)> = ALL_OPCODES
+    let decode: Vec<(u8, Opcode, u8)> = Opcode::ALL
         .iter()
         .filter_map(|&op| v.opcode(op).map(|(num, caches)| (num, op, caches)))
         .collect();

@@ -52,6 +52,22 @@ pub enum Opcode {
     ExtendedArg,
 }
 
+impl Opcode {
+    /// Every opcode the emitter knows.
+    pub const ALL: [Opcode; 10] = [
+        Opcode::Resume,
+        Opcode::LoadFast,
+        Opcode::LoadConst,
+        Opcode::CompareOp,
+        Opcode::ContainsOp,
+        Opcode::PopJumpIfFalse,
+        Opcode::NotTaken,
+        Opcode::ReturnValue,
+        Opcode::ReturnConst,
+        Opcode::ExtendedArg,
+    ];
+}
+
 /// All supported versions, oldest first.
 pub const SUPPORTED: [PyVersion; 7] = [
     PyVersion::V3_9,
