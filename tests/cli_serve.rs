@@ -18,13 +18,16 @@ use keyfilter::proto::filter_request::Msg;
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, Op, Predicate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keyfilter");
+mod support;
+
+use support::binary::{self, KillOnDrop, BIN};
+
 /// Upper bound on any single step of a test.
 const STEP: Duration = Duration::from_secs(20);
 
 /// A running `keyfilter serve` process.
 struct Served {
-    child: Child,
+    child: KillOnDrop,
     addr: SocketAddr,
     /// Every stderr line, as it is written (read by a thread until EOF).
     lines: mpsc::Receiver<String>,
@@ -42,13 +45,9 @@ impl Served {
     /// Starts `keyfilter serve ARGS` with only `envs` among the `KEYFILTER_*`
     /// variables, and waits for the JSON log line that gives its address.
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Served {
-        let mut command = Command::new(BIN);
-        command.arg("serve").args(args);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KEYFILTER_") {
-                command.env_remove(name);
-            }
-        }
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        let mut command = binary::command(&full);
         command.env_remove("RUST_LOG").env("NO_COLOR", "1");
         command.envs(envs.iter().copied());
         let mut child = command
@@ -68,7 +67,7 @@ impl Served {
             }
         });
         let mut served = Served {
-            child,
+            child: KillOnDrop(child),
             addr: "0.0.0.0:0".parse().unwrap(),
             lines,
             seen: Vec::new(),
@@ -148,15 +147,6 @@ impl Served {
             .await
             .expect("connect to keyfilter serve");
         KeyFilterClient::new(channel)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -438,14 +428,7 @@ fn serve_rejects_bad_settings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_log_format_also_gives_the_address() {
-    let mut command = Command::new(BIN);
-    command.args(["serve", "--addr", "127.0.0.1:0"]);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("KEYFILTER_") {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
+    let mut child = binary::command(&["serve", "--addr", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -485,7 +468,7 @@ async fn text_log_format_also_gives_the_address() {
         .parse()
         .unwrap();
     let served = Served {
-        child,
+        child: KillOnDrop(child),
         addr,
         lines: rx,
         seen: Vec::new(),
@@ -506,14 +489,7 @@ async fn text_log_format_also_gives_the_address() {
 #[test]
 fn sigterm_right_after_the_listening_line_is_graceful() {
     for attempt in 0..10 {
-        let mut command = Command::new(BIN);
-        command.args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"]);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("KEYFILTER_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
+        let mut child = binary::command(&["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -535,7 +511,7 @@ fn sigterm_right_after_the_listening_line_is_graceful() {
         // As a supervisor would: the server said it is up, stop it.
         send_signal(&child, libc::SIGTERM);
         let mut served = Served {
-            child,
+            child: KillOnDrop(child),
             addr: listening_addr(line.trim_end()),
             lines: mpsc::channel().1,
             seen: Vec::new(),

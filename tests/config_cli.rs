@@ -7,11 +7,9 @@
 //! waited for with a bound, and is killed if a test fails while it runs.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,6 +18,10 @@ use tonic::Code;
 
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{FilterSpec, Key, MatchRequest};
+
+mod support;
+
+use support::binary::{self, write, KillOnDrop, Server};
 
 /// Upper bound on any child process run or step.
 const STEP: Duration = Duration::from_secs(10);
@@ -59,30 +61,12 @@ const ENV_VARS: [&str; 25] = [
 
 /// `keyfilter ARGS` with only `env` among the `KEYFILTER_*` variables.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyfilter"));
-    command.args(args);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KEYFILTER_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = binary::command(args);
     command
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
-}
-
-/// Kills the child if still running when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Runs `keyfilter ARGS` to completion (bounded by [`STEP`]).
@@ -101,7 +85,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     };
     let out = drain(Box::new(child.stdout.take().expect("stdout")));
     let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let mut guard = Guard(child);
+    let mut guard = KillOnDrop(child);
     let deadline = Instant::now() + STEP;
     let status = loop {
         if let Some(status) = guard.0.try_wait().expect("try_wait") {
@@ -157,12 +141,6 @@ fn serve_fails(args: &[&str], env: &[(&str, &str)]) -> String {
         stdout(&output)
     );
     err
-}
-
-fn write(dir: &Path, name: &str, contents: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write test file");
-    path.to_str().expect("utf-8 path").to_string()
 }
 
 fn int(table: &toml::Table, key: &str) -> i64 {
@@ -435,37 +413,10 @@ fn serve_help_lists_every_environment_variable() {
 // ---------------------------------------------------------------------------
 
 /// Starts `keyfilter serve` and returns the address it logs; killed when dropped.
-fn start(args: &[&str], env: &[(&str, &str)]) -> (Guard, SocketAddr) {
-    let mut full = vec!["serve"];
-    full.extend_from_slice(args);
-    let mut child = command(&full, env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn keyfilter");
-    let pipe = child.stderr.take().expect("stderr");
-    let guard = Guard(child);
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("keyfilter listening") {
-                let _ = tx.send(line.clone());
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(STEP)
-        .unwrap_or_else(|_| panic!("keyfilter did not listen:\n{}", lines.lock().unwrap().join("\n")));
-    let start = line.find("127.0.0.1:").expect("address in the listening line");
-    let addr: String = line[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    (guard, addr.parse().expect("socket address"))
+fn start(args: &[&str], env: &[(&str, &str)]) -> (Server, SocketAddr) {
+    let mut server = Server::spawn_with_env(args, env);
+    let addr = server.addr();
+    (server, addr)
 }
 
 async fn match_arity(addr: SocketAddr, arity: u32) -> Result<Vec<bool>, tonic::Status> {

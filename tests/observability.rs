@@ -7,11 +7,9 @@
 //! its guard drops.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,165 +25,14 @@ use keyfilter::proto::filter_request::Msg;
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{CompileRequest, FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, Op, Predicate};
 
-/// Upper bound on any single step (a call, a scrape, a process start or exit).
+mod support;
+
+use support::binary::Server;
+use support::server::plaintext_channel;
+
+/// Upper bound on any single step (a call, a scrape); process starts and exits
+/// are bounded by `support::binary::STEP`, also 10 s.
 const STEP: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// The server process
-// ---------------------------------------------------------------------------
-
-/// A `keyfilter serve` child process; killed when dropped.
-struct Server {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    reader: Option<ThreadHandle<()>>,
-}
-
-impl Server {
-    fn spawn(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfilter"));
-        command.arg("serve").args(args);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KEYFILTER_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keyfilter");
-        let pipe = child.stderr.take().expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Server {
-            child,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    /// A server on a kernel-chosen port with metrics on a free port (retried
-    /// if another process takes that port between our probe and the bind).
-    fn with_metrics(extra: &[&str]) -> (Server, SocketAddr, SocketAddr) {
-        for _ in 0..5 {
-            let metrics = free_port();
-            let metrics_arg = metrics.to_string();
-            let mut args = vec![
-                "--addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                &metrics_arg,
-                "--shutdown-grace",
-                "1s",
-            ];
-            args.extend_from_slice(extra);
-            let mut server = Server::spawn(&args);
-            match server.try_addr() {
-                Ok(addr) => return (server, addr, metrics),
-                Err(stderr) if stderr.contains("metrics_addr") => continue,
-                Err(stderr) => panic!("keyfilter did not start:\n{stderr}"),
-            }
-        }
-        panic!("no free metrics port after 5 attempts");
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Waits for the "keyfilter listening" line and returns the address it
-    /// names, or all of stderr if the process exits first.
-    fn try_addr(&mut self) -> Result<SocketAddr, String> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let found = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains("keyfilter listening"))
-                .cloned();
-            if let Some(line) = found {
-                return Ok(first_loopback_addr(&line).expect("the listening line names the address"));
-            }
-            if self.child.try_wait().expect("try_wait").is_some() {
-                self.reader.take().expect("reader").join().expect("stderr reader");
-                return Err(self.stderr_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "keyfilter did not listen within {STEP:?}:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn addr(&mut self) -> SocketAddr {
-        self.try_addr()
-            .unwrap_or_else(|stderr| panic!("keyfilter exited before listening:\n{stderr}"))
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and all of stderr.
-    /// [`Server::terminate_blocking`] off the async runtime, which keeps
-    /// running meanwhile: the test's client connections must answer the
-    /// server's graceful shutdown (HTTP/2 GOAWAY and PING) for it to finish early.
-    async fn terminate(self) -> (ExitStatus, String) {
-        tokio::task::spawn_blocking(move || self.terminate_blocking())
-            .await
-            .expect("terminate")
-    }
-
-    fn terminate_blocking(mut self) -> (ExitStatus, String) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + STEP;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "keyfilter did not exit within {STEP:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        self.reader.take().expect("reader").join().expect("stderr reader");
-        (status, self.stderr_text())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn first_loopback_addr(text: &str) -> Option<SocketAddr> {
-    let start = text.find("127.0.0.1:")?;
-    let rest = &text[start..];
-    let digits = rest["127.0.0.1:".len()..]
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len() - "127.0.0.1:".len());
-    rest[..("127.0.0.1:".len() + digits)].parse().ok()
-}
-
-fn free_port() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("local_addr")
-}
 
 // ---------------------------------------------------------------------------
 // Scraping
@@ -319,16 +166,6 @@ fn dechunk(mut body: &str) -> String {
 // Requests
 // ---------------------------------------------------------------------------
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(STEP)
-        .timeout(STEP)
-        .connect()
-        .await
-        .expect("connect")
-}
-
 /// A channel over one connection whose local (client-side) address is returned too.
 async fn recorded_channel(addr: SocketAddr) -> (Channel, SocketAddr) {
     let local = Arc::new(Mutex::new(None));
@@ -410,7 +247,7 @@ async fn bounded<F: std::future::Future>(future: F) -> F::Output {
 #[tokio::test]
 async fn metrics_count_calls_keys_cache_and_open_streams() {
     let (server, addr, metrics) = Server::with_metrics(&["--max-filter-streams", "1"]);
-    let mut client = KeyFilterClient::new(channel(addr).await);
+    let mut client = KeyFilterClient::new(plaintext_channel(addr).await);
 
     // Nothing is counted before the first call.
     let before = scrape(metrics);
@@ -634,7 +471,7 @@ async fn calls_over_the_concurrency_limit_are_shed_and_counted() {
 
     // Once the server has seen it, every other call is shed at once with
     // RESOURCE_EXHAUSTED (calls before that may still get through).
-    let mut client = KeyFilterClient::new(channel(addr).await);
+    let mut client = KeyFilterClient::new(plaintext_channel(addr).await);
     let (mut passed, mut shed) = (0u32, 0u32);
     let deadline = Instant::now() + STEP;
     while shed < 3 {

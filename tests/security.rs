@@ -7,13 +7,10 @@
 //! Every wait is bounded (see [`STEP`]) and every child process is killed when
 //! its guard drops, so a failure neither hangs the suite nor leaks a server.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle as ThreadHandle;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
@@ -22,20 +19,22 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
 };
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use tonic::{Code, Request, Status};
 
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{
     filter_request::Msg, CompileRequest, CompileResponse, FilterRequest, FilterSpec, Key, MatchRequest, Op, Predicate,
 };
-use keyfilter::server::{serve, Security, ServerConfig, TokenAuth};
+use keyfilter::server::{Security, ServerConfig, TokenAuth};
 use keyfilter::service::signing::{signed_message, Signer, SIGNATURE_CONTEXT};
+
+mod support;
+
+use support::binary::{write, Server};
+use support::server::{plaintext_channel, TestServer};
 
 /// Upper bound on any single step (a connection, a call, a process start or exit).
 const STEP: Duration = Duration::from_secs(10);
@@ -45,41 +44,6 @@ const KEYFILTER: &str = "keyfilter.v1.KeyFilter";
 // ---------------------------------------------------------------------------
 // An in-process server
 // ---------------------------------------------------------------------------
-
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestServer {
-    async fn start(config: ServerConfig) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local_addr");
-        let (shutdown, signal) = oneshot::channel::<()>();
-        // Dropping the sender (e.g. when a test panics) also stops the server.
-        let handle = tokio::spawn(serve(config, listener, async move {
-            let _ = signal.await;
-        }));
-        TestServer {
-            addr,
-            shutdown: Some(shutdown),
-            handle: Some(handle),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let handle = self.handle.take().expect("not stopped yet");
-        timeout(STEP, handle)
-            .await
-            .expect("serve returned within STEP")
-            .expect("serve task panicked")
-            .expect("serve returned an error");
-    }
-}
 
 fn with_security(security: Security) -> ServerConfig {
     ServerConfig {
@@ -158,16 +122,6 @@ async fn call_match(endpoint: Endpoint, auth: Option<&str>) -> Result<Vec<bool>,
     Ok(response.into_inner().matches)
 }
 
-async fn plaintext_channel(addr: SocketAddr) -> Channel {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_timeout(STEP)
-        .timeout(STEP)
-        .connect()
-        .await
-        .expect("connect")
-}
-
 // ---------------------------------------------------------------------------
 // Certificates
 // ---------------------------------------------------------------------------
@@ -244,6 +198,15 @@ fn server_tls(pki: &Pki, mutual: bool) -> ServerTlsConfig {
     }
 }
 
+/// An in-process server with [`server_tls`] and no bearer tokens.
+async fn tls_server(pki: &Pki, mutual: bool) -> TestServer {
+    TestServer::start(with_security(Security {
+        tls: Some(server_tls(pki, mutual)),
+        auth: TokenAuth::default(),
+    }))
+    .await
+}
+
 /// Connects over TLS (trusting `trusted_ca`, presenting `identity` if given) and calls Match.
 async fn tls_match(addr: SocketAddr, trusted_ca: &str, identity: Option<&Pem>) -> Result<Vec<bool>, Status> {
     let mut tls = ClientTlsConfig::new()
@@ -301,11 +264,7 @@ fn assert_refused(result: &Result<Vec<bool>, Status>, alert: &str) {
 #[tokio::test]
 async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
     let pki = pki();
-    let server = TestServer::start(with_security(Security {
-        tls: Some(server_tls(&pki, false)),
-        auth: TokenAuth::default(),
-    }))
-    .await;
+    let server = tls_server(&pki, false).await;
 
     // Without mutual TLS, a client needs no certificate of its own.
     assert_eq!(
@@ -342,11 +301,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_configured_ca() {
     let pki = pki();
-    let server = TestServer::start(with_security(Security {
-        tls: Some(server_tls(&pki, true)),
-        auth: TokenAuth::default(),
-    }))
-    .await;
+    let server = tls_server(&pki, true).await;
 
     let no_cert = tls_match(server.addr, &pki.ca, None).await;
     assert_refused(&no_cert, "CertificateRequired");
@@ -692,137 +647,11 @@ async fn an_explicit_key_id_is_sent_and_no_signer_means_no_signature() {
 // The binary
 // ---------------------------------------------------------------------------
 
-/// A `keyfilter serve` child process; killed when dropped.
-struct Server {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-    reader: Option<ThreadHandle<()>>,
-}
-
-impl Server {
-    fn spawn(args: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_keyfilter"));
-        command.arg("serve").args(args);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KEYFILTER_") {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn keyfilter");
-        let pipe = child.stderr.take().expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Server {
-            child,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    /// Waits for the "keyfilter listening" line and returns the address it names.
-    fn addr(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let found = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains("keyfilter listening"))
-                .cloned();
-            if let Some(line) = found {
-                let start = line.find("127.0.0.1:").expect("the listening line names the address");
-                let rest = &line[start..];
-                let end = "127.0.0.1:".len()
-                    + rest["127.0.0.1:".len()..]
-                        .find(|c: char| !c.is_ascii_digit())
-                        .unwrap_or(rest.len() - "127.0.0.1:".len());
-                return rest[..end].parse().expect("socket address");
-            }
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("keyfilter exited ({status}) before listening:\n{}", self.stderr_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "keyfilter did not listen within {STEP:?}:\n{}",
-                self.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit; returns its status and all of stderr.
-    /// [`Server::terminate_blocking`] off the async runtime, which keeps
-    /// running meanwhile: the test's client connections must answer the
-    /// server's graceful shutdown (HTTP/2 GOAWAY and PING) for it to finish early.
-    async fn terminate(self) -> (ExitStatus, String) {
-        tokio::task::spawn_blocking(move || self.terminate_blocking())
-            .await
-            .expect("terminate")
-    }
-
-    fn terminate_blocking(mut self) -> (ExitStatus, String) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-        let status = wait_bounded(&mut self.child);
-        self.reader.take().expect("reader").join().expect("stderr reader");
-        (status, self.stderr_text())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "keyfilter did not exit within {STEP:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Runs `keyfilter serve ARGS` expecting it to fail at start; returns its stderr.
 fn serve_fails(args: &[&str]) -> String {
-    let mut server = Server::spawn(args);
-    let status = wait_bounded(&mut server.child);
-    server.reader.take().expect("reader").join().expect("stderr reader");
-    let stderr = server.stderr_text();
+    let (status, stderr) = Server::spawn(args).wait_exit();
     assert!(!status.success(), "keyfilter serve {args:?} started:\n{stderr}");
     stderr
-}
-
-fn write(dir: &Path, name: &str, contents: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write test file");
-    path.to_str().expect("utf-8 path").to_string()
 }
 
 #[tokio::test]

@@ -12,8 +12,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,8 +27,12 @@ use keyfilter::proto::{
     CompileRequest, CompileResponse, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest,
     MatchResponse, Op, PackedKeys, Predicate,
 };
-use keyfilter::server::{serve, ServerConfig};
+use keyfilter::server::ServerConfig;
 use keyfilter::spec::{reference_matches, validate, Limits, VALUE_OVERHEAD};
+
+mod support;
+
+use support::server::TestServer;
 
 /// Upper bound on any single step (a call, a send, a receive) of a test.
 const STEP: Duration = Duration::from_secs(10);
@@ -43,68 +46,6 @@ type Client = KeyFilterClient<Channel>;
 // ---------------------------------------------------------------------------
 // The server under test
 // ---------------------------------------------------------------------------
-
-/// A server running in this process on `127.0.0.1:<free port>`.
-struct TestServer {
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestServer {
-    async fn start(config: ServerConfig) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local_addr");
-        let (shutdown, signal) = oneshot::channel::<()>();
-        // Dropping the sender (e.g. when a test panics) also shuts the server down.
-        let handle = tokio::spawn(serve(config, listener, async move {
-            let _ = signal.await;
-        }));
-        TestServer {
-            addr,
-            shutdown: Some(shutdown),
-            handle: Some(handle),
-        }
-    }
-
-    async fn start_default() -> TestServer {
-        TestServer::start(ServerConfig::default()).await
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn channel(&self) -> Channel {
-        Endpoint::from_shared(self.url())
-            .expect("endpoint")
-            .connect_timeout(STEP)
-            .connect()
-            .await
-            .expect("connect to the test server")
-    }
-
-    async fn client(&self) -> Client {
-        KeyFilterClient::new(self.channel().await)
-    }
-
-    fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            tx.send(())
-                .expect("the server is still waiting for its shutdown signal");
-        }
-    }
-
-    /// Waits (at most `within`) for `serve` to return, and checks it returned `Ok`.
-    async fn stopped(&mut self, within: Duration) {
-        let handle = self.handle.take().expect("not joined yet");
-        timeout(within, handle)
-            .await
-            .unwrap_or_else(|_| panic!("serve did not return within {within:?}"))
-            .expect("serve task panicked")
-            .expect("serve returned an error");
-    }
-}
 
 fn config(edit: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
     let mut config = ServerConfig::default();

@@ -4,7 +4,9 @@
 //! values, duplicated and contradictory predicates.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod cpython;
+pub mod server;
 
 use bytes::Bytes;
 use keyfilter::proto::{self, FilterSpec, Predicate};
