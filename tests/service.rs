@@ -1842,3 +1842,41 @@ async fn idle_filter_streams_end_and_free_their_slot() {
     assert_eq!(next.ask(rows_msg(&[row(&[b"x"])])).await.matched, Vec::<u32>::new());
     next.finish().await;
 }
+
+/// Every batch gets its response even when the client closes its side right
+/// after the last batch: the stream's end must never overtake a response
+/// (a race between the final response and the end of the stream once lost
+/// the last answers of short streams).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_response_is_lost_when_the_client_closes_right_after_its_last_batch() {
+    let server = TestServer::start_default().await;
+    let spec = spec(1, vec![pred(0, Op::Prefix, b"k")]);
+    let mut tasks = Vec::new();
+    for round in 0..300u32 {
+        let mut client = server.client().await;
+        let spec = spec.clone();
+        tasks.push(tokio::spawn(async move {
+            let batches = 1 + round % 9;
+            let mut requests = vec![spec_msg(&spec)];
+            requests.extend((0..batches).map(|_| rows_msg(&[row(&[b"k1"]), row(&[b"x"])])));
+            let mut responses = client
+                .filter(tokio_stream::iter(requests))
+                .await
+                .expect("Filter starts")
+                .into_inner();
+            let mut seen = Vec::new();
+            while let Some(response) = timeout(STEP, responses.message())
+                .await
+                .expect("in time")
+                .expect("no error")
+            {
+                assert_eq!(response.matched, vec![0]);
+                seen.push(response.batch);
+            }
+            assert_eq!(seen, (0..batches as u64).collect::<Vec<_>>(), "round {round}");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("stream task");
+    }
+}

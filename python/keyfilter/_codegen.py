@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from builtins import compile as builtins_compile
 from typing import Callable, Optional
 
 from . import _native, _verify
@@ -49,6 +50,26 @@ def compile_code(spec: Spec, python_version: Optional[str] = None, name: Optiona
     return _native.compile_code(*spec._wire(), version, "" if name is None else name)
 
 
+# A fixed, compiled-once factory: evaluating it runs `MAKE_FUNCTION` on its one
+# code constant. From 3.13 on, only functions made by `MAKE_FUNCTION` carry a
+# function version, which call sites need to specialize (`CALL_PY_EXACT_ARGS`);
+# `types.FunctionType` leaves it unset, and calls are 4-13 % slower
+# (docs/performance.md, section 4). Swapping our code object into the factory's
+# constants costs about a microsecond, once per materialization.
+_FACTORY = builtins_compile("lambda: None", "<keyfilter>", "eval")
+_FACTORY_SLOT = next(i for i, c in enumerate(_FACTORY.co_consts) if isinstance(c, types.CodeType))
+
+
+def _make_function(code_object: types.CodeType, globals_: dict) -> Callable[..., bool]:
+    if sys.version_info >= (3, 13):
+        consts = list(_FACTORY.co_consts)
+        consts[_FACTORY_SLOT] = code_object
+        function = eval(_FACTORY.replace(co_consts=tuple(consts)), globals_)
+        assert function.__code__ is code_object
+        return function
+    return types.FunctionType(code_object, globals_, code_object.co_name)
+
+
 def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None) -> Callable[..., bool]:
     """Turns marshal bytes from :func:`compile_code` (or the server's
     ``Compile``) into a function of ``arity`` bytes arguments returning a bool.
@@ -69,7 +90,7 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
     code_object = _verify.load_code(code, arity)
     # A globals dict with "__builtins__" set: without it, 3.9 builds a
     # builtins dict on every call.
-    return types.FunctionType(code_object, {"__builtins__": {}}, code_object.co_name)
+    return _make_function(code_object, {"__builtins__": {}})
 
 
 def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:

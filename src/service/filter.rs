@@ -13,7 +13,6 @@
 //! `max_filter_streams` forever. The final status travels outside the bounded
 //! channel, so it is delivered even when that channel is full.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,17 +39,15 @@ impl Stream for FilterStream {
     type Item = Result<FilterResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Poll::Ready(Some(response)) = self.responses.poll_recv(cx) {
-            return Poll::Ready(Some(Ok(response)));
-        }
-        // Responses are drained (or pending); the failure, if any, comes last.
-        let Some(failure) = self.failure.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(failure).poll(cx) {
-            Poll::Ready(result) => {
-                self.failure = None;
-                Poll::Ready(result.ok().map(Err))
+        match self.responses.poll_recv(cx) {
+            Poll::Ready(Some(response)) => Poll::Ready(Some(Ok(response))),
+            // The channel closes only when the task has ended, and the task
+            // hands over its failure before it drops its sender: so by now the
+            // failure, if any, is waiting. (Polling the failure while responses
+            // may still arrive would race with the last of them.)
+            Poll::Ready(None) => {
+                let failure = self.failure.take().and_then(|mut rx| rx.try_recv().ok());
+                Poll::Ready(failure.map(Err))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -79,6 +76,8 @@ pub(super) async fn start(
             if let Err(status) = result {
                 let _ = fail.send(status);
             }
+            // Closing the channel last tells FilterStream the failure is in place.
+            drop(tx);
         }
         .in_current_span(),
     );
