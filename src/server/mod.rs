@@ -84,11 +84,16 @@ pub async fn serve(
     // reflection stay open for probes and tooling.
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
+    let max_in_flight = config.max_concurrent_requests;
     let layers = tower::ServiceBuilder::new()
         .layer(context::RequestContextLayer)
-        .map_err(|e: tower::BoxError| {
+        .map_err(move |e: tower::BoxError| -> tower::BoxError {
             if e.is::<tower::load_shed::error::Overloaded>() {
                 metrics::load_shed();
+                // Say which limit was hit (tonic's default text speaks of one connection).
+                return Box::new(tonic::Status::resource_exhausted(format!(
+                    "server overloaded: {max_in_flight} calls already in flight (max_concurrent_requests); retry later"
+                )));
             }
             e
         })
