@@ -4,75 +4,27 @@
 //! without allocating: keys are read in place, whether they come as rows
 //! (`&[impl AsRef<[u8]>]`) or as a packed batch ([`PackedKeys`]).
 
+mod check;
 mod packed;
+mod word;
 
 pub use packed::{PackedError, PackedIndex, PackedKeys};
 
-use bytes::Bytes;
-use rustc_hash::FxHashSet;
-
-use crate::plan::{Body, Plan, Test};
-
-/// Sets up to this size are scanned linearly; larger ones are hashed.
-const LINEAR_SET_MAX: usize = 8;
-
-#[derive(Debug, Clone)]
-enum Compiled {
-    Eq(Bytes),
-    Ne(Bytes),
-    Lt(Bytes),
-    Le(Bytes),
-    Gt(Bytes),
-    Ge(Bytes),
-    InSmall(Box<[Bytes]>),
-    InHash(FxHashSet<Bytes>),
-}
-
-impl Compiled {
-    fn new(test: &Test) -> Compiled {
-        match test {
-            Test::Eq(v) => Compiled::Eq(v.clone()),
-            Test::Ne(v) => Compiled::Ne(v.clone()),
-            Test::Lt(v) => Compiled::Lt(v.clone()),
-            Test::Le(v) => Compiled::Le(v.clone()),
-            Test::Gt(v) => Compiled::Gt(v.clone()),
-            Test::Ge(v) => Compiled::Ge(v.clone()),
-            Test::In(vs) if vs.len() <= LINEAR_SET_MAX => Compiled::InSmall(vs.clone().into()),
-            Test::In(vs) => Compiled::InHash(vs.iter().cloned().collect()),
-        }
-    }
-
-    #[inline(always)]
-    fn holds(&self, x: &[u8]) -> bool {
-        match self {
-            Compiled::Eq(v) => x == &v[..],
-            Compiled::Ne(v) => x != &v[..],
-            Compiled::Lt(v) => x < &v[..],
-            Compiled::Le(v) => x <= &v[..],
-            Compiled::Gt(v) => x > &v[..],
-            Compiled::Ge(v) => x >= &v[..],
-            Compiled::InSmall(vs) => vs.iter().any(|v| x == &v[..]),
-            Compiled::InHash(set) => set.contains(x),
-        }
-    }
-}
+use crate::plan::{Body, Plan};
+use check::Check;
 
 /// A plan made ready for fast evaluation.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     arity: usize,
     never: bool,
-    checks: Box<[(usize, Compiled)]>,
+    checks: Box<[Check]>,
 }
 
 impl Matcher {
     /// Prepares `plan` for evaluation (hash sets are built here, once).
     pub fn new(plan: &Plan) -> Matcher {
-        let checks = plan
-            .checks()
-            .iter()
-            .map(|c| (c.field as usize, Compiled::new(&c.test)))
-            .collect();
+        let checks = check::compile(plan.checks()).into();
         Matcher {
             arity: plan.arity as usize,
             never: matches!(plan.body, Body::Never),
@@ -89,7 +41,7 @@ impl Matcher {
     /// called with indices below the arity.
     #[inline]
     pub fn matches_by<'k>(&self, field: impl Fn(usize) -> &'k [u8]) -> bool {
-        !self.never && self.checks.iter().all(|(f, test)| test.holds(field(*f)))
+        !self.never && self.checks.iter().all(|c| c.holds(field(c.field)))
     }
 
     /// Whether `key` matches. The caller guarantees `key.len() == self.arity()`

@@ -1,0 +1,255 @@
+//! Plan checks compiled for the evaluator's inner loop.
+//!
+//! Constants carry their first and last 8 bytes as big-endian words (see
+//! [`word`](super::word)), so equality with a constant of up to 16 bytes is a
+//! length test and two integer compares, and an ordering test is usually
+//! decided by one. A lower and an upper bound on the same field (a `PREFIX`,
+//! or a range) become one [`Kind::Between`] that reads the field's head once.
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+use rustc_hash::FxHashSet;
+
+use super::word::{head, tail};
+use crate::plan::{self, Test};
+
+/// Sets up to this size are scanned linearly; larger ones are hashed.
+const LINEAR_SET_MAX: usize = 8;
+
+/// A constant with its words precomputed.
+#[derive(Debug, Clone)]
+pub(super) struct Constant {
+    bytes: Bytes,
+    head: u64,
+    tail: u64,
+}
+
+impl Constant {
+    fn new(bytes: &Bytes) -> Constant {
+        Constant {
+            head: head(bytes),
+            tail: if bytes.len() >= 8 { tail(bytes) } else { 0 },
+            bytes: bytes.clone(),
+        }
+    }
+
+    /// `x == self`
+    #[inline(always)]
+    fn equals(&self, x: &[u8]) -> bool {
+        let n = self.bytes.len();
+        // Up to 8 bytes the head is the whole value; up to 16, head and tail
+        // overlap and cover it; beyond, the middle is compared as bytes.
+        x.len() == n
+            && head(x) == self.head
+            && (n <= 8 || (tail(x) == self.tail && (n <= 16 || x[8..n - 8] == self.bytes[8..n - 8])))
+    }
+
+    /// `x.cmp(self)` as -1, 0 or 1.
+    #[inline(always)]
+    fn compare(&self, x: &[u8]) -> i8 {
+        let word = head(x);
+        let order = if word != self.head {
+            word.cmp(&self.head)
+        } else {
+            x.cmp(&self.bytes[..])
+        };
+        order as i8
+    }
+}
+
+/// One compiled test on one field.
+#[derive(Debug, Clone)]
+pub(super) enum Kind {
+    Eq(Constant),
+    Ne(Constant),
+    /// `x.cmp(bound) >= min`: `>=` is min 0, `>` is min 1.
+    Lower {
+        bound: Constant,
+        min: i8,
+    },
+    /// `x.cmp(bound) <= max`: `<=` is max 0, `<` is max -1.
+    Upper {
+        bound: Constant,
+        max: i8,
+    },
+    /// Both bounds of one field.
+    Between {
+        lower: Constant,
+        min: i8,
+        upper: Constant,
+        max: i8,
+    },
+    InSmall(Box<[Constant]>),
+    InHash(FxHashSet<Bytes>),
+}
+
+impl Kind {
+    fn new(test: &Test) -> Kind {
+        match test {
+            Test::Eq(v) => Kind::Eq(Constant::new(v)),
+            Test::Ne(v) => Kind::Ne(Constant::new(v)),
+            Test::Ge(v) => Kind::Lower {
+                bound: Constant::new(v),
+                min: 0,
+            },
+            Test::Gt(v) => Kind::Lower {
+                bound: Constant::new(v),
+                min: 1,
+            },
+            Test::Le(v) => Kind::Upper {
+                bound: Constant::new(v),
+                max: 0,
+            },
+            Test::Lt(v) => Kind::Upper {
+                bound: Constant::new(v),
+                max: -1,
+            },
+            Test::In(vs) if vs.len() <= LINEAR_SET_MAX => Kind::InSmall(vs.iter().map(Constant::new).collect()),
+            Test::In(vs) => Kind::InHash(vs.iter().cloned().collect()),
+        }
+    }
+
+    #[inline(always)]
+    fn holds(&self, x: &[u8]) -> bool {
+        match self {
+            Kind::Eq(v) => v.equals(x),
+            Kind::Ne(v) => !v.equals(x),
+            Kind::Lower { bound, min } => bound.compare(x) >= *min,
+            Kind::Upper { bound, max } => bound.compare(x) <= *max,
+            Kind::Between { lower, min, upper, max } => lower.compare(x) >= *min && upper.compare(x) <= *max,
+            Kind::InSmall(vs) => vs.iter().any(|v| v.equals(x)),
+            Kind::InHash(set) => set.contains(x),
+        }
+    }
+}
+
+/// A compiled test and the field it reads.
+#[derive(Debug, Clone)]
+pub(super) struct Check {
+    pub(super) field: usize,
+    kind: Kind,
+}
+
+impl Check {
+    /// Whether the test holds for the field's value `x`.
+    #[inline(always)]
+    pub(super) fn holds(&self, x: &[u8]) -> bool {
+        self.kind.holds(x)
+    }
+}
+
+/// Compiles a plan's checks, in the plan's order, fusing adjacent lower and
+/// upper bounds of one field.
+pub(super) fn compile(checks: &[plan::Check]) -> Vec<Check> {
+    let mut out: Vec<Check> = Vec::with_capacity(checks.len());
+    for check in checks {
+        let field = check.field as usize;
+        let kind = Kind::new(&check.test);
+        let fused = match (out.last_mut(), kind) {
+            (Some(previous), Kind::Upper { bound, max }) if previous.field == field => {
+                match std::mem::replace(&mut previous.kind, Kind::InSmall(Box::new([]))) {
+                    Kind::Lower { bound: lower, min } => {
+                        previous.kind = Kind::Between {
+                            lower,
+                            min,
+                            upper: bound,
+                            max,
+                        };
+                        None
+                    }
+                    other => {
+                        previous.kind = other;
+                        Some(Kind::Upper { bound, max })
+                    }
+                }
+            }
+            (_, kind) => Some(kind),
+        };
+        if let Some(kind) = fused {
+            out.push(Check { field, kind });
+        }
+    }
+    out
+}
+
+// `Constant::compare` returns an `Ordering` as these integers.
+const _: () = assert!(Ordering::Less as i8 == -1 && Ordering::Equal as i8 == 0 && Ordering::Greater as i8 == 1);
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Byte strings of 0 to 24 bytes over a few bytes that matter to ordering
+    /// (0x00 is the padding byte, 0xFF the largest).
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop::sample::select(vec![0x00u8, 0x01, b'a', 0x80, 0xff]), 0..=24)
+    }
+
+    /// A probe near `constant`: a prefix of it, then up to two random bytes,
+    /// so heads and tails often agree and the fallbacks run.
+    fn near(constant: &[u8], keep: usize, extra: &[u8]) -> Vec<u8> {
+        let mut x = constant[..keep.min(constant.len())].to_vec();
+        x.extend_from_slice(extra);
+        x
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn word_tests_agree_with_byte_comparison(
+            c in bytes(), d in bytes(), keep in 0usize..25, extra in bytes(), flip in 0usize..25, to in any::<u8>(),
+        ) {
+            let mut x = near(&c, keep, &extra[..extra.len() % 3]);
+            // Sometimes change one byte anywhere, the middle of long values included.
+            if let Some(byte) = x.get_mut(flip) {
+                *byte = to;
+            }
+            let (cb, db) = (Bytes::from(c.clone()), Bytes::from(d.clone()));
+            let cases = [
+                (Test::Eq(cb.clone()), x == c),
+                (Test::Ne(cb.clone()), x != c),
+                (Test::Lt(cb.clone()), x < c),
+                (Test::Le(cb.clone()), x <= c),
+                (Test::Gt(cb.clone()), x > c),
+                (Test::Ge(cb.clone()), x >= c),
+            ];
+            for (test, expected) in cases {
+                prop_assert_eq!(Kind::new(&test).holds(&x), expected, "{:?} on {:?}", test, x);
+            }
+            // Fused bounds, and sets both scanned and hashed.
+            let (lo, hi) = if c <= d { (cb.clone(), db.clone()) } else { (db.clone(), cb.clone()) };
+            let plan = [
+                plan::Check { field: 0, test: Test::Gt(lo.clone()) },
+                plan::Check { field: 0, test: Test::Le(hi.clone()) },
+            ];
+            let compiled = compile(&plan);
+            prop_assert_eq!(compiled.len(), 1);
+            prop_assert_eq!(compiled[0].holds(&x), x[..] > lo[..] && x[..] <= hi[..]);
+            let mut set: Vec<Bytes> = (0..12u8).map(|i| Bytes::from(near(&c, i as usize * 2, &[i]))).collect();
+            set.push(db.clone());
+            set.sort();
+            set.dedup();
+            let expected = set.iter().any(|v| v[..] == x[..]);
+            prop_assert_eq!(Kind::new(&Test::In(set.clone())).holds(&x), expected);
+            let small = set[..2].to_vec();
+            let expected = small.iter().any(|v| v[..] == x[..]);
+            prop_assert_eq!(Kind::new(&Test::In(small)).holds(&x), expected);
+        }
+    }
+
+    #[test]
+    fn only_adjacent_bounds_of_one_field_fuse() {
+        let v = Bytes::from_static(b"m");
+        let check = |field, test| plan::Check { field, test };
+        let separate = [check(0, Test::Ge(v.clone())), check(1, Test::Lt(v.clone()))];
+        assert_eq!(compile(&separate).len(), 2);
+        let upper_first = [check(0, Test::Lt(v.clone())), check(0, Test::Le(v.clone()))];
+        assert_eq!(compile(&upper_first).len(), 2);
+        let fused = [check(2, Test::Ge(v.clone())), check(2, Test::Lt(v.clone()))];
+        assert!(matches!(compile(&fused)[0].kind, Kind::Between { .. }));
+    }
+}
