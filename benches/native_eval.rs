@@ -86,16 +86,7 @@ fn bench(c: &mut Criterion) {
                 lengths.push(f.len() as u32);
             }
         }
-        let mut index = PackedIndex::default();
-        let mut matched = Vec::with_capacity(KEYS);
-        group.bench_function(BenchmarkId::new("packed", name), |b| {
-            b.iter(|| {
-                matched.clear();
-                let packed = index.index(&data, &lengths, arity, 0).unwrap();
-                matcher.matched_packed(&packed, &mut matched);
-                matched.len()
-            })
-        });
+        bench_packed(&mut group, &matcher, name, &data, &lengths, arity);
         if name == "3-pred" {
             // Ceiling: one memcmp per field over the same bytes, no matching logic.
             let probe = b"org0001-2024-01-eng/";
@@ -113,7 +104,41 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // The load generator's spec and keys: random, about 25 % match, every other
+    // key fails one field chosen at random, so branches are unpredictable.
+    let wire = keyfilter::loadgen::keys::default_spec();
+    let spec = validate(&wire, &Limits::default()).unwrap();
+    let set = keyfilter::loadgen::keys::generate(&spec, KEYS, 0.25, 7);
+    let matcher = Matcher::new(&Plan::new(&spec));
+    let (mut data, mut lengths) = (Vec::new(), Vec::new());
+    for key in &set.keys {
+        for f in key {
+            data.extend_from_slice(f);
+            lengths.push(f.len() as u32);
+        }
+    }
+    bench_packed(&mut group, &matcher, "loadgen-mix", &data, &lengths, spec.arity);
     group.finish();
+}
+
+fn bench_packed(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    matcher: &Matcher,
+    name: &str,
+    data: &[u8],
+    lengths: &[u32],
+    arity: u32,
+) {
+    let mut index = PackedIndex::default();
+    let mut matched = Vec::with_capacity(KEYS);
+    group.bench_function(BenchmarkId::new("packed", name), |b| {
+        b.iter(|| {
+            matched.clear();
+            let packed = index.index(data, lengths, arity, 0).unwrap();
+            matcher.matched_packed(&packed, &mut matched);
+            matched.len()
+        })
+    });
 }
 
 criterion_group!(benches, bench);

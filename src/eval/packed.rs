@@ -46,22 +46,43 @@ impl PackedIndex {
         arity: u32,
         count: u32,
     ) -> Result<PackedKeys<'a>, PackedError> {
+        self.offsets.clear();
+        self.offsets.reserve(lengths.len() + 1);
+        self.offsets.push(0);
+        let mut at: u64 = 0;
+        for &len in lengths {
+            at += len as u64;
+            self.offsets.push(at.min(u32::MAX as u64) as u32);
+        }
+        PackedKeys::from_offsets(data, &self.offsets, at, arity, count)
+    }
+}
+
+impl<'a> PackedKeys<'a> {
+    /// Checks a packed batch whose lengths were already summed into `offsets`
+    /// (`offsets[0] == 0`, then the running total after each length, saturated
+    /// at `u32::MAX`); `total` is the exact sum. Same checks as
+    /// [`PackedIndex::index`], for decoders that build the offsets themselves.
+    pub fn from_offsets(
+        data: &'a [u8],
+        offsets: &'a [u32],
+        total: u64,
+        arity: u32,
+        count: u32,
+    ) -> Result<PackedKeys<'a>, PackedError> {
+        debug_assert!(offsets.first().is_none_or(|&o| o == 0));
+        let offsets: &'a [u32] = if offsets.is_empty() { &[0] } else { offsets };
+        let lengths = offsets.len() - 1;
         let implied = if arity == 0 {
-            if !lengths.is_empty() {
-                return Err(PackedError::LengthsNotMultiple {
-                    lengths: lengths.len(),
-                    arity,
-                });
+            if lengths != 0 {
+                return Err(PackedError::LengthsNotMultiple { lengths, arity });
             }
             count as usize
         } else {
-            if lengths.len() % arity as usize != 0 {
-                return Err(PackedError::LengthsNotMultiple {
-                    lengths: lengths.len(),
-                    arity,
-                });
+            if lengths % arity as usize != 0 {
+                return Err(PackedError::LengthsNotMultiple { lengths, arity });
             }
-            lengths.len() / arity as usize
+            lengths / arity as usize
         };
         if count != 0 && count as usize != implied {
             return Err(PackedError::CountMismatch { count, implied });
@@ -69,30 +90,22 @@ impl PackedIndex {
         if data.len() > u32::MAX as usize {
             return Err(PackedError::TooLarge(data.len()));
         }
-        self.offsets.clear();
-        self.offsets.reserve(lengths.len() + 1);
-        let mut at: u64 = 0;
-        for &len in lengths {
-            self.offsets.push(at.min(u32::MAX as u64) as u32);
-            at += len as u64;
-        }
-        if at != data.len() as u64 {
+        if total != data.len() as u64 {
             return Err(PackedError::DataSize {
-                expected: at,
+                expected: total,
                 actual: data.len(),
             });
         }
-        self.offsets.push(at as u32);
+        // `total` fits in 32 bits, so no offset saturated and the last is `total`.
+        debug_assert_eq!(offsets.last().map(|&o| o as u64), Some(total));
         Ok(PackedKeys {
             data,
-            offsets: &self.offsets,
+            offsets,
             arity: arity as usize,
             count: implied,
         })
     }
-}
 
-impl<'a> PackedKeys<'a> {
     /// Number of keys in the batch.
     pub fn len(&self) -> usize {
         self.count

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
-use crate::proto::key_filter_server::KeyFilterServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::service::wire::server::key_filter_server::KeyFilterServer;
 use crate::service::{KeyFilterService, ServiceConfig};
 
 /// Everything `keyfilter serve` can be told, with its defaults.

@@ -22,10 +22,10 @@ use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
-use super::keys::{check_rows, index_packed};
+use super::wire::{FilterMessage as Msg, FilterRequest};
 use super::KeyFilterService;
-use crate::eval::{Matcher, PackedIndex};
-use crate::proto::{filter_request::Msg, FilterRequest, FilterResponse};
+use crate::eval::Matcher;
+use crate::proto::FilterResponse;
 use crate::server::metrics;
 
 /// The response stream of `Filter`: every computed response, then the
@@ -127,11 +127,10 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
             }
         },
     };
-    let mut index = PackedIndex::default();
     let mut batch = 0u64;
     let (mut evaluated, mut matched_total) = (0usize, 0usize);
     while let Some(request) = next(&mut inbound, tx, timeout).await {
-        let (keys, matched) = evaluate(&matcher, &mut index, request?, batch)?;
+        let (keys, matched) = evaluate(&matcher, request?, batch)?;
         evaluated += keys;
         matched_total += matched.len();
         tracing::trace!(batch, keys, matched = matched.len(), "filter batch");
@@ -154,31 +153,24 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 }
 
 /// Evaluates one batch: the number of keys in it, and the indices that match.
-fn evaluate(
-    matcher: &Matcher,
-    index: &mut PackedIndex,
-    request: FilterRequest,
-    batch: u64,
-) -> Result<(usize, Vec<u32>), Status> {
-    match request.msg {
-        Some(Msg::Batch(rows)) => {
-            check_rows(matcher, &rows.keys, &format!("batch {batch}: keys"))?;
-            let matched = rows.keys.iter().enumerate().filter(|(_, k)| matcher.matches(&k.fields));
-            Ok((rows.keys.len(), matched.map(|(i, _)| i as u32).collect()))
+fn evaluate(matcher: &Matcher, request: FilterRequest, batch: u64) -> Result<(usize, Vec<u32>), Status> {
+    let keys = match &request.msg {
+        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), &format!("batch {batch}: keys"))?,
+        Some(Msg::PackedBatch(packed)) => packed.view(matcher.arity(), &format!("batch {batch}: packed_batch"))?,
+        Some(Msg::Spec(_)) => {
+            return Err(Status::invalid_argument(format!(
+                "Filter: message {} carries a second spec; the spec comes once, first",
+                batch + 1
+            )))
         }
-        Some(Msg::PackedBatch(packed)) => {
-            let keys = index_packed(index, &packed, matcher.arity(), &format!("batch {batch}: packed_batch"))?;
-            let mut matched = Vec::new();
-            matcher.matched_packed(&keys, &mut matched);
-            Ok((keys.len(), matched))
+        None => {
+            return Err(Status::invalid_argument(format!(
+                "Filter: message {} is empty (no spec, no batch)",
+                batch + 1
+            )))
         }
-        Some(Msg::Spec(_)) => Err(Status::invalid_argument(format!(
-            "Filter: message {} carries a second spec; the spec comes once, first",
-            batch + 1
-        ))),
-        None => Err(Status::invalid_argument(format!(
-            "Filter: message {} is empty (no spec, no batch)",
-            batch + 1
-        ))),
-    }
+    };
+    let mut matched = Vec::new();
+    matcher.matched_packed(&keys, &mut matched);
+    Ok((keys.len(), matched))
 }

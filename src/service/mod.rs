@@ -8,6 +8,7 @@ mod compile;
 mod filter;
 mod keys;
 pub mod signing;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,12 +20,11 @@ pub use filter::FilterStream;
 
 use crate::eval::Matcher;
 use crate::plan::Plan;
-use crate::proto::{
-    key_filter_server::KeyFilter, CompileRequest, CompileResponse, FilterRequest, FilterSpec, MatchRequest,
-    MatchResponse,
-};
+use crate::proto::{CompileRequest, CompileResponse, FilterSpec, MatchResponse};
 use crate::server::metrics;
 use crate::spec::{validate, Limits};
+use wire::server::key_filter_server::KeyFilter;
+use wire::{FilterRequest, MatchRequest};
 
 /// Tunables of the service itself (the server's transport settings live in `server`).
 #[derive(Clone, Debug)]

@@ -1,0 +1,327 @@
+//! Key batches decoded straight from protobuf into one flat layout: the bytes
+//! of every field back to back, and where each field starts.
+//!
+//! The generated types would give one `Vec<Bytes>` per row key (an allocation
+//! per key and a reference count per field) and a `Vec<u32>` of packed lengths
+//! that is then summed again. Here row fields are copied into one buffer and
+//! packed lengths are summed while their varints are read; the packed data
+//! itself is never copied.
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::DecodeError;
+use tonic::Status;
+
+use crate::eval::PackedKeys;
+
+/// A decode error with our own message (prost keeps its constructor public
+/// but deprecated). tonic reports it as `INTERNAL`, the code gRPC prescribes
+/// for a message that does not parse, as it does for the generated types.
+#[allow(deprecated)]
+fn decode_error(message: &'static str) -> DecodeError {
+    DecodeError::new(message)
+}
+
+/// Keys sent as rows (`repeated Key`), decoded into one buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKeys {
+    data: Vec<u8>,
+    /// `0`, then where each field ends (so field `j` is `offsets[j]..offsets[j + 1]`).
+    offsets: Vec<u32>,
+    keys: usize,
+    /// Fields of the first key.
+    first_fields: u32,
+    /// Fields of every key, kept only once two keys disagree (the common,
+    /// uniform batch needs no per-key bookkeeping).
+    fields_per_key: Option<Vec<u32>>,
+}
+
+impl Default for RowKeys {
+    fn default() -> Self {
+        RowKeys {
+            data: Vec::new(),
+            offsets: vec![0],
+            keys: 0,
+            first_fields: 0,
+            fields_per_key: None,
+        }
+    }
+}
+
+impl RowKeys {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys
+    }
+
+    /// True when no key was sent.
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+
+    /// Merges one `Key` message (field `tag` of the enclosing message).
+    pub(super) fn merge_key(
+        &mut self,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let mut fields = 0u32;
+        encoding::merge_loop(self, buf, ctx, |rows, buf, ctx| {
+            let (tag, wire_type) = encoding::decode_key(buf)?;
+            if tag != 1 {
+                return encoding::skip_field(wire_type, tag, buf, ctx);
+            }
+            encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+            let len = encoding::decode_varint(buf)?;
+            if len > buf.remaining() as u64 {
+                return Err(decode_error("buffer underflow"));
+            }
+            rows.push_field(buf, len as usize)?;
+            fields += 1;
+            Ok(())
+        })?;
+        self.end_key(fields);
+        Ok(())
+    }
+
+    fn push_field(&mut self, buf: &mut impl Buf, mut len: usize) -> Result<(), DecodeError> {
+        if self.data.len() + len > u32::MAX as usize {
+            return Err(decode_error("row keys above 4 GiB"));
+        }
+        while len > 0 {
+            let chunk = buf.chunk();
+            let n = chunk.len().min(len);
+            self.data.extend_from_slice(&chunk[..n]);
+            buf.advance(n);
+            len -= n;
+        }
+        self.offsets.push(self.data.len() as u32);
+        Ok(())
+    }
+
+    fn end_key(&mut self, fields: u32) {
+        if self.keys == 0 {
+            self.first_fields = fields;
+        } else if let Some(counts) = &mut self.fields_per_key {
+            counts.push(fields);
+        } else if fields != self.first_fields {
+            let mut counts = vec![self.first_fields; self.keys];
+            counts.push(fields);
+            self.fields_per_key = Some(counts);
+        }
+        self.keys += 1;
+    }
+
+    /// Fields of key `i`.
+    fn fields_of(&self, i: usize) -> u32 {
+        match &self.fields_per_key {
+            Some(counts) => counts[i],
+            None => self.first_fields,
+        }
+    }
+
+    /// The keys for evaluation, once every key is known to have `arity`
+    /// fields; otherwise `INVALID_ARGUMENT` naming the first key that does not
+    /// (`what` names the field of the request, e.g. `keys`).
+    pub fn view(&self, arity: usize, what: &str) -> Result<PackedKeys<'_>, Status> {
+        let bad = match &self.fields_per_key {
+            _ if self.keys == 0 => None,
+            None => (self.first_fields as usize != arity).then_some(0),
+            Some(counts) => counts.iter().position(|&c| c as usize != arity),
+        };
+        if let Some(i) = bad {
+            return Err(Status::invalid_argument(format!(
+                "{what}[{i}]: has {} fields, but the spec's arity is {arity}",
+                self.fields_of(i)
+            )));
+        }
+        let total = self.data.len() as u64;
+        PackedKeys::from_offsets(&self.data, &self.offsets, total, arity as u32, self.keys as u32)
+            .map_err(|e| Status::internal(format!("{what}: {e}")))
+    }
+
+    /// Each key's encoded `Key` message length.
+    fn key_lengths(&self) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + '_ {
+        let mut field = 0usize;
+        (0..self.keys).map(move |i| {
+            let fields = field..field + self.fields_of(i) as usize;
+            field = fields.end;
+            let len = fields
+                .clone()
+                .map(|f| {
+                    let n = (self.offsets[f + 1] - self.offsets[f]) as usize;
+                    encoding::key_len(1) + encoding::encoded_len_varint(n as u64) + n
+                })
+                .sum();
+            (fields, len)
+        })
+    }
+
+    /// Encodes the keys as `repeated Key` in field `tag`.
+    pub(super) fn encode(&self, tag: u32, buf: &mut impl BufMut) {
+        for (fields, len) in self.key_lengths() {
+            encoding::encode_key(tag, WireType::LengthDelimited, buf);
+            encoding::encode_varint(len as u64, buf);
+            for f in fields {
+                let field = &self.data[self.offsets[f] as usize..self.offsets[f + 1] as usize];
+                encoding::encode_key(1, WireType::LengthDelimited, buf);
+                encoding::encode_varint(field.len() as u64, buf);
+                buf.put_slice(field);
+            }
+        }
+    }
+
+    /// Length of [`encode`](Self::encode)'s output.
+    pub(super) fn encoded_len(&self, tag: u32) -> usize {
+        self.key_lengths()
+            .map(|(_, len)| encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len)
+            .sum()
+    }
+}
+
+/// A `PackedKeys` message, its lengths already summed into offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedWire {
+    data: Bytes,
+    /// `0`, then the running total after each length, saturated at `u32::MAX`.
+    offsets: Vec<u32>,
+    /// The exact sum of the lengths.
+    total: u64,
+    count: u32,
+}
+
+impl Default for PackedWire {
+    fn default() -> Self {
+        PackedWire {
+            data: Bytes::new(),
+            offsets: vec![0],
+            total: 0,
+            count: 0,
+        }
+    }
+}
+
+impl PackedWire {
+    /// The keys for evaluation, or `INVALID_ARGUMENT` saying why the batch is
+    /// malformed (`what` names the request field).
+    pub fn view(&self, arity: usize, what: &str) -> Result<PackedKeys<'_>, Status> {
+        PackedKeys::from_offsets(&self.data, &self.offsets, self.total, arity as u32, self.count)
+            .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+    }
+
+    #[inline(always)]
+    fn push_length(&mut self, len: u64) {
+        // `uint32` semantics: a longer varint is truncated, as protobuf does.
+        self.total += len as u32 as u64;
+        self.offsets.push(self.total.min(u32::MAX as u64) as u32);
+    }
+
+    /// Reads a packed run of length varints. Lengths below 128 (one byte
+    /// each) take the fast path.
+    fn merge_packed_lengths(&mut self, buf: &mut impl Buf) -> Result<(), DecodeError> {
+        let len = encoding::decode_varint(buf)?;
+        if len > buf.remaining() as u64 {
+            return Err(decode_error("buffer underflow"));
+        }
+        let mut left = len as usize;
+        self.offsets.reserve(left);
+        while left > 0 {
+            let chunk = buf.chunk();
+            let mut bytes = &chunk[..chunk.len().min(left)];
+            let available = bytes.len();
+            while let Some((&byte, rest)) = bytes.split_first() {
+                if byte < 0x80 {
+                    self.push_length(byte as u64);
+                    bytes = rest;
+                } else if bytes.len() >= 10 || available == left {
+                    // The whole varint is in this chunk (or the run ends here).
+                    let value = encoding::decode_varint(&mut bytes)?;
+                    self.push_length(value);
+                } else {
+                    break;
+                }
+            }
+            let (used, straddles) = (available - bytes.len(), !bytes.is_empty());
+            buf.advance(used);
+            left -= used;
+            if straddles {
+                // A varint straddles two chunks: read it through `Buf`.
+                let before = buf.remaining();
+                let value = encoding::decode_varint(buf)?;
+                let used = before - buf.remaining();
+                if used > left {
+                    return Err(decode_error("packed lengths overrun their field"));
+                }
+                self.push_length(value);
+                left -= used;
+            }
+        }
+        Ok(())
+    }
+
+    fn lengths(&self) -> impl Iterator<Item = u64> + '_ {
+        self.offsets.windows(2).map(|w| (w[1] - w[0]) as u64)
+    }
+}
+
+impl prost::Message for PackedWire {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if !self.data.is_empty() {
+            encoding::bytes::encode(1, &self.data, buf);
+        }
+        if self.offsets.len() > 1 {
+            let len: usize = self.lengths().map(encoding::encoded_len_varint).sum();
+            encoding::encode_key(2, WireType::LengthDelimited, buf);
+            encoding::encode_varint(len as u64, buf);
+            self.lengths().for_each(|n| encoding::encode_varint(n, buf));
+        }
+        if self.count != 0 {
+            encoding::uint32::encode(3, &self.count, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::bytes::merge(wire_type, &mut self.data, buf, ctx),
+            2 => match wire_type {
+                WireType::LengthDelimited => self.merge_packed_lengths(buf),
+                // Unpacked encoding: one varint per field occurrence.
+                _ => {
+                    encoding::check_wire_type(WireType::Varint, wire_type)?;
+                    let value = encoding::decode_varint(buf)?;
+                    self.push_length(value);
+                    Ok(())
+                }
+            },
+            3 => encoding::uint32::merge(wire_type, &mut self.count, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        if !self.data.is_empty() {
+            len += encoding::bytes::encoded_len(1, &self.data);
+        }
+        if self.offsets.len() > 1 {
+            let body: usize = self.lengths().map(encoding::encoded_len_varint).sum();
+            len += encoding::key_len(2) + encoding::encoded_len_varint(body as u64) + body;
+        }
+        if self.count != 0 {
+            len += encoding::uint32::encoded_len(3, &self.count);
+        }
+        len
+    }
+
+    fn clear(&mut self) {
+        *self = PackedWire::default();
+    }
+}

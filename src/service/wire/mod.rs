@@ -1,0 +1,177 @@
+//! The request types the server decodes, and the server side of the contract.
+//!
+//! `MatchRequest` and `FilterRequest` are hand-written [`prost::Message`]s with
+//! the same wire format as the generated ones in [`crate::proto`], but their
+//! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) ready for the
+//! evaluator. The server stubs are generated against these types (`build.rs`
+//! maps the two messages here and every other type to [`crate::proto`]);
+//! clients keep using the generated types.
+
+mod keys;
+
+use bytes::{Buf, BufMut};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::DecodeError;
+
+pub use keys::{PackedWire, RowKeys};
+
+use crate::proto::FilterSpec;
+
+/// Generated server stubs (`keyfilter.v1.KeyFilter`) over the types of this module.
+#[allow(missing_docs, clippy::all)]
+pub mod server {
+    include!(concat!(env!("OUT_DIR"), "/server/keyfilter.v1.rs"));
+}
+
+/// `keyfilter.v1.MatchRequest` as the server decodes it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MatchRequest {
+    /// Field 1.
+    pub spec: Option<FilterSpec>,
+    /// Field 2, `repeated Key keys`.
+    pub keys: RowKeys,
+    /// Field 3.
+    pub packed_keys: Option<PackedWire>,
+}
+
+impl prost::Message for MatchRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if let Some(spec) = &self.spec {
+            encoding::message::encode(1, spec, buf);
+        }
+        self.keys.encode(2, buf);
+        if let Some(packed) = &self.packed_keys {
+            encoding::message::encode(3, packed, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => encoding::message::merge(wire_type, self.spec.get_or_insert_with(Default::default), buf, ctx),
+            2 => self.keys.merge_key(wire_type, buf, ctx),
+            3 => encoding::message::merge(
+                wire_type,
+                self.packed_keys.get_or_insert_with(Default::default),
+                buf,
+                ctx,
+            ),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.spec.as_ref().map_or(0, |s| encoding::message::encoded_len(1, s))
+            + self.keys.encoded_len(2)
+            + self
+                .packed_keys
+                .as_ref()
+                .map_or(0, |p| encoding::message::encoded_len(3, p))
+    }
+
+    fn clear(&mut self) {
+        *self = MatchRequest::default();
+    }
+}
+
+/// The `msg` oneof of `FilterRequest`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterMessage {
+    /// Field 1: the spec, first message only.
+    Spec(FilterSpec),
+    /// Field 2: a `KeyBatch` (`repeated Key keys = 1`).
+    Batch(RowKeys),
+    /// Field 3.
+    PackedBatch(PackedWire),
+}
+
+/// `keyfilter.v1.FilterRequest` as the server decodes it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FilterRequest {
+    /// The oneof; `None` when the message is empty.
+    pub msg: Option<FilterMessage>,
+}
+
+impl prost::Message for FilterRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        match &self.msg {
+            Some(FilterMessage::Spec(spec)) => encoding::message::encode(1, spec, buf),
+            Some(FilterMessage::Batch(rows)) => {
+                encoding::encode_key(2, WireType::LengthDelimited, buf);
+                encoding::encode_varint(rows.encoded_len(1) as u64, buf);
+                rows.encode(1, buf);
+            }
+            Some(FilterMessage::PackedBatch(packed)) => encoding::message::encode(3, packed, buf),
+            None => {}
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        // Oneof semantics: a field of the variant already held merges into it,
+        // any other variant replaces it.
+        match tag {
+            1 => {
+                if !matches!(self.msg, Some(FilterMessage::Spec(_))) {
+                    self.msg = Some(FilterMessage::Spec(FilterSpec::default()));
+                }
+                let Some(FilterMessage::Spec(spec)) = &mut self.msg else {
+                    unreachable!()
+                };
+                encoding::message::merge(wire_type, spec, buf, ctx)
+            }
+            2 => {
+                if !matches!(self.msg, Some(FilterMessage::Batch(_))) {
+                    self.msg = Some(FilterMessage::Batch(RowKeys::default()));
+                }
+                let Some(FilterMessage::Batch(rows)) = &mut self.msg else {
+                    unreachable!()
+                };
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                encoding::merge_loop(rows, buf, ctx, |rows, buf, ctx| {
+                    let (tag, wire_type) = encoding::decode_key(buf)?;
+                    match tag {
+                        1 => rows.merge_key(wire_type, buf, ctx),
+                        _ => encoding::skip_field(wire_type, tag, buf, ctx),
+                    }
+                })
+            }
+            3 => {
+                if !matches!(self.msg, Some(FilterMessage::PackedBatch(_))) {
+                    self.msg = Some(FilterMessage::PackedBatch(PackedWire::default()));
+                }
+                let Some(FilterMessage::PackedBatch(packed)) = &mut self.msg else {
+                    unreachable!()
+                };
+                encoding::message::merge(wire_type, packed, buf, ctx)
+            }
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match &self.msg {
+            Some(FilterMessage::Spec(spec)) => encoding::message::encoded_len(1, spec),
+            Some(FilterMessage::Batch(rows)) => {
+                let len = rows.encoded_len(1);
+                encoding::key_len(2) + encoding::encoded_len_varint(len as u64) + len
+            }
+            Some(FilterMessage::PackedBatch(packed)) => encoding::message::encoded_len(3, packed),
+            None => 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.msg = None;
+    }
+}

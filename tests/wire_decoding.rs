@@ -1,0 +1,202 @@
+//! The server's hand-written request decoders (`service::wire`) read exactly
+//! what the generated protobuf types read: same keys, same errors, for
+//! canonical encodings, legal-but-unusual ones (unpacked lengths, repeated
+//! oneof fields, unknown fields, buffers split anywhere) and corrupted bytes.
+
+use bytes::{Buf, Bytes};
+use keyfilter::eval::PackedIndex;
+use keyfilter::proto::{self, filter_request::Msg};
+use keyfilter::service::wire::{self, FilterMessage};
+use proptest::prelude::*;
+use prost::Message;
+
+/// Field bytes, sometimes long enough (>= 128) for a multi-byte length varint.
+fn field() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(any::<u8>(), 0..20),
+        1 => prop::collection::vec(any::<u8>(), 120..300),
+    ]
+}
+
+fn keys() -> impl Strategy<Value = (usize, Vec<Vec<Vec<u8>>>)> {
+    (0usize..4).prop_flat_map(|arity| {
+        (
+            Just(arity),
+            prop::collection::vec(prop::collection::vec(field(), arity..=arity), 0..12),
+        )
+    })
+}
+
+fn proto_keys(keys: &[Vec<Vec<u8>>]) -> Vec<proto::Key> {
+    keys.iter()
+        .map(|k| proto::Key {
+            fields: k.iter().map(|f| Bytes::from(f.clone())).collect(),
+        })
+        .collect()
+}
+
+fn packed(keys: &[Vec<Vec<u8>>]) -> proto::PackedKeys {
+    proto::PackedKeys {
+        data: keys.iter().flatten().flatten().copied().collect::<Vec<u8>>().into(),
+        lengths: keys.iter().flatten().map(|f| f.len() as u32).collect(),
+        count: keys.len() as u32,
+    }
+}
+
+/// Every field of every key, as the evaluator sees them.
+fn fields_of(keys: &keyfilter::eval::PackedKeys<'_>, arity: usize) -> Vec<Vec<Vec<u8>>> {
+    (0..keys.len())
+        .map(|i| (0..arity).map(|f| keys.field(i, f).to_vec()).collect())
+        .collect()
+}
+
+/// `bytes` as a buffer of two chunks split at `at`: varints and fields may straddle.
+fn split(bytes: &[u8], at: usize) -> impl Buf + '_ {
+    let at = at.min(bytes.len());
+    bytes[..at].chain(&bytes[at..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn match_requests_decode_like_the_generated_type((arity, keys) in keys(), packed_form: bool, at in 0usize..4000) {
+        let request = proto::MatchRequest {
+            spec: Some(proto::FilterSpec { arity: arity as u32, predicates: vec![] }),
+            keys: if packed_form { vec![] } else { proto_keys(&keys) },
+            packed_keys: packed_form.then(|| packed(&keys)),
+        };
+        let encoded = request.encode_to_vec();
+        let decoded = wire::MatchRequest::decode(split(&encoded, at)).expect("decodes");
+        prop_assert_eq!(&decoded.spec, &request.spec);
+        let view = match &decoded.packed_keys {
+            Some(p) => p.view(arity, "packed_keys"),
+            None => decoded.keys.view(arity, "keys"),
+        }.expect("well-formed keys");
+        prop_assert_eq!(fields_of(&view, arity), keys);
+        // Encoding the decoded request gives back the same message.
+        prop_assert_eq!(proto::MatchRequest::decode(&decoded.encode_to_vec()[..]).unwrap(), request);
+    }
+
+    #[test]
+    fn unpacked_and_split_lengths_sum_like_the_index((arity, keys) in keys(), at in 0usize..4000) {
+        prop_assume!(arity > 0);
+        let p = packed(&keys);
+        // The unpacked form of `repeated uint32 lengths`: one tagged varint each.
+        let mut encoded = Vec::new();
+        prost::encoding::bytes::encode(1, &p.data, &mut encoded);
+        for len in &p.lengths {
+            prost::encoding::uint32::encode(2, len, &mut encoded);
+        }
+        let decoded = wire::PackedWire::decode(split(&encoded, at)).expect("decodes");
+        let mut index = PackedIndex::default();
+        let expected = index.index(&p.data, &p.lengths, arity as u32, 0).unwrap();
+        let view = decoded.view(arity, "packed").unwrap();
+        prop_assert_eq!(fields_of(&view, arity), fields_of(&expected, arity));
+    }
+
+    #[test]
+    fn filter_requests_decode_like_the_generated_type((arity, keys) in keys(), which in 0u8..4, at in 0usize..4000) {
+        let msg = match which {
+            0 => Some(Msg::Spec(proto::FilterSpec { arity: arity as u32, predicates: vec![] })),
+            1 => Some(Msg::Batch(proto::KeyBatch { keys: proto_keys(&keys) })),
+            2 => Some(Msg::PackedBatch(packed(&keys))),
+            _ => None,
+        };
+        let request = proto::FilterRequest { msg };
+        let encoded = request.encode_to_vec();
+        let decoded = wire::FilterRequest::decode(split(&encoded, at)).expect("decodes");
+        match (&decoded.msg, &request.msg) {
+            (Some(FilterMessage::Spec(spec)), Some(Msg::Spec(expected))) => prop_assert_eq!(spec, expected),
+            (Some(FilterMessage::Batch(rows)), Some(Msg::Batch(_))) => {
+                prop_assert_eq!(fields_of(&rows.view(arity, "keys").unwrap(), arity), keys.clone());
+            }
+            (Some(FilterMessage::PackedBatch(p)), Some(Msg::PackedBatch(_))) => {
+                prop_assert_eq!(fields_of(&p.view(arity, "packed").unwrap(), arity), keys.clone());
+            }
+            (None, None) => {}
+            (got, sent) => prop_assert!(false, "decoded {:?} from {:?}", got, sent),
+        }
+        prop_assert_eq!(proto::FilterRequest::decode(&decoded.encode_to_vec()[..]).unwrap(), request);
+    }
+
+    /// Corrupted bytes: never a panic, and success exactly when the generated
+    /// decoder succeeds, with the same keys.
+    #[test]
+    fn corrupted_requests_fail_like_the_generated_type(
+        (_, keys) in keys(),
+        packed_form: bool,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate: bool,
+    ) {
+        let request = proto::FilterRequest {
+            msg: Some(if packed_form {
+                Msg::PackedBatch(packed(&keys))
+            } else {
+                Msg::Batch(proto::KeyBatch { keys: proto_keys(&keys) })
+            }),
+        };
+        let mut encoded = request.encode_to_vec();
+        prop_assume!(!encoded.is_empty());
+        for (at, byte) in edits {
+            let i = at.index(encoded.len());
+            encoded[i] = byte;
+        }
+        if truncate {
+            encoded.truncate(cut.index(encoded.len()));
+        }
+        let generated = proto::FilterRequest::decode(&encoded[..]);
+        let ours = wire::FilterRequest::decode(&encoded[..]);
+        prop_assert_eq!(generated.is_ok(), ours.is_ok(), "generated {:?}, ours {:?}", generated, ours);
+        if let (Ok(generated), Ok(ours)) = (generated, ours) {
+            prop_assert_eq!(proto::FilterRequest::decode(&ours.encode_to_vec()[..]).unwrap(), generated);
+        }
+    }
+}
+
+#[test]
+fn rows_of_the_wrong_arity_are_named() {
+    let keys = vec![vec![b"a".to_vec(), b"b".to_vec()], vec![b"c".to_vec()], vec![]];
+    let encoded = proto::MatchRequest {
+        spec: None,
+        keys: proto_keys(&keys),
+        packed_keys: None,
+    }
+    .encode_to_vec();
+    let decoded = wire::MatchRequest::decode(&encoded[..]).unwrap();
+    let err = decoded.keys.view(2, "keys").unwrap_err();
+    assert_eq!(err.message(), "keys[1]: has 1 fields, but the spec's arity is 2");
+    let err = decoded.keys.view(1, "keys").unwrap_err();
+    assert_eq!(err.message(), "keys[0]: has 2 fields, but the spec's arity is 1");
+}
+
+#[test]
+fn a_repeated_oneof_field_merges_and_another_variant_replaces() {
+    let batch = |keys: &[Vec<Vec<u8>>]| proto::FilterRequest {
+        msg: Some(Msg::Batch(proto::KeyBatch { keys: proto_keys(keys) })),
+    };
+    let first = vec![vec![b"a".to_vec()]];
+    let second = vec![vec![b"b".to_vec()], vec![b"c".to_vec()]];
+    let mut encoded = batch(&first).encode_to_vec();
+    encoded.extend(batch(&second).encode_to_vec());
+    let generated = proto::FilterRequest::decode(&encoded[..]).unwrap();
+    let ours = wire::FilterRequest::decode(&encoded[..]).unwrap();
+    let Some(FilterMessage::Batch(rows)) = &ours.msg else {
+        panic!("{ours:?}")
+    };
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        proto::FilterRequest::decode(&ours.encode_to_vec()[..]).unwrap(),
+        generated
+    );
+
+    encoded.extend(
+        proto::FilterRequest {
+            msg: Some(Msg::PackedBatch(packed(&first))),
+        }
+        .encode_to_vec(),
+    );
+    let ours = wire::FilterRequest::decode(&encoded[..]).unwrap();
+    assert!(matches!(ours.msg, Some(FilterMessage::PackedBatch(_))), "{ours:?}");
+}
