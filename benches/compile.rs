@@ -1,5 +1,6 @@
 //! Server-side compile time: plan + emit + marshal for 1, 5 and 100 predicates
-//! on 3.9, 3.12 and 3.15 (cache miss), and a compile-cache hit.
+//! on 3.9, 3.12 and 3.15 (cache miss), and compile-cache hits: on the plan
+//! (validate + plan + lookup) and on the request as received (hash + lookup).
 //!
 //! `cargo bench --bench compile`
 
@@ -42,6 +43,14 @@ fn bench(c: &mut Criterion) {
                 let spec = validate(wire, &Limits::default()).unwrap();
                 cache.get_or_generate((Plan::new(&spec), PyVersion::V3_12, "keyfilter_match".to_string()))
             })
+        });
+        // The first level, keyed on the request as received: what a repeated
+        // Compile call costs the server.
+        let spec = validate(&wire, &Limits::default()).unwrap();
+        let code = cache.get_or_generate((Plan::new(&spec), PyVersion::V3_12, "keyfilter_match".to_string()));
+        cache.put_received(&wire, PyVersion::V3_12, "keyfilter_match", code);
+        group.bench_with_input(BenchmarkId::new("hit-request-3.12", n), &wire, |b, wire| {
+            b.iter(|| cache.get_received(wire, PyVersion::V3_12, "keyfilter_match").unwrap())
         });
     }
     group.finish();

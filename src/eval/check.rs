@@ -23,6 +23,8 @@ pub(super) struct Constant {
     bytes: Bytes,
     head: u64,
     tail: u64,
+    /// Bytes 8 to 15, for ordering tests whose heads tie (dates, paths).
+    second: u64,
 }
 
 impl Constant {
@@ -30,6 +32,7 @@ impl Constant {
         Constant {
             head: head(bytes),
             tail: if bytes.len() >= 8 { tail(bytes) } else { 0 },
+            second: head(bytes.get(8..).unwrap_or_default()),
             bytes: bytes.clone(),
         }
     }
@@ -49,12 +52,18 @@ impl Constant {
     #[inline(always)]
     fn compare(&self, x: &[u8]) -> i8 {
         let word = head(x);
-        let order = if word != self.head {
-            word.cmp(&self.head)
-        } else {
-            x.cmp(&self.bytes[..])
-        };
-        order as i8
+        if word != self.head {
+            return word.cmp(&self.head) as i8;
+        }
+        // Equal heads: both share their first 8 bytes (or one is a prefix of
+        // the other, padded with zeros). The next 8 bytes usually decide.
+        if x.len() > 8 && self.bytes.len() > 8 {
+            let word = head(&x[8..]);
+            if word != self.second {
+                return word.cmp(&self.second) as i8;
+            }
+        }
+        x.cmp(&self.bytes[..]) as i8
     }
 }
 

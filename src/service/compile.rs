@@ -1,31 +1,83 @@
 //! The `Compile` RPC and its bounded cache.
 
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use lru::LruCache;
+use rustc_hash::{FxBuildHasher, FxHasher};
 use tonic::Status;
 
 use super::KeyFilterService;
 use crate::codegen::{function_name, Function, PyVersion};
 use crate::plan::Plan;
-use crate::proto::{CompileRequest, CompileResponse};
+use crate::proto::{CompileRequest, CompileResponse, FilterSpec};
 
 type CacheKey = (Plan, PyVersion, String);
 
-/// A bounded LRU cache of generated code, keyed by (normalized plan, version,
-/// name): specs that normalize alike share an entry.
+/// A request seen before, kept whole so that a hit is checked exactly (the
+/// first level is indexed by a hash of it).
+#[derive(Debug)]
+struct Received {
+    spec: FilterSpec,
+    version: PyVersion,
+    name: String,
+    code: Bytes,
+}
+
+impl Received {
+    fn hash(spec: &FilterSpec, version: PyVersion, name: &str) -> u64 {
+        let mut hasher = FxHasher::default();
+        (spec.arity, &spec.predicates, version, name).hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn is(&self, spec: &FilterSpec, version: PyVersion, name: &str) -> bool {
+        self.version == version && self.name == name && self.spec == *spec
+    }
+}
+
+/// The bounded LRU caches of generated code. The first level is keyed by the
+/// request as received (spec, version, name): a repeated request skips
+/// validation and planning. The second is keyed by (normalized plan, version,
+/// name): specs that normalize alike share generated code.
 #[derive(Debug)]
 pub struct CompileCache {
+    received: Option<Mutex<LruCache<u64, Received, FxBuildHasher>>>,
     entries: Option<Mutex<LruCache<CacheKey, Bytes>>>,
 }
 
 impl CompileCache {
-    /// A cache of at most `capacity` entries; 0 disables caching.
+    /// Caches of at most `capacity` entries each; 0 disables caching.
     pub fn new(capacity: usize) -> Self {
         CompileCache {
+            received: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::with_hasher(c, FxBuildHasher))),
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+        }
+    }
+
+    /// The code last generated for exactly this request, if still cached.
+    pub fn get_received(&self, spec: &FilterSpec, version: PyVersion, name: &str) -> Option<Bytes> {
+        let received = self.received.as_ref()?;
+        let hash = Received::hash(spec, version, name);
+        let mut received = received.lock().expect("cache lock poisoned");
+        let hit = received.get(&hash).filter(|r| r.is(spec, version, name))?;
+        crate::server::metrics::compile_cache(true);
+        Some(hit.code.clone())
+    }
+
+    /// Remembers the code generated for a request (see [`get_received`](Self::get_received)).
+    pub fn put_received(&self, spec: &FilterSpec, version: PyVersion, name: &str, code: Bytes) {
+        if let Some(received) = &self.received {
+            let entry = Received {
+                spec: spec.clone(),
+                version,
+                name: name.to_string(),
+                code,
+            };
+            let hash = Received::hash(spec, version, name);
+            received.lock().expect("cache lock poisoned").put(hash, entry);
         }
     }
 
@@ -43,6 +95,27 @@ impl CompileCache {
         entries.lock().expect("cache lock poisoned").put(key, code.clone());
         code
     }
+
+    /// The code for a request: from the first level, or validated, planned and
+    /// taken from the second level (or generated), then remembered.
+    pub(super) fn code_for(
+        &self,
+        service: &KeyFilterService,
+        spec: Option<&FilterSpec>,
+        version: PyVersion,
+        name: &str,
+    ) -> Result<Bytes, Status> {
+        if let Some(code) = spec.and_then(|spec| self.get_received(spec, version, name)) {
+            return Ok(code);
+        }
+        let function_name = function_name(name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
+        let plan = service.plan(spec)?;
+        let code = self.get_or_generate((plan, version, function_name.to_string()));
+        if let Some(spec) = spec {
+            self.put_received(spec, version, name, code.clone());
+        }
+        Ok(code)
+    }
 }
 
 pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Result<CompileResponse, Status> {
@@ -50,9 +123,9 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
         .python_version
         .parse()
         .map_err(|e| Status::invalid_argument(format!("python_version: {e}")))?;
-    let name = function_name(&request.name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
-    let plan = service.plan(request.spec.as_ref())?;
-    let code = service.cache.get_or_generate((plan, version, name.to_string()));
+    let code = service
+        .cache
+        .code_for(service, request.spec.as_ref(), version, &request.name)?;
     // The version is echoed as the caller wrote it ("3.12" or "3.12.7").
     let python_version = request.python_version;
     let magic = version.magic();
@@ -70,4 +143,43 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
         signature,
         key_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Op, Predicate};
+
+    fn spec(value: &'static [u8]) -> FilterSpec {
+        FilterSpec {
+            arity: 2,
+            predicates: vec![Predicate {
+                field: 1,
+                op: Op::Eq as i32,
+                value: Bytes::from_static(value),
+                values: vec![],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_first_level_hits_only_the_exact_request() {
+        let cache = CompileCache::new(4);
+        let code = Bytes::from_static(b"code");
+        cache.put_received(&spec(b"a"), PyVersion::V3_12, "f", code.clone());
+        assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "f"), Some(code));
+        assert_eq!(cache.get_received(&spec(b"b"), PyVersion::V3_12, "f"), None);
+        assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_13, "f"), None);
+        assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "g"), None);
+        let mut other_arity = spec(b"a");
+        other_arity.arity = 3;
+        assert_eq!(cache.get_received(&other_arity, PyVersion::V3_12, "f"), None);
+    }
+
+    #[test]
+    fn a_disabled_cache_remembers_nothing() {
+        let cache = CompileCache::new(0);
+        cache.put_received(&spec(b"a"), PyVersion::V3_12, "f", Bytes::from_static(b"code"));
+        assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "f"), None);
+    }
 }
