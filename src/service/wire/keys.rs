@@ -22,6 +22,51 @@ fn decode_error(message: &'static str) -> DecodeError {
     DecodeError::new(message)
 }
 
+/// A varint from a slice; values below 128 take one compare.
+#[inline(always)]
+fn varint(bytes: &mut &[u8]) -> Result<u64, DecodeError> {
+    match bytes.first() {
+        Some(&byte) if byte < 0x80 => {
+            *bytes = &bytes[1..];
+            Ok(byte as u64)
+        }
+        _ => encoding::decode_varint(bytes),
+    }
+}
+
+/// A length-delimited value from a slice: its length varint, then its bytes.
+#[inline(always)]
+fn take_delimited<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = varint(bytes)?;
+    if len > bytes.len() as u64 {
+        return Err(decode_error("buffer underflow"));
+    }
+    let (value, rest) = bytes.split_at(len as usize);
+    *bytes = rest;
+    Ok(value)
+}
+
+/// Runs `parse` on the next length-delimited value of `buf` as one slice, and
+/// consumes it. The value is read in place when the buffer holds it in one
+/// chunk (always, for a request decoded by tonic), else gathered first.
+fn with_delimited<B: Buf>(
+    buf: &mut B,
+    parse: impl FnOnce(&[u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let len = encoding::decode_varint(buf)?;
+    if len > buf.remaining() as u64 {
+        return Err(decode_error("buffer underflow"));
+    }
+    let len = len as usize;
+    if buf.chunk().len() >= len {
+        parse(&buf.chunk()[..len])?;
+        buf.advance(len);
+        Ok(())
+    } else {
+        parse(&buf.copy_to_bytes(len))
+    }
+}
+
 /// Keys sent as rows (`repeated Key`), decoded into one buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowKeys {
@@ -59,7 +104,7 @@ impl RowKeys {
         self.keys == 0
     }
 
-    /// Merges one `Key` message (field `tag` of the enclosing message).
+    /// Merges one `Key` message, a length-delimited field of the enclosing message.
     pub(super) fn merge_key(
         &mut self,
         wire_type: WireType,
@@ -67,36 +112,67 @@ impl RowKeys {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-        let mut fields = 0u32;
-        encoding::merge_loop(self, buf, ctx, |rows, buf, ctx| {
-            let (tag, wire_type) = encoding::decode_key(buf)?;
-            if tag != 1 {
-                return encoding::skip_field(wire_type, tag, buf, ctx);
+        with_delimited(buf, |key| self.parse_key(key, ctx))
+    }
+
+    /// Merges a `KeyBatch` message (`repeated Key keys = 1`), a
+    /// length-delimited field of the enclosing message.
+    pub(super) fn merge_batch(
+        &mut self,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+        with_delimited(buf, |mut batch| {
+            while !batch.is_empty() {
+                // The canonical `keys` tag (field 1, length-delimited) is one byte.
+                let (tag, wire_type) = if batch[0] == 0x0A {
+                    batch = &batch[1..];
+                    (1, WireType::LengthDelimited)
+                } else {
+                    encoding::decode_key(&mut batch)?
+                };
+                if tag == 1 {
+                    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                    let key = take_delimited(&mut batch)?;
+                    self.parse_key(key, ctx.clone())?;
+                } else {
+                    encoding::skip_field(wire_type, tag, &mut batch, ctx.clone())?;
+                }
             }
-            encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-            let len = encoding::decode_varint(buf)?;
-            if len > buf.remaining() as u64 {
-                return Err(decode_error("buffer underflow"));
-            }
-            rows.push_field(buf, len as usize)?;
-            fields += 1;
             Ok(())
-        })?;
+        })
+    }
+
+    /// Parses the body of one `Key` message (`repeated bytes fields = 1`).
+    fn parse_key(&mut self, mut key: &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+        let mut fields = 0u32;
+        while !key.is_empty() {
+            let (tag, wire_type) = if key[0] == 0x0A {
+                key = &key[1..];
+                (1, WireType::LengthDelimited)
+            } else {
+                encoding::decode_key(&mut key)?
+            };
+            if tag == 1 {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let field = take_delimited(&mut key)?;
+                self.push_field(field)?;
+                fields += 1;
+            } else {
+                encoding::skip_field(wire_type, tag, &mut key, ctx.clone())?;
+            }
+        }
         self.end_key(fields);
         Ok(())
     }
 
-    fn push_field(&mut self, buf: &mut impl Buf, mut len: usize) -> Result<(), DecodeError> {
-        if self.data.len() + len > u32::MAX as usize {
+    fn push_field(&mut self, field: &[u8]) -> Result<(), DecodeError> {
+        if self.data.len() + field.len() > u32::MAX as usize {
             return Err(decode_error("row keys above 4 GiB"));
         }
-        while len > 0 {
-            let chunk = buf.chunk();
-            let n = chunk.len().min(len);
-            self.data.extend_from_slice(&chunk[..n]);
-            buf.advance(n);
-            len -= n;
-        }
+        self.data.extend_from_slice(field);
         self.offsets.push(self.data.len() as u32);
         Ok(())
     }

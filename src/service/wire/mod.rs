@@ -137,14 +137,7 @@ impl prost::Message for FilterRequest {
                 let Some(FilterMessage::Batch(rows)) = &mut self.msg else {
                     unreachable!()
                 };
-                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                encoding::merge_loop(rows, buf, ctx, |rows, buf, ctx| {
-                    let (tag, wire_type) = encoding::decode_key(buf)?;
-                    match tag {
-                        1 => rows.merge_key(wire_type, buf, ctx),
-                        _ => encoding::skip_field(wire_type, tag, buf, ctx),
-                    }
-                })
+                rows.merge_batch(wire_type, buf, ctx)
             }
             3 => {
                 if !matches!(self.msg, Some(FilterMessage::PackedBatch(_))) {
