@@ -52,7 +52,7 @@ pub struct Selected {
 #[derive(Default)]
 struct ConstPool {
     consts: Vec<Const>,
-    index: std::collections::HashMap<Const, u32>,
+    index: rustc_hash::FxHashMap<Const, u32>,
 }
 
 impl ConstPool {

@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn head_is_the_zero_padded_prefix() {
-        let bytes: Vec<u8> = (1..=20).map(|b| b * 13).collect();
+        let bytes: Vec<u8> = (1..=20u8).map(|b| b.wrapping_mul(13)).collect();
         for n in 0..=bytes.len() {
             assert_eq!(head(&bytes[..n]), padded(&bytes[..n]), "length {n}");
             if n >= 8 {
