@@ -155,8 +155,8 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 /// Evaluates one batch: the number of keys in it, and the indices that match.
 fn evaluate(matcher: &Matcher, request: FilterRequest, batch: u64) -> Result<(usize, Vec<u32>), Status> {
     let keys = match &request.msg {
-        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), &format!("batch {batch}: keys"))?,
-        Some(Msg::PackedBatch(packed)) => packed.view(matcher.arity(), &format!("batch {batch}: packed_batch"))?,
+        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), format_args!("batch {batch}: keys"))?,
+        Some(Msg::PackedBatch(packed)) => packed.view(matcher.arity(), format_args!("batch {batch}: packed_batch"))?,
         Some(Msg::Spec(_)) => {
             return Err(Status::invalid_argument(format!(
                 "Filter: message {} carries a second spec; the spec comes once, first",

@@ -46,6 +46,31 @@ fn take_delimited<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     Ok(value)
 }
 
+/// Calls `each` with every value of field 1 (length-delimited) in a message
+/// body, in order, and skips every other field. Field 1 is `keys` in
+/// `KeyBatch` and `fields` in `Key`; its canonical tag is the one byte 0x0A.
+fn for_each_field_1(
+    mut body: &[u8],
+    ctx: &DecodeContext,
+    mut each: impl FnMut(&[u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    while !body.is_empty() {
+        let (tag, wire_type) = if body[0] == 0x0A {
+            body = &body[1..];
+            (1, WireType::LengthDelimited)
+        } else {
+            encoding::decode_key(&mut body)?
+        };
+        if tag == 1 {
+            encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+            each(take_delimited(&mut body)?)?;
+        } else {
+            encoding::skip_field(wire_type, tag, &mut body, ctx.clone())?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `parse` on the next length-delimited value of `buf` as one slice, and
 /// consumes it. The value is read in place when the buffer holds it in one
 /// chunk (always, for a request decoded by tonic), else gathered first.
@@ -124,46 +149,18 @@ impl RowKeys {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-        with_delimited(buf, |mut batch| {
-            while !batch.is_empty() {
-                // The canonical `keys` tag (field 1, length-delimited) is one byte.
-                let (tag, wire_type) = if batch[0] == 0x0A {
-                    batch = &batch[1..];
-                    (1, WireType::LengthDelimited)
-                } else {
-                    encoding::decode_key(&mut batch)?
-                };
-                if tag == 1 {
-                    encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                    let key = take_delimited(&mut batch)?;
-                    self.parse_key(key, ctx.clone())?;
-                } else {
-                    encoding::skip_field(wire_type, tag, &mut batch, ctx.clone())?;
-                }
-            }
-            Ok(())
+        with_delimited(buf, |batch| {
+            for_each_field_1(batch, &ctx, |key| self.parse_key(key, ctx.clone()))
         })
     }
 
     /// Parses the body of one `Key` message (`repeated bytes fields = 1`).
-    fn parse_key(&mut self, mut key: &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
+    fn parse_key(&mut self, key: &[u8], ctx: DecodeContext) -> Result<(), DecodeError> {
         let mut fields = 0u32;
-        while !key.is_empty() {
-            let (tag, wire_type) = if key[0] == 0x0A {
-                key = &key[1..];
-                (1, WireType::LengthDelimited)
-            } else {
-                encoding::decode_key(&mut key)?
-            };
-            if tag == 1 {
-                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                let field = take_delimited(&mut key)?;
-                self.push_field(field)?;
-                fields += 1;
-            } else {
-                encoding::skip_field(wire_type, tag, &mut key, ctx.clone())?;
-            }
-        }
+        for_each_field_1(key, &ctx, |field| {
+            fields += 1;
+            self.push_field(field)
+        })?;
         self.end_key(fields);
         Ok(())
     }
@@ -201,7 +198,7 @@ impl RowKeys {
     /// The keys for evaluation, once every key is known to have `arity`
     /// fields; otherwise `INVALID_ARGUMENT` naming the first key that does not
     /// (`what` names the field of the request, e.g. `keys`).
-    pub fn view(&self, arity: usize, what: &str) -> Result<PackedKeys<'_>, Status> {
+    pub fn view(&self, arity: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
         let bad = match &self.fields_per_key {
             _ if self.keys == 0 => None,
             None => (self.first_fields as usize != arity).then_some(0),
@@ -282,7 +279,7 @@ impl Default for PackedWire {
 impl PackedWire {
     /// The keys for evaluation, or `INVALID_ARGUMENT` saying why the batch is
     /// malformed (`what` names the request field).
-    pub fn view(&self, arity: usize, what: &str) -> Result<PackedKeys<'_>, Status> {
+    pub fn view(&self, arity: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
         PackedKeys::from_offsets(&self.data, &self.offsets, self.total, arity as u32, self.count)
             .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
     }
