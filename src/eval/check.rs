@@ -155,29 +155,18 @@ pub(super) fn compile(checks: &[plan::Check]) -> Vec<Check> {
     for check in checks {
         let field = check.field as usize;
         let kind = Kind::new(&check.test);
-        let fused = match (out.last_mut(), kind) {
-            (Some(previous), Kind::Upper { bound, max }) if previous.field == field => {
-                match std::mem::replace(&mut previous.kind, Kind::InSmall(Box::new([]))) {
-                    Kind::Lower { bound: lower, min } => {
-                        previous.kind = Kind::Between {
-                            lower,
-                            min,
-                            upper: bound,
-                            max,
-                        };
-                        None
-                    }
-                    other => {
-                        previous.kind = other;
-                        Some(Kind::Upper { bound, max })
-                    }
-                }
+        if let (Some(previous), Kind::Upper { bound: upper, max }) = (out.last_mut(), &kind) {
+            if let (true, Kind::Lower { bound: lower, min }) = (previous.field == field, &previous.kind) {
+                previous.kind = Kind::Between {
+                    lower: lower.clone(),
+                    min: *min,
+                    upper: upper.clone(),
+                    max: *max,
+                };
+                continue;
             }
-            (_, kind) => Some(kind),
-        };
-        if let Some(kind) = fused {
-            out.push(Check { field, kind });
         }
+        out.push(Check { field, kind });
     }
     out
 }

@@ -95,27 +95,27 @@ impl CompileCache {
         entries.lock().expect("cache lock poisoned").put(key, code.clone());
         code
     }
+}
 
-    /// The code for a request: from the first level, or validated, planned and
-    /// taken from the second level (or generated), then remembered.
-    pub(super) fn code_for(
-        &self,
-        service: &KeyFilterService,
-        spec: Option<&FilterSpec>,
-        version: PyVersion,
-        name: &str,
-    ) -> Result<Bytes, Status> {
-        if let Some(code) = spec.and_then(|spec| self.get_received(spec, version, name)) {
-            return Ok(code);
-        }
-        let function_name = function_name(name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
-        let plan = service.plan(spec)?;
-        let code = self.get_or_generate((plan, version, function_name.to_string()));
-        if let Some(spec) = spec {
-            self.put_received(spec, version, name, code.clone());
-        }
-        Ok(code)
+/// The code for a request: from the cache's first level, or validated,
+/// planned and taken from the second level (or generated), then remembered.
+fn code_for(
+    service: &KeyFilterService,
+    spec: Option<&FilterSpec>,
+    version: PyVersion,
+    name: &str,
+) -> Result<Bytes, Status> {
+    let cache = &service.cache;
+    if let Some(code) = spec.and_then(|spec| cache.get_received(spec, version, name)) {
+        return Ok(code);
     }
+    let function_name = function_name(name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
+    let plan = service.plan(spec)?;
+    let code = cache.get_or_generate((plan, version, function_name.to_string()));
+    if let Some(spec) = spec {
+        cache.put_received(spec, version, name, code.clone());
+    }
+    Ok(code)
 }
 
 pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Result<CompileResponse, Status> {
@@ -123,9 +123,7 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
         .python_version
         .parse()
         .map_err(|e| Status::invalid_argument(format!("python_version: {e}")))?;
-    let code = service
-        .cache
-        .code_for(service, request.spec.as_ref(), version, &request.name)?;
+    let code = code_for(service, request.spec.as_ref(), version, &request.name)?;
     // The version is echoed as the caller wrote it ("3.12" or "3.12.7").
     let python_version = request.python_version;
     let magic = version.magic();
