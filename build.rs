@@ -21,7 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .compile_fds(descriptors.clone())?;
     // The server stubs, over hand-written request types that decode keys
-    // straight into a flat buffer (src/service/wire); every other type is the
+    // straight into a flat buffer and keep specs encoded until the handler
+    // parses them against the limits (src/service/wire); every other type is the
     // generated one above, so no message is generated twice.
     let server_dir = out_dir.join("server");
     std::fs::create_dir_all(&server_dir)?;
@@ -31,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".keyfilter.v1", "crate::proto")
         .extern_path(".keyfilter.v1.MatchRequest", "crate::service::wire::MatchRequest")
         .extern_path(".keyfilter.v1.FilterRequest", "crate::service::wire::FilterRequest")
+        .extern_path(".keyfilter.v1.CompileRequest", "crate::service::wire::CompileRequest")
         .compile_fds(descriptors)?;
     Ok(())
 }

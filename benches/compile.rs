@@ -9,6 +9,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use keyfilter::codegen::{Function, PyVersion};
 use keyfilter::plan::Plan;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
+use keyfilter::service::wire::SpecWire;
 use keyfilter::service::CompileCache;
 use keyfilter::spec::{validate, Limits};
 
@@ -37,7 +38,7 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
-        let cache = CompileCache::new(16);
+        let cache = CompileCache::new(16, 64 * 1024 * 1024);
         group.bench_with_input(BenchmarkId::new("hit-3.12", n), &wire, |b, wire| {
             b.iter(|| {
                 let spec = validate(wire, &Limits::default()).unwrap();
@@ -48,8 +49,9 @@ fn bench(c: &mut Criterion) {
         // Compile call costs the server.
         let spec = validate(&wire, &Limits::default()).unwrap();
         let code = cache.get_or_generate((Plan::new(&spec), PyVersion::V3_12, "keyfilter_match".to_string()));
-        cache.put_received(&wire, PyVersion::V3_12, "keyfilter_match", code);
-        group.bench_with_input(BenchmarkId::new("hit-request-3.12", n), &wire, |b, wire| {
+        let received = SpecWire::from_message(&wire);
+        cache.put_received(&received, PyVersion::V3_12, "keyfilter_match", code);
+        group.bench_with_input(BenchmarkId::new("hit-request-3.12", n), &received, |b, wire| {
             b.iter(|| cache.get_received(wire, PyVersion::V3_12, "keyfilter_match").unwrap())
         });
     }

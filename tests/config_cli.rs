@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 25] = [
+const ENV_VARS: [&str; 28] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -41,6 +41,9 @@ const ENV_VARS: [&str; 25] = [
     "KEYFILTER_FILTER_IDLE_TIMEOUT",
     "KEYFILTER_SHUTDOWN_GRACE",
     "KEYFILTER_COMPILE_CACHE_ENTRIES",
+    "KEYFILTER_COMPILE_CACHE_BYTES",
+    "KEYFILTER_MAX_KEYS_PER_REQUEST",
+    "KEYFILTER_CPU_SLOTS",
     "KEYFILTER_MAX_ARITY",
     "KEYFILTER_MAX_PREDICATES",
     "KEYFILTER_MAX_VALUE_BYTES",
@@ -168,10 +171,13 @@ fn print_config_shows_the_defaults() {
     assert_eq!(string(&table, "addr"), "127.0.0.1:50051");
     assert_eq!(string(&table, "log_format"), "text");
     assert_eq!(string(&table, "log"), "info");
-    assert_eq!(int(&table, "max_message_bytes"), 64 * 1024 * 1024);
+    assert_eq!(int(&table, "max_message_bytes"), 4 * 1024 * 1024);
     assert_eq!(string(&table, "request_timeout"), "30s");
     assert_eq!(int(&table, "max_concurrent_requests"), 256);
-    assert_eq!(int(&table, "max_filter_streams"), 1024);
+    assert_eq!(int(&table, "max_filter_streams"), 128);
+    assert_eq!(int(&table, "max_keys_per_request"), 1_000_000);
+    assert_eq!(int(&table, "cpu_slots"), 0);
+    assert_eq!(int(&table, "compile_cache_bytes"), 64 * 1024 * 1024);
     assert_eq!(int(&table, "filter_buffer"), 4);
     assert_eq!(string(&table, "shutdown_grace"), "10s");
     assert_eq!(int(&table, "compile_cache_entries"), 1024);

@@ -982,7 +982,7 @@ async fn filter_stream_limit_and_cancel_releases_the_permit() {
         Ok(_) => panic!("a second Filter stream must be refused"),
         Err(status) => {
             assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-            assert!(status.message().contains("limit 1"), "{status:?}");
+            assert!(status.message().contains("max_filter_streams: 1"), "{status:?}");
         }
     }
     // Match is not limited by Filter streams.

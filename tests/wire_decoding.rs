@@ -68,10 +68,10 @@ proptest! {
         };
         let encoded = request.encode_to_vec();
         let decoded = wire::MatchRequest::decode(split(&encoded, at)).expect("decodes");
-        prop_assert_eq!(&decoded.spec, &request.spec);
+        prop_assert_eq!(&decoded.spec, &request.spec.as_ref().map(wire::SpecWire::from_message));
         let view = match &decoded.packed_keys {
-            Some(p) => p.view(arity, "packed_keys"),
-            None => decoded.keys.view(arity, "keys"),
+            Some(p) => p.view(arity, usize::MAX, "packed_keys"),
+            None => decoded.keys.view(arity, usize::MAX, "keys"),
         }.expect("well-formed keys");
         prop_assert_eq!(fields_of(&view, arity), keys);
         // Encoding the decoded request gives back the same message.
@@ -91,7 +91,7 @@ proptest! {
         let decoded = wire::PackedWire::decode(split(&encoded, at)).expect("decodes");
         let mut index = PackedIndex::default();
         let expected = index.index(&p.data, &p.lengths, arity as u32, 0).unwrap();
-        let view = decoded.view(arity, "packed").unwrap();
+        let view = decoded.view(arity, usize::MAX, "packed").unwrap();
         prop_assert_eq!(fields_of(&view, arity), fields_of(&expected, arity));
     }
 
@@ -107,12 +107,12 @@ proptest! {
         let encoded = request.encode_to_vec();
         let decoded = wire::FilterRequest::decode(split(&encoded, at)).expect("decodes");
         match (&decoded.msg, &request.msg) {
-            (Some(FilterMessage::Spec(spec)), Some(Msg::Spec(expected))) => prop_assert_eq!(spec, expected),
+            (Some(FilterMessage::Spec(spec)), Some(Msg::Spec(expected))) => prop_assert_eq!(spec, &wire::SpecWire::from_message(expected)),
             (Some(FilterMessage::Batch(rows)), Some(Msg::Batch(_))) => {
-                prop_assert_eq!(fields_of(&rows.view(arity, "keys").unwrap(), arity), keys.clone());
+                prop_assert_eq!(fields_of(&rows.view(arity, usize::MAX, "keys").unwrap(), arity), keys.clone());
             }
             (Some(FilterMessage::PackedBatch(p)), Some(Msg::PackedBatch(_))) => {
-                prop_assert_eq!(fields_of(&p.view(arity, "packed").unwrap(), arity), keys.clone());
+                prop_assert_eq!(fields_of(&p.view(arity, usize::MAX, "packed").unwrap(), arity), keys.clone());
             }
             (None, None) => {}
             (got, sent) => prop_assert!(false, "decoded {:?} from {:?}", got, sent),
@@ -147,7 +147,15 @@ proptest! {
             encoded.truncate(cut.index(encoded.len()));
         }
         let generated = proto::FilterRequest::decode(&encoded[..]);
-        let ours = wire::FilterRequest::decode(&encoded[..]);
+        // A spec is only sliced when the request is decoded, and parsed by the
+        // handler: count a spec that does not parse as a failure here.
+        let ours = wire::FilterRequest::decode(&encoded[..]).and_then(|r| match &r.msg {
+            Some(FilterMessage::Spec(spec)) => match spec.parse(&keyfilter::spec::Limits::default()) {
+                Err(wire::SpecWireError::Malformed(e)) => Err(e),
+                _ => Ok(r),
+            },
+            _ => Ok(r),
+        });
         prop_assert_eq!(generated.is_ok(), ours.is_ok(), "generated {:?}, ours {:?}", generated, ours);
         if let (Ok(generated), Ok(ours)) = (generated, ours) {
             prop_assert_eq!(proto::FilterRequest::decode(&ours.encode_to_vec()[..]).unwrap(), generated);
@@ -165,9 +173,9 @@ fn rows_of_the_wrong_arity_are_named() {
     }
     .encode_to_vec();
     let decoded = wire::MatchRequest::decode(&encoded[..]).unwrap();
-    let err = decoded.keys.view(2, "keys").unwrap_err();
+    let err = decoded.keys.view(2, usize::MAX, "keys").unwrap_err();
     assert_eq!(err.message(), "keys[1]: has 1 fields, but the spec's arity is 2");
-    let err = decoded.keys.view(1, "keys").unwrap_err();
+    let err = decoded.keys.view(1, usize::MAX, "keys").unwrap_err();
     assert_eq!(err.message(), "keys[0]: has 2 fields, but the spec's arity is 1");
 }
 
@@ -199,4 +207,82 @@ fn a_repeated_oneof_field_merges_and_another_variant_replaces() {
     );
     let ours = wire::FilterRequest::decode(&encoded[..]).unwrap();
     assert!(matches!(ours.msg, Some(FilterMessage::PackedBatch(_))), "{ours:?}");
+}
+
+/// A spec with every kind of fault: fields past the arity, unknown or unset
+/// ops, `value` on IN and `values` elsewhere, values over small limits.
+fn any_spec() -> impl Strategy<Value = proto::FilterSpec> {
+    let value = prop::collection::vec(prop::sample::select(vec![0u8, b'a', 0xff]), 0..6).prop_map(Bytes::from);
+    let predicate = (0u32..5, -1i32..11, value.clone(), prop::collection::vec(value, 0..5)).prop_map(
+        |(field, op, value, values)| proto::Predicate {
+            field,
+            op,
+            value,
+            values,
+        },
+    );
+    (0u32..5, prop::collection::vec(predicate, 0..8))
+        .prop_map(|(arity, predicates)| proto::FilterSpec { arity, predicates })
+}
+
+fn small_limits() -> keyfilter::spec::Limits {
+    keyfilter::spec::Limits {
+        max_arity: 3,
+        max_predicates: 6,
+        max_value_bytes: 4,
+        max_in_values: 3,
+        max_total_value_bytes: 200,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// The server parses specs straight from their bytes; the result, and the
+    /// first error, are exactly those of the generated decoder + `validate`,
+    /// for well-formed and corrupted encodings alike.
+    #[test]
+    fn specs_parse_like_decode_then_validate(
+        spec in any_spec(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        cut in any::<prop::sample::Index>(),
+        truncate: bool,
+        split_in_two: bool,
+    ) {
+        let mut encoded = spec.encode_to_vec();
+        if !encoded.is_empty() {
+            for (at, byte) in edits {
+                let i = at.index(encoded.len());
+                encoded[i] = byte;
+            }
+            if truncate {
+                encoded.truncate(cut.index(encoded.len()));
+            }
+        }
+        // The spec field of a MatchRequest, sent once or split into two
+        // occurrences (which protobuf merges).
+        let mut request = Vec::new();
+        let at = if split_in_two { cut.index(encoded.len() + 1) } else { encoded.len() };
+        prost::encoding::bytes::encode(1, &encoded[..at].to_vec(), &mut request);
+        if split_in_two {
+            prost::encoding::bytes::encode(1, &encoded[at..].to_vec(), &mut request);
+        }
+        let limits = small_limits();
+        let ours = wire::MatchRequest::decode(&request[..])
+            .map_err(wire::SpecWireError::Malformed)
+            .and_then(|r| r.spec.expect("sent").parse(&limits));
+        let generated = proto::MatchRequest::decode(&request[..]);
+        match (generated, ours) {
+            (Err(_), Err(wire::SpecWireError::Malformed(_))) => {}
+            (Ok(generated), ours) => {
+                let expected = keyfilter::spec::validate(&generated.spec.unwrap(), &limits);
+                match (expected, ours) {
+                    (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                    (Err(a), Err(wire::SpecWireError::Invalid(b))) => prop_assert_eq!(a, b),
+                    (a, b) => prop_assert!(false, "validate: {:?}, parse: {:?}", a, b),
+                }
+            }
+            (generated, ours) => prop_assert!(false, "generated: {:?}, ours: {:?}", generated, ours),
+        }
+    }
 }

@@ -26,7 +26,7 @@ use super::version::{Opcode, PyVersion};
 use crate::plan::{Body, Plan, Test};
 
 /// A constant of the generated code object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Const {
     /// `None`
     None,
@@ -49,10 +49,13 @@ pub struct Selected {
     pub stacksize: u32,
 }
 
+/// `co_consts` under construction, each constant once. Ordered, not hashed:
+/// the values come from the request, and an unkeyed hash of them could be
+/// made to collide; a B-tree's worst case is bounded whatever they are.
 #[derive(Default)]
 struct ConstPool {
     consts: Vec<Const>,
-    index: rustc_hash::FxHashMap<Const, u32>,
+    index: std::collections::BTreeMap<Const, u32>,
 }
 
 impl ConstPool {

@@ -9,7 +9,8 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
-use rustc_hash::FxHashSet;
+use std::collections::HashSet;
+use std::hash::RandomState;
 
 use super::word::{head, tail};
 use crate::plan::{self, Test};
@@ -90,7 +91,10 @@ pub(super) enum Kind {
         max: i8,
     },
     InSmall(Box<[Constant]>),
-    InHash(FxHashSet<Bytes>),
+    /// Large sets: a hash keyed at random per set (SipHash), so that no
+    /// choice of values makes lookups collide (an unkeyed hash let 16-byte
+    /// values with one 8-byte head turn each lookup into a list scan).
+    InHash(HashSet<Bytes, RandomState>),
 }
 
 impl Kind {

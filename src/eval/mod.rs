@@ -54,10 +54,17 @@ impl Matcher {
 
     /// Appends to `out` the index of every matching key of a packed batch.
     pub fn matched_packed(&self, keys: &PackedKeys<'_>, out: &mut Vec<u32>) {
+        self.matched_packed_range(keys, 0..keys.len(), out)
+    }
+
+    /// [`matched_packed`](Self::matched_packed) over the keys `range` only
+    /// (indices stay those of the whole batch), so a caller can evaluate a
+    /// large batch in slices and stop between them.
+    pub fn matched_packed_range(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
         if self.never {
             return;
         }
-        for i in 0..keys.len() {
+        for i in range {
             if self.matches_by(|f| keys.field(i, f)) {
                 out.push(i as u32);
             }
@@ -66,6 +73,11 @@ impl Matcher {
 
     /// Writes one result per key of a packed batch into `out`.
     pub fn mask_packed(&self, keys: &PackedKeys<'_>, out: &mut Vec<bool>) {
-        out.extend((0..keys.len()).map(|i| self.matches_by(|f| keys.field(i, f))));
+        self.mask_packed_range(keys, 0..keys.len(), out)
+    }
+
+    /// [`mask_packed`](Self::mask_packed) over the keys `range` only.
+    pub fn mask_packed_range(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, out: &mut Vec<bool>) {
+        out.extend(range.map(|i| self.matches_by(|f| keys.field(i, f))));
     }
 }

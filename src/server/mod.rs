@@ -1,6 +1,7 @@
 //! The server: transport settings, standard gRPC services, tower layers and
 //! graceful shutdown around [`KeyFilterService`].
 
+mod admission;
 pub mod context;
 mod drain;
 pub mod metrics;
@@ -34,7 +35,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Longest time a handler may take to produce its response.
     pub request_timeout: Duration,
-    /// Requests handled at once across all connections; more are shed with `RESOURCE_EXHAUSTED`.
+    /// KeyFilter calls in progress at once (open `Filter` streams included),
+    /// across all connections; more are shed with `RESOURCE_EXHAUSTED`.
     pub max_concurrent_requests: usize,
     /// How long open streams may run on after a shutdown signal.
     pub shutdown_grace: Duration,
@@ -46,7 +48,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             service: ServiceConfig::default(),
-            max_message_bytes: 64 * 1024 * 1024,
+            max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
             shutdown_grace: Duration::from_secs(10),
@@ -80,27 +82,18 @@ pub async fn serve(
         .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    // Authentication guards the KeyFilter RPCs only: health checks and
-    // reflection stay open for probes and tooling.
+    // Admission (calls and open streams together, shed at once when full)
+    // and authentication guard the KeyFilter RPCs only: health checks and
+    // reflection stay open for probes and tooling, and are never shed.
+    // Authentication comes first, so unauthenticated calls take no slot.
+    let keyfilter = tower::Layer::layer(
+        &admission::AdmissionLayer::new(config.max_concurrent_requests),
+        keyfilter,
+    );
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
-    let max_in_flight = config.max_concurrent_requests;
     let layers = tower::ServiceBuilder::new()
         .layer(context::RequestContextLayer)
-        .map_err(move |e: tower::BoxError| -> tower::BoxError {
-            if e.is::<tower::load_shed::error::Overloaded>() {
-                metrics::load_shed();
-                // Say which limit was hit (tonic's default text speaks of one connection).
-                return Box::new(tonic::Status::resource_exhausted(format!(
-                    "server overloaded: {max_in_flight} calls already in flight (max_concurrent_requests); retry later"
-                )));
-            }
-            e
-        })
-        // Shed instead of queueing: a request over the limit fails at once with
-        // RESOURCE_EXHAUSTED, which clients can retry elsewhere.
-        .load_shed()
-        .concurrency_limit(config.max_concurrent_requests)
         .into_inner();
 
     let draining = Arc::new(Notify::new());

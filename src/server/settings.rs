@@ -131,22 +131,28 @@ settings! {
         log_format: LogFormat = LogFormat::Text, "KEYFILTER_LOG_FORMAT";
         /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `keyfilter=debug`).
         log: String = "info".into(), "KEYFILTER_LOG";
-        /// Largest request or response message, in bytes (decoded size).
-        max_message_bytes: usize = 64 * 1024 * 1024, "KEYFILTER_MAX_MESSAGE_BYTES";
+        /// Largest request or response message, in bytes (decoded size, also after decompression).
+        max_message_bytes: usize = 4 * 1024 * 1024, "KEYFILTER_MAX_MESSAGE_BYTES";
         /// Longest time a call may take to produce its response (e.g. `30s`).
         request_timeout: HumanDuration = HumanDuration(Duration::from_secs(30)), "KEYFILTER_REQUEST_TIMEOUT";
-        /// Calls handled at once, across connections; more are shed with RESOURCE_EXHAUSTED.
+        /// KeyFilter calls in progress at once, open Filter streams included, across connections; more are shed with RESOURCE_EXHAUSTED.
         max_concurrent_requests: usize = 256, "KEYFILTER_MAX_CONCURRENT_REQUESTS";
-        /// Filter streams open at once; more are refused with RESOURCE_EXHAUSTED.
-        max_filter_streams: usize = 1024, "KEYFILTER_MAX_FILTER_STREAMS";
+        /// Filter streams open at once (within max_concurrent_requests); more are refused with RESOURCE_EXHAUSTED.
+        max_filter_streams: usize = 128, "KEYFILTER_MAX_FILTER_STREAMS";
+        /// Most keys in one Match request or one Filter batch, whether sent or declared by a count.
+        max_keys_per_request: usize = 1_000_000, "KEYFILTER_MAX_KEYS_PER_REQUEST";
+        /// Threads computing at once (planning, evaluation, code generation); 0 means one per CPU.
+        cpu_slots: usize = 0, "KEYFILTER_CPU_SLOTS";
         /// A Filter stream with no request and no read for this long ends with DEADLINE_EXCEEDED.
         filter_idle_timeout: HumanDuration = HumanDuration(Duration::from_secs(300)), "KEYFILTER_FILTER_IDLE_TIMEOUT";
         /// Filter responses computed ahead of a slow reader, per stream (the backpressure bound).
         filter_buffer: usize = 4, "KEYFILTER_FILTER_BUFFER";
         /// How long open calls may run on after SIGINT/SIGTERM.
         shutdown_grace: HumanDuration = HumanDuration(Duration::from_secs(10)), "KEYFILTER_SHUTDOWN_GRACE";
-        /// Entries of the Compile cache (0 disables it).
+        /// Entries of each level of the Compile cache (0 disables it).
         compile_cache_entries: usize = 1024, "KEYFILTER_COMPILE_CACHE_ENTRIES";
+        /// Bytes the Compile cache may hold, keys and code of both levels (0 disables it).
+        compile_cache_bytes: usize = 64 * 1024 * 1024, "KEYFILTER_COMPILE_CACHE_BYTES";
         /// Largest spec arity.
         max_arity: u32 = Limits::default().max_arity, "KEYFILTER_MAX_ARITY";
         /// Most predicates in one spec.
@@ -229,10 +235,16 @@ impl Settings {
                     max_in_values: self.max_in_values,
                     max_total_value_bytes: self.max_total_value_bytes,
                 },
+                max_keys_per_request: self.max_keys_per_request,
                 filter_buffer: self.filter_buffer,
                 max_filter_streams: self.max_filter_streams,
                 filter_idle_timeout: self.filter_idle_timeout.0,
                 compile_cache_entries: self.compile_cache_entries,
+                compile_cache_bytes: self.compile_cache_bytes,
+                cpu_slots: match self.cpu_slots {
+                    0 => crate::service::available_cpus(),
+                    n => n,
+                },
                 signer,
             },
             max_message_bytes: self.max_message_bytes,

@@ -1,99 +1,163 @@
-//! The `Compile` RPC and its bounded cache.
+//! The `Compile` RPC and its cache, bounded in entries and in bytes.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{Hash, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use bytes::Bytes;
 use lru::LruCache;
-use rustc_hash::{FxBuildHasher, FxHasher};
 use tonic::Status;
 
+use super::wire::{CompileRequest, SpecWire};
 use super::KeyFilterService;
 use crate::codegen::{function_name, Function, PyVersion};
-use crate::plan::Plan;
-use crate::proto::{CompileRequest, CompileResponse, FilterSpec};
+use crate::plan::{Plan, Test};
+use crate::proto::CompileResponse;
 
-type CacheKey = (Plan, PyVersion, String);
+/// Specs larger than this (as received) skip the first cache level: keeping
+/// their bytes would cost more than validating them again.
+const MAX_RECEIVED_SPEC_BYTES: usize = 64 * 1024;
 
-/// A request seen before, kept whole so that a hit is checked exactly (the
-/// first level is indexed by a hash of it).
+/// What an entry costs besides the bytes it holds (map slots, headers).
+const ENTRY_OVERHEAD: usize = 128;
+
+/// First level: the request as received (its spec's bytes, copied).
+type ReceivedKey = (Bytes, PyVersion, String);
+/// Second level: what the request means.
+type PlanKey = (Plan, PyVersion, String);
+
+/// One LRU level with a byte budget: entries are evicted, oldest first, until
+/// the new one fits. Keys come from requests, so the map's hash is keyed at
+/// random (no chosen set of specs collides).
 #[derive(Debug)]
-struct Received {
-    spec: FilterSpec,
-    version: PyVersion,
-    name: String,
-    code: Bytes,
+struct Level<K: Hash + Eq> {
+    entries: LruCache<K, (Bytes, usize), RandomState>,
+    bytes: usize,
+    max_bytes: usize,
 }
 
-impl Received {
-    fn hash(spec: &FilterSpec, version: PyVersion, name: &str) -> u64 {
-        let mut hasher = FxHasher::default();
-        (spec.arity, &spec.predicates, version, name).hash(&mut hasher);
-        hasher.finish()
+impl<K: Hash + Eq> Level<K> {
+    fn new(entries: NonZeroUsize, max_bytes: usize) -> Self {
+        Level {
+            entries: LruCache::with_hasher(entries, RandomState::new()),
+            bytes: 0,
+            max_bytes,
+        }
     }
 
-    fn is(&self, spec: &FilterSpec, version: PyVersion, name: &str) -> bool {
-        self.version == version && self.name == name && self.spec == *spec
+    fn get(&mut self, key: &K) -> Option<Bytes> {
+        self.entries.get(key).map(|(code, _)| code.clone())
+    }
+
+    fn put(&mut self, key: K, code: Bytes, weight: usize) {
+        if weight > self.max_bytes {
+            return;
+        }
+        if let Some((_, (_, old))) = self.entries.pop_entry(&key) {
+            self.bytes -= old;
+        }
+        while self.bytes + weight > self.max_bytes {
+            match self.entries.pop_lru() {
+                Some((_, (_, w))) => self.bytes -= w,
+                None => break,
+            }
+        }
+        if let Some((_, (_, w))) = self.entries.push(key, (code, weight)) {
+            self.bytes -= w;
+        }
+        self.bytes += weight;
     }
 }
 
-/// The bounded LRU caches of generated code. The first level is keyed by the
-/// request as received (spec, version, name): a repeated request skips
-/// validation and planning. The second is keyed by (normalized plan, version,
-/// name): specs that normalize alike share generated code.
+/// Bytes a plan holds: its values, plus a fixed cost per check and value.
+fn plan_bytes(plan: &Plan) -> usize {
+    plan.checks()
+        .iter()
+        .map(|check| {
+            32 + match &check.test {
+                Test::In(values) => values.iter().map(|v| v.len() + 32).sum(),
+                Test::Eq(v) | Test::Ne(v) | Test::Lt(v) | Test::Le(v) | Test::Gt(v) | Test::Ge(v) => v.len(),
+            }
+        })
+        .sum()
+}
+
+/// The caches of generated code. The first level is keyed by the request as
+/// received (spec bytes, version, name): a repeated request skips validation
+/// and planning. The second is keyed by (normalized plan, version, name):
+/// specs that normalize alike share generated code. Each level holds at most
+/// `entries` entries and half of `max_bytes`; everything kept is an owned
+/// copy, so no entry keeps a request buffer alive.
 #[derive(Debug)]
 pub struct CompileCache {
-    received: Option<Mutex<LruCache<u64, Received, FxBuildHasher>>>,
-    entries: Option<Mutex<LruCache<CacheKey, Bytes>>>,
+    received: Option<Mutex<Level<ReceivedKey>>>,
+    plans: Option<Mutex<Level<PlanKey>>>,
 }
 
 impl CompileCache {
-    /// Caches of at most `capacity` entries each; 0 disables caching.
-    pub fn new(capacity: usize) -> Self {
+    /// Caches of at most `entries` entries and `max_bytes` bytes in all; 0 disables caching.
+    pub fn new(entries: usize, max_bytes: usize) -> Self {
+        let level = |entries: usize| (max_bytes > 0).then_some(NonZeroUsize::new(entries)).flatten();
         CompileCache {
-            received: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::with_hasher(c, FxBuildHasher))),
-            entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
+            received: level(entries).map(|n| Mutex::new(Level::new(n, max_bytes / 2))),
+            plans: level(entries).map(|n| Mutex::new(Level::new(n, max_bytes / 2))),
         }
     }
 
     /// The code last generated for exactly this request, if still cached.
-    pub fn get_received(&self, spec: &FilterSpec, version: PyVersion, name: &str) -> Option<Bytes> {
+    pub fn get_received(&self, spec: &SpecWire, version: PyVersion, name: &str) -> Option<Bytes> {
         let received = self.received.as_ref()?;
-        let hash = Received::hash(spec, version, name);
-        let mut received = received.lock().expect("cache lock poisoned");
-        let hit = received.get(&hash).filter(|r| r.is(spec, version, name))?;
+        if spec.as_bytes().len() > MAX_RECEIVED_SPEC_BYTES {
+            return None;
+        }
+        let key = (Bytes::copy_from_slice(spec.as_bytes()), version, name.to_string());
+        let hit = received.lock().expect("cache lock poisoned").get(&key)?;
         crate::server::metrics::compile_cache(true);
-        Some(hit.code.clone())
+        Some(hit)
     }
 
     /// Remembers the code generated for a request (see [`get_received`](Self::get_received)).
-    pub fn put_received(&self, spec: &FilterSpec, version: PyVersion, name: &str, code: Bytes) {
-        if let Some(received) = &self.received {
-            let entry = Received {
-                spec: spec.clone(),
-                version,
-                name: name.to_string(),
-                code,
-            };
-            let hash = Received::hash(spec, version, name);
-            received.lock().expect("cache lock poisoned").put(hash, entry);
+    pub fn put_received(&self, spec: &SpecWire, version: PyVersion, name: &str, code: Bytes) {
+        let Some(received) = &self.received else { return };
+        let spec = spec.as_bytes();
+        if spec.len() > MAX_RECEIVED_SPEC_BYTES {
+            return;
         }
+        let weight = spec.len() + name.len() + code.len() + ENTRY_OVERHEAD;
+        let key = (Bytes::copy_from_slice(spec), version, name.to_string());
+        received.lock().expect("cache lock poisoned").put(key, code, weight);
     }
 
     /// The marshal bytes for `key`, generated on a miss.
-    pub fn get_or_generate(&self, key: CacheKey) -> Bytes {
-        let Some(entries) = &self.entries else {
+    pub fn get_or_generate(&self, key: (Plan, PyVersion, String)) -> Bytes {
+        let Some(plans) = &self.plans else {
             return Function::generate(&key.0, key.1, &key.2).marshal().into();
         };
-        if let Some(hit) = entries.lock().expect("cache lock poisoned").get(&key) {
+        if let Some(hit) = plans.lock().expect("cache lock poisoned").get(&key) {
             crate::server::metrics::compile_cache(true);
-            return hit.clone();
+            return hit;
         }
         crate::server::metrics::compile_cache(false);
         let code: Bytes = Function::generate(&key.0, key.1, &key.2).marshal().into();
-        entries.lock().expect("cache lock poisoned").put(key, code.clone());
+        let weight = plan_bytes(&key.0) + key.2.len() + code.len() + ENTRY_OVERHEAD;
+        plans
+            .lock()
+            .expect("cache lock poisoned")
+            .put(key, code.clone(), weight);
         code
+    }
+
+    /// Bytes held by both levels (for tests and metrics).
+    pub fn bytes(&self) -> usize {
+        let received = self
+            .received
+            .as_ref()
+            .map_or(0, |l| l.lock().expect("cache lock poisoned").bytes);
+        let plans = self
+            .plans
+            .as_ref()
+            .map_or(0, |l| l.lock().expect("cache lock poisoned").bytes);
+        received + plans
     }
 }
 
@@ -101,7 +165,7 @@ impl CompileCache {
 /// planned and taken from the second level (or generated), then remembered.
 fn code_for(
     service: &KeyFilterService,
-    spec: Option<&FilterSpec>,
+    spec: Option<&SpecWire>,
     version: PyVersion,
     name: &str,
 ) -> Result<Bytes, Status> {
@@ -118,6 +182,7 @@ fn code_for(
     Ok(code)
 }
 
+/// Serves one `Compile` request (runs on a CPU slot when the spec is large).
 pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Result<CompileResponse, Status> {
     let version: PyVersion = request
         .python_version
@@ -146,38 +211,76 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Op, Predicate};
+    use crate::proto::{FilterSpec, Op, Predicate};
 
-    fn spec(value: &'static [u8]) -> FilterSpec {
-        FilterSpec {
+    fn spec(value: &[u8]) -> SpecWire {
+        SpecWire::from_message(&FilterSpec {
             arity: 2,
             predicates: vec![Predicate {
                 field: 1,
                 op: Op::Eq as i32,
-                value: Bytes::from_static(value),
+                value: Bytes::copy_from_slice(value),
                 values: vec![],
             }],
-        }
+        })
     }
 
     #[test]
     fn the_first_level_hits_only_the_exact_request() {
-        let cache = CompileCache::new(4);
+        let cache = CompileCache::new(4, 1 << 20);
         let code = Bytes::from_static(b"code");
         cache.put_received(&spec(b"a"), PyVersion::V3_12, "f", code.clone());
         assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "f"), Some(code));
         assert_eq!(cache.get_received(&spec(b"b"), PyVersion::V3_12, "f"), None);
         assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_13, "f"), None);
         assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "g"), None);
-        let mut other_arity = spec(b"a");
-        other_arity.arity = 3;
-        assert_eq!(cache.get_received(&other_arity, PyVersion::V3_12, "f"), None);
     }
 
     #[test]
     fn a_disabled_cache_remembers_nothing() {
-        let cache = CompileCache::new(0);
-        cache.put_received(&spec(b"a"), PyVersion::V3_12, "f", Bytes::from_static(b"code"));
-        assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "f"), None);
+        for cache in [CompileCache::new(0, 1 << 20), CompileCache::new(4, 0)] {
+            cache.put_received(&spec(b"a"), PyVersion::V3_12, "f", Bytes::from_static(b"code"));
+            assert_eq!(cache.get_received(&spec(b"a"), PyVersion::V3_12, "f"), None);
+        }
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_the_oldest_entries_and_refuses_oversized_ones() {
+        let budget = 64 * 1024;
+        let cache = CompileCache::new(1000, budget);
+        let code = Bytes::from(vec![0u8; 4096]);
+        for i in 0..100u32 {
+            cache.put_received(&spec(&i.to_be_bytes()), PyVersion::V3_12, "f", code.clone());
+            assert!(cache.bytes() <= budget / 2, "{} bytes held", cache.bytes());
+        }
+        // The newest stayed, the oldest went.
+        assert!(cache
+            .get_received(&spec(&99u32.to_be_bytes()), PyVersion::V3_12, "f")
+            .is_some());
+        assert!(cache
+            .get_received(&spec(&0u32.to_be_bytes()), PyVersion::V3_12, "f")
+            .is_none());
+        // An entry above the whole level's budget is not kept (and evicts nothing).
+        let held = cache.bytes();
+        cache.put_received(&spec(b"big"), PyVersion::V3_12, "f", Bytes::from(vec![0u8; budget]));
+        assert_eq!(cache.bytes(), held);
+        // A spec above the first level's size limit is not kept either.
+        cache.put_received(
+            &spec(&vec![7u8; MAX_RECEIVED_SPEC_BYTES + 1]),
+            PyVersion::V3_12,
+            "f",
+            code,
+        );
+        assert_eq!(cache.bytes(), held);
+    }
+
+    #[test]
+    fn cached_keys_own_their_bytes() {
+        let cache = CompileCache::new(4, 1 << 20);
+        let wire = spec(b"tenant");
+        cache.put_received(&wire, PyVersion::V3_12, "f", Bytes::from_static(b"code"));
+        let level = cache.received.as_ref().unwrap().lock().unwrap();
+        let (key, _) = level.entries.peek_lru().unwrap();
+        assert_ne!(key.0.as_ptr(), wire.as_bytes().as_ptr(), "the key borrows the request");
     }
 }

@@ -14,6 +14,7 @@
 //! channel, so it is delivered even when that channel is full.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,14 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
             ))
         }
         Some(first) => match first?.msg {
-            Some(Msg::Spec(spec)) => Matcher::new(&service.plan(Some(&spec))?),
+            Some(Msg::Spec(spec)) => {
+                let planner = service.clone();
+                let cost = spec.as_bytes().len();
+                service
+                    .cpu
+                    .run(cost, move |_| Ok(Arc::new(Matcher::new(&planner.plan(Some(&spec))?))))
+                    .await?
+            }
             _ => {
                 return Err(Status::invalid_argument(
                     "Filter: the first message must carry `spec`, before any batch",
@@ -127,10 +135,17 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
             }
         },
     };
+    let max_keys = service.config.max_keys_per_request;
     let mut batch = 0u64;
     let (mut evaluated, mut matched_total) = (0usize, 0usize);
     while let Some(request) = next(&mut inbound, tx, timeout).await {
-        let (keys, matched) = evaluate(&matcher, request?, batch)?;
+        let request = request?;
+        let matcher = matcher.clone();
+        let cost = batch_cost(&request);
+        let (keys, matched) = service
+            .cpu
+            .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel))
+            .await?;
         evaluated += keys;
         matched_total += matched.len();
         tracing::trace!(batch, keys, matched = matched.len(), "filter batch");
@@ -152,11 +167,28 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
     Ok(())
 }
 
+/// What evaluating one batch costs, roughly (see [`super::work::INLINE_COST`]).
+fn batch_cost(request: &FilterRequest) -> usize {
+    match &request.msg {
+        Some(Msg::Batch(rows)) => rows.len().saturating_mul(8),
+        Some(Msg::PackedBatch(packed)) => packed.declared_keys().saturating_mul(8),
+        _ => 0,
+    }
+}
+
 /// Evaluates one batch: the number of keys in it, and the indices that match.
-fn evaluate(matcher: &Matcher, request: FilterRequest, batch: u64) -> Result<(usize, Vec<u32>), Status> {
+fn evaluate(
+    matcher: &Matcher,
+    request: FilterRequest,
+    batch: u64,
+    max_keys: usize,
+    cancel: &super::Cancel,
+) -> Result<(usize, Vec<u32>), Status> {
     let keys = match &request.msg {
-        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), format_args!("batch {batch}: keys"))?,
-        Some(Msg::PackedBatch(packed)) => packed.view(matcher.arity(), format_args!("batch {batch}: packed_batch"))?,
+        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), max_keys, format_args!("batch {batch}: keys"))?,
+        Some(Msg::PackedBatch(packed)) => {
+            packed.view(matcher.arity(), max_keys, format_args!("batch {batch}: packed_batch"))?
+        }
         Some(Msg::Spec(_)) => {
             return Err(Status::invalid_argument(format!(
                 "Filter: message {} carries a second spec; the spec comes once, first",
@@ -170,7 +202,6 @@ fn evaluate(matcher: &Matcher, request: FilterRequest, batch: u64) -> Result<(us
             )))
         }
     };
-    let mut matched = Vec::new();
-    matcher.matched_packed(&keys, &mut matched);
+    let matched = super::keys::matched(matcher, &keys, cancel)?;
     Ok((keys.len(), matched))
 }

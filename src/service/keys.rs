@@ -3,20 +3,42 @@
 use tonic::Status;
 
 use super::wire::MatchRequest;
-use crate::eval::Matcher;
+use super::work::{Cancel, SLICE_KEYS};
+use crate::eval::{Matcher, PackedKeys};
 
-/// Evaluates a `MatchRequest`'s keys (rows or packed, not both).
-pub fn match_request(matcher: &Matcher, request: &MatchRequest) -> Result<Vec<bool>, Status> {
-    let keys = match &request.packed_keys {
+/// The keys of a `MatchRequest` (rows or packed, not both), at most `max_keys` of them.
+pub fn match_keys(request: &MatchRequest, arity: usize, max_keys: usize) -> Result<PackedKeys<'_>, Status> {
+    match &request.packed_keys {
         Some(packed) => {
             if !request.keys.is_empty() {
                 return Err(Status::invalid_argument("keys and packed_keys are both set; send one"));
             }
-            packed.view(matcher.arity(), "packed_keys")?
+            packed.view(arity, max_keys, "packed_keys")
         }
-        None => request.keys.view(matcher.arity(), "keys")?,
-    };
+        None => request.keys.view(arity, max_keys, "keys"),
+    }
+}
+
+/// One result per key, evaluated in slices so that a cancelled call stops early.
+pub fn mask(matcher: &Matcher, keys: &PackedKeys<'_>, cancel: &Cancel) -> Result<Vec<bool>, Status> {
     let mut out = Vec::with_capacity(keys.len());
-    matcher.mask_packed(&keys, &mut out);
+    for start in (0..keys.len()).step_by(SLICE_KEYS) {
+        if cancel.is_cancelled() {
+            return Err(Cancel::status());
+        }
+        matcher.mask_packed_range(keys, start..(start + SLICE_KEYS).min(keys.len()), &mut out);
+    }
+    Ok(out)
+}
+
+/// The indices of the matching keys, evaluated in slices like [`mask`].
+pub fn matched(matcher: &Matcher, keys: &PackedKeys<'_>, cancel: &Cancel) -> Result<Vec<u32>, Status> {
+    let mut out = Vec::new();
+    for start in (0..keys.len()).step_by(SLICE_KEYS) {
+        if cancel.is_cancelled() {
+            return Err(Cancel::status());
+        }
+        matcher.matched_packed_range(keys, start..(start + SLICE_KEYS).min(keys.len()), &mut out);
+    }
     Ok(out)
 }

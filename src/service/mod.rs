@@ -1,14 +1,16 @@
 //! The gRPC service: `Match`, `Filter` and `Compile` over the core library.
 //!
-//! Each RPC validates its spec with the configured [`Limits`] (a bad spec is
+//! Each RPC parses its spec against the configured [`Limits`] (a bad spec is
 //! `INVALID_ARGUMENT` naming the predicate and field), plans it, and hands it to
-//! a backend. Nothing here decides semantics.
+//! a backend. Heavy work runs on bounded CPU slots ([`work`]), never on the
+//! async workers. Nothing here decides semantics.
 
 mod compile;
 mod filter;
 mod keys;
 pub mod signing;
 pub mod wire;
+mod work;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,20 +19,23 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use compile::CompileCache;
 pub use filter::FilterStream;
+pub use work::Cancel;
 
 use crate::eval::Matcher;
 use crate::plan::Plan;
-use crate::proto::{CompileRequest, CompileResponse, FilterSpec, MatchResponse};
+use crate::proto::{CompileResponse, MatchResponse};
 use crate::server::metrics;
-use crate::spec::{validate, Limits};
+use crate::spec::Limits;
 use wire::server::key_filter_server::KeyFilter;
-use wire::{FilterRequest, MatchRequest};
+use wire::{CompileRequest, FilterRequest, MatchRequest, SpecWire, SpecWireError};
 
 /// Tunables of the service itself (the server's transport settings live in `server`).
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
     /// Limits on specs.
     pub limits: Limits,
+    /// Most keys in one `Match` request or one `Filter` batch, declared or sent.
+    pub max_keys_per_request: usize,
     /// Responses a `Filter` stream may have computed but not yet sent; a client
     /// that stops reading stalls its stream after this many.
     pub filter_buffer: usize,
@@ -39,20 +44,32 @@ pub struct ServiceConfig {
     /// A `Filter` stream that neither sends a request nor reads a response for
     /// this long is ended with `DEADLINE_EXCEEDED`, freeing its slot.
     pub filter_idle_timeout: std::time::Duration,
-    /// Entries of the compile cache.
+    /// Entries of each level of the compile cache.
     pub compile_cache_entries: usize,
+    /// Bytes of the compile cache, both levels together.
+    pub compile_cache_bytes: usize,
+    /// Pieces of heavy work (planning, evaluation, code generation) running at once.
+    pub cpu_slots: usize,
     /// Signs `Compile` responses when set.
     pub signer: Option<Arc<signing::Signer>>,
+}
+
+/// The number of CPUs this process may use (1 when unknown).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             limits: Limits::default(),
+            max_keys_per_request: 1_000_000,
             filter_buffer: 4,
-            max_filter_streams: 1024,
+            max_filter_streams: 128,
             filter_idle_timeout: std::time::Duration::from_secs(300),
             compile_cache_entries: 1024,
+            compile_cache_bytes: 64 * 1024 * 1024,
+            cpu_slots: available_cpus(),
             signer: None,
         }
     }
@@ -64,30 +81,44 @@ pub struct KeyFilterService {
     config: Arc<ServiceConfig>,
     cache: Arc<CompileCache>,
     open_streams: Arc<tokio::sync::Semaphore>,
+    cpu: Arc<work::Cpu>,
+}
+
+/// Roughly what planning a spec costs, in the units of [`work::INLINE_COST`].
+fn spec_cost(spec: Option<&SpecWire>) -> usize {
+    spec.map_or(0, |s| s.as_bytes().len())
 }
 
 impl KeyFilterService {
     /// A service with the given configuration.
     pub fn new(config: ServiceConfig) -> Self {
         KeyFilterService {
-            cache: Arc::new(CompileCache::new(config.compile_cache_entries)),
+            cache: Arc::new(CompileCache::new(
+                config.compile_cache_entries,
+                config.compile_cache_bytes,
+            )),
             open_streams: Arc::new(tokio::sync::Semaphore::new(config.max_filter_streams)),
+            cpu: Arc::new(work::Cpu::new(config.cpu_slots)),
             config: Arc::new(config),
         }
     }
 
-    /// Validates and plans a spec from a request, or says precisely what is wrong.
-    fn plan(&self, spec: Option<&FilterSpec>) -> Result<Plan, Status> {
+    /// Parses, validates and plans a spec from a request, or says precisely
+    /// what is wrong. A spec that does not decode is `INTERNAL`, as for any
+    /// message that does not parse.
+    fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
         let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-        let spec = validate(spec, &self.config.limits).map_err(|e| Status::invalid_argument(format!("spec.{e}")))?;
+        let spec = spec.parse(&self.config.limits).map_err(|e| match e {
+            SpecWireError::Malformed(_) => Status::internal(e.to_string()),
+            SpecWireError::Invalid(e) => Status::invalid_argument(format!("spec.{e}")),
+        })?;
         Ok(Plan::new(&spec))
     }
-}
 
-impl KeyFilterService {
-    fn do_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
+    fn do_match(&self, request: MatchRequest, cancel: &Cancel) -> Result<MatchResponse, Status> {
         let matcher = Matcher::new(&self.plan(request.spec.as_ref())?);
-        let matches = keys::match_request(&matcher, &request)?;
+        let keys = keys::match_keys(&request, matcher.arity(), self.config.max_keys_per_request)?;
+        let matches = keys::mask(&matcher, &keys, cancel)?;
         let matched = matches.iter().filter(|m| **m).count();
         metrics::keys("Match", matches.len(), matched);
         tracing::debug!(keys = matches.len(), matched, "match");
@@ -95,11 +126,25 @@ impl KeyFilterService {
     }
 }
 
+/// What evaluating a `MatchRequest` costs, roughly: its spec, and its keys.
+fn match_cost(request: &MatchRequest) -> usize {
+    let keys = request
+        .packed_keys
+        .as_ref()
+        .map_or(request.keys.len(), |p| p.declared_keys());
+    spec_cost(request.spec.as_ref()).saturating_add(keys.saturating_mul(8))
+}
+
 #[tonic::async_trait]
 impl KeyFilter for KeyFilterService {
     async fn r#match(&self, request: Request<MatchRequest>) -> Result<Response<MatchResponse>, Status> {
         let start = Instant::now();
-        let result = self.do_match(request.into_inner());
+        let request = request.into_inner();
+        let service = self.clone();
+        let result = self
+            .cpu
+            .run(match_cost(&request), move |cancel| service.do_match(request, cancel))
+            .await;
         metrics::observe("Match", start, &result);
         result.map(Response::new)
     }
@@ -109,7 +154,7 @@ impl KeyFilter for KeyFilterService {
     async fn filter(&self, request: Request<Streaming<FilterRequest>>) -> Result<Response<FilterStream>, Status> {
         let permit = self.open_streams.clone().try_acquire_owned().map_err(|_| {
             let status = Status::resource_exhausted(format!(
-                "too many open Filter streams (limit {}); retry later",
+                "too many open Filter streams (max_filter_streams: {}); retry later",
                 self.config.max_filter_streams
             ));
             metrics::observe::<()>("Filter", Instant::now(), &Err(status.clone()));
@@ -122,7 +167,10 @@ impl KeyFilter for KeyFilterService {
 
     async fn compile(&self, request: Request<CompileRequest>) -> Result<Response<CompileResponse>, Status> {
         let start = Instant::now();
-        let result = compile::compile(self, request.into_inner());
+        let request = request.into_inner();
+        let service = self.clone();
+        let cost = spec_cost(request.spec.as_ref());
+        let result = self.cpu.run(cost, move |_| compile::compile(&service, request)).await;
         metrics::observe("Compile", start, &result);
         result.map(Response::new)
     }

@@ -13,7 +13,7 @@ mod validate;
 
 pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
 pub use limits::{Limits, VALUE_OVERHEAD};
-pub use validate::{validate, SpecError};
+pub use validate::{validate, SpecBuilder, SpecError};
 
 use bytes::Bytes;
 

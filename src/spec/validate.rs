@@ -1,5 +1,7 @@
 //! Turning a wire-format spec into a [`Spec`], with a precise error for each fault.
 
+use bytes::Bytes;
+
 use super::limits::VALUE_OVERHEAD;
 use super::{Limits, Op, Operand, Predicate, Spec};
 use crate::proto;
@@ -71,30 +73,72 @@ fn op_from_wire(index: usize, field: u32, op: i32) -> Result<Op, SpecError> {
 /// on an `IN` predicate is accepted (it is indistinguishable from "not set"),
 /// and `EQ b""` is a legal predicate.
 pub fn validate(spec: &proto::FilterSpec, limits: &Limits) -> Result<Spec, SpecError> {
-    if spec.arity > limits.max_arity {
-        return Err(SpecError::ArityTooLarge {
-            arity: spec.arity,
-            max: limits.max_arity,
-        });
+    let mut builder = SpecBuilder::new(spec.arity, spec.predicates.len(), limits)?;
+    for p in &spec.predicates {
+        builder.push(p.field, p.op, &p.value, &p.values)?;
     }
-    if spec.predicates.len() > limits.max_predicates {
-        return Err(SpecError::TooManyPredicates {
-            count: spec.predicates.len(),
-            max: limits.max_predicates,
-        });
+    Ok(builder.finish())
+}
+
+/// Validates a spec one predicate at a time, in the order the checks of
+/// [`validate`] make them, so that a decoder reading the wire format directly
+/// (the server's, which never materializes more than the limits allow) gives
+/// exactly the same result and the same first error.
+///
+/// Values are copied into storage the spec owns: a validated spec never
+/// borrows (and so never keeps alive) the buffer it was read from.
+#[derive(Debug)]
+pub struct SpecBuilder<'l> {
+    limits: &'l Limits,
+    arity: u32,
+    total: usize,
+    predicates: Vec<Predicate>,
+}
+
+impl<'l> SpecBuilder<'l> {
+    /// Starts a spec of `arity` fields that will have `predicates` predicates;
+    /// fails on the limits that concern the spec as a whole.
+    pub fn new(arity: u32, predicates: usize, limits: &'l Limits) -> Result<Self, SpecError> {
+        if arity > limits.max_arity {
+            return Err(SpecError::ArityTooLarge {
+                arity,
+                max: limits.max_arity,
+            });
+        }
+        if predicates > limits.max_predicates {
+            return Err(SpecError::TooManyPredicates {
+                count: predicates,
+                max: limits.max_predicates,
+            });
+        }
+        Ok(SpecBuilder {
+            limits,
+            arity,
+            total: 0,
+            predicates: Vec::with_capacity(predicates),
+        })
     }
-    let mut total = 0usize;
-    let mut predicates = Vec::with_capacity(spec.predicates.len());
-    for (index, p) in spec.predicates.iter().enumerate() {
-        let field = p.field;
-        if field >= spec.arity {
+
+    /// Adds the next predicate: `op` as on the wire, `value` and `values` as
+    /// received (an `IN` predicate's candidates are counted before any is read).
+    pub fn push<V>(&mut self, field: u32, op: i32, value: &[u8], values: V) -> Result<(), SpecError>
+    where
+        V: IntoIterator,
+        V::Item: AsRef<[u8]>,
+        V::IntoIter: ExactSizeIterator,
+    {
+        let index = self.predicates.len();
+        let limits = self.limits;
+        if field >= self.arity {
             return Err(SpecError::FieldOutOfRange {
                 index,
                 field,
-                arity: spec.arity,
+                arity: self.arity,
             });
         }
-        let op = op_from_wire(index, field, p.op)?;
+        let op = op_from_wire(index, field, op)?;
+        let values = values.into_iter();
+        let total = &mut self.total;
         let mut check_len = |len: usize| {
             if len > limits.max_value_bytes {
                 return Err(SpecError::ValueTooLong {
@@ -104,8 +148,8 @@ pub fn validate(spec: &proto::FilterSpec, limits: &Limits) -> Result<Spec, SpecE
                     max: limits.max_value_bytes,
                 });
             }
-            total += len + VALUE_OVERHEAD;
-            if total > limits.max_total_value_bytes {
+            *total += len + VALUE_OVERHEAD;
+            if *total > limits.max_total_value_bytes {
                 return Err(SpecError::TotalTooLarge {
                     index,
                     field,
@@ -115,36 +159,44 @@ pub fn validate(spec: &proto::FilterSpec, limits: &Limits) -> Result<Spec, SpecE
             Ok(())
         };
         let operand = if op == Op::In {
-            if !p.value.is_empty() {
+            if !value.is_empty() {
                 return Err(SpecError::InWithValue { index, field });
             }
-            if p.values.len() > limits.max_in_values {
+            if values.len() > limits.max_in_values {
                 return Err(SpecError::TooManyValues {
                     index,
                     field,
-                    count: p.values.len(),
+                    count: values.len(),
                     max: limits.max_in_values,
                 });
             }
-            for v in &p.values {
+            let mut owned = Vec::with_capacity(values.len());
+            for v in values {
+                let v = v.as_ref();
                 check_len(v.len())?;
+                owned.push(Bytes::copy_from_slice(v));
             }
-            Operand::Values(p.values.clone())
+            Operand::Values(owned)
         } else {
-            if !p.values.is_empty() {
+            if values.len() != 0 {
                 return Err(SpecError::ValuesWithoutIn {
                     index,
                     field,
                     op: op.name(),
                 });
             }
-            check_len(p.value.len())?;
-            Operand::Value(p.value.clone())
+            check_len(value.len())?;
+            Operand::Value(Bytes::copy_from_slice(value))
         };
-        predicates.push(Predicate { field, op, operand });
+        self.predicates.push(Predicate { field, op, operand });
+        Ok(())
     }
-    Ok(Spec {
-        arity: spec.arity,
-        predicates,
-    })
+
+    /// The validated spec.
+    pub fn finish(self) -> Spec {
+        Spec {
+            arity: self.arity,
+            predicates: self.predicates,
+        }
+    }
 }

@@ -12,15 +12,8 @@ use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 use tonic::Status;
 
+use super::decode_error;
 use crate::eval::PackedKeys;
-
-/// A decode error with our own message (prost keeps its constructor public
-/// but deprecated). tonic reports it as `INTERNAL`, the code gRPC prescribes
-/// for a message that does not parse, as it does for the generated types.
-#[allow(deprecated)]
-fn decode_error(message: &'static str) -> DecodeError {
-    DecodeError::new(message)
-}
 
 /// A varint from a slice; values below 128 take one compare.
 #[inline(always)]
@@ -90,6 +83,13 @@ fn with_delimited<B: Buf>(
     } else {
         parse(&buf.copy_to_bytes(len))
     }
+}
+
+/// `INVALID_ARGUMENT` for a batch of more keys than the limit allows.
+fn too_many_keys(what: &impl std::fmt::Display, keys: u64, max: usize) -> Status {
+    Status::invalid_argument(format!(
+        "{what}: {keys} keys, above the limit of {max} keys per request (max_keys_per_request)"
+    ))
 }
 
 /// Keys sent as rows (`repeated Key`), decoded into one buffer.
@@ -197,8 +197,12 @@ impl RowKeys {
 
     /// The keys for evaluation, once every key is known to have `arity`
     /// fields; otherwise `INVALID_ARGUMENT` naming the first key that does not
-    /// (`what` names the field of the request, e.g. `keys`).
-    pub fn view(&self, arity: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
+    /// (`what` names the field of the request, e.g. `keys`), or naming the
+    /// limit when there are more than `max_keys`.
+    pub fn view(&self, arity: usize, max_keys: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
+        if self.keys > max_keys {
+            return Err(too_many_keys(&what, self.keys as u64, max_keys));
+        }
         let bad = match &self.fields_per_key {
             _ if self.keys == 0 => None,
             None => (self.first_fields as usize != arity).then_some(0),
@@ -278,10 +282,25 @@ impl Default for PackedWire {
 
 impl PackedWire {
     /// The keys for evaluation, or `INVALID_ARGUMENT` saying why the batch is
-    /// malformed (`what` names the request field).
-    pub fn view(&self, arity: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
+    /// malformed or above `max_keys` (`what` names the request field). The
+    /// declared `count` is checked first: it alone sizes the answer when the
+    /// arity is 0.
+    pub fn view(&self, arity: usize, max_keys: usize, what: impl std::fmt::Display) -> Result<PackedKeys<'_>, Status> {
+        if self.count as usize > max_keys {
+            return Err(too_many_keys(&what, self.count as u64, max_keys));
+        }
+        let fields = (self.offsets.len() - 1) as u64;
+        if arity > 0 && fields / arity as u64 > max_keys as u64 {
+            return Err(too_many_keys(&what, fields / arity as u64, max_keys));
+        }
         PackedKeys::from_offsets(&self.data, &self.offsets, self.total, arity as u32, self.count)
             .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+    }
+
+    /// The number of keys the batch claims: `count`, or the fields sent
+    /// (an upper bound for any arity).
+    pub fn declared_keys(&self) -> usize {
+        (self.count as usize).max(self.offsets.len() - 1)
     }
 
     #[inline(always)]

@@ -8,14 +8,22 @@
 //! clients keep using the generated types.
 
 mod keys;
+mod spec;
 
 use bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
 pub use keys::{PackedWire, RowKeys};
+pub use spec::{SpecWire, SpecWireError};
 
-use crate::proto::FilterSpec;
+/// A decode error with our own message (prost keeps its constructor public
+/// but deprecated). tonic reports it as `INTERNAL`, the code gRPC prescribes
+/// for a message that does not parse, as it does for the generated types.
+#[allow(deprecated)]
+fn decode_error(message: &'static str) -> DecodeError {
+    DecodeError::new(message)
+}
 
 /// Generated server stubs (`keyfilter.v1.KeyFilter`) over the types of this module.
 #[allow(missing_docs, clippy::all)]
@@ -26,8 +34,8 @@ pub mod server {
 /// `keyfilter.v1.MatchRequest` as the server decodes it.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MatchRequest {
-    /// Field 1.
-    pub spec: Option<FilterSpec>,
+    /// Field 1, parsed by the handler ([`SpecWire::parse`]).
+    pub spec: Option<SpecWire>,
     /// Field 2, `repeated Key keys`.
     pub keys: RowKeys,
     /// Field 3.
@@ -37,7 +45,7 @@ pub struct MatchRequest {
 impl prost::Message for MatchRequest {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         if let Some(spec) = &self.spec {
-            encoding::message::encode(1, spec, buf);
+            spec.encode(1, buf);
         }
         self.keys.encode(2, buf);
         if let Some(packed) = &self.packed_keys {
@@ -53,7 +61,7 @@ impl prost::Message for MatchRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         match tag {
-            1 => encoding::message::merge(wire_type, self.spec.get_or_insert_with(Default::default), buf, ctx),
+            1 => self.spec.get_or_insert_with(Default::default).merge(wire_type, buf),
             2 => self.keys.merge_key(wire_type, buf, ctx),
             3 => encoding::message::merge(
                 wire_type,
@@ -66,7 +74,7 @@ impl prost::Message for MatchRequest {
     }
 
     fn encoded_len(&self) -> usize {
-        self.spec.as_ref().map_or(0, |s| encoding::message::encoded_len(1, s))
+        self.spec.as_ref().map_or(0, |s| s.encoded_len(1))
             + self.keys.encoded_len(2)
             + self
                 .packed_keys
@@ -82,8 +90,8 @@ impl prost::Message for MatchRequest {
 /// The `msg` oneof of `FilterRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FilterMessage {
-    /// Field 1: the spec, first message only.
-    Spec(FilterSpec),
+    /// Field 1: the spec, first message only, parsed by the handler.
+    Spec(SpecWire),
     /// Field 2: a `KeyBatch` (`repeated Key keys = 1`).
     Batch(RowKeys),
     /// Field 3.
@@ -100,7 +108,7 @@ pub struct FilterRequest {
 impl prost::Message for FilterRequest {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         match &self.msg {
-            Some(FilterMessage::Spec(spec)) => encoding::message::encode(1, spec, buf),
+            Some(FilterMessage::Spec(spec)) => spec.encode(1, buf),
             Some(FilterMessage::Batch(rows)) => {
                 encoding::encode_key(2, WireType::LengthDelimited, buf);
                 encoding::encode_varint(rows.encoded_len(1) as u64, buf);
@@ -123,12 +131,12 @@ impl prost::Message for FilterRequest {
         match tag {
             1 => {
                 if !matches!(self.msg, Some(FilterMessage::Spec(_))) {
-                    self.msg = Some(FilterMessage::Spec(FilterSpec::default()));
+                    self.msg = Some(FilterMessage::Spec(SpecWire::default()));
                 }
                 let Some(FilterMessage::Spec(spec)) = &mut self.msg else {
                     unreachable!()
                 };
-                encoding::message::merge(wire_type, spec, buf, ctx)
+                spec.merge(wire_type, buf)
             }
             2 => {
                 if !matches!(self.msg, Some(FilterMessage::Batch(_))) {
@@ -154,7 +162,7 @@ impl prost::Message for FilterRequest {
 
     fn encoded_len(&self) -> usize {
         match &self.msg {
-            Some(FilterMessage::Spec(spec)) => encoding::message::encoded_len(1, spec),
+            Some(FilterMessage::Spec(spec)) => spec.encoded_len(1),
             Some(FilterMessage::Batch(rows)) => {
                 let len = rows.encoded_len(1);
                 encoding::key_len(2) + encoding::encoded_len_varint(len as u64) + len
@@ -166,5 +174,63 @@ impl prost::Message for FilterRequest {
 
     fn clear(&mut self) {
         self.msg = None;
+    }
+}
+
+/// `keyfilter.v1.CompileRequest` as the server decodes it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CompileRequest {
+    /// Field 1, parsed by the handler ([`SpecWire::parse`]).
+    pub spec: Option<SpecWire>,
+    /// Field 2.
+    pub python_version: String,
+    /// Field 3.
+    pub name: String,
+}
+
+impl prost::Message for CompileRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        if let Some(spec) = &self.spec {
+            spec.encode(1, buf);
+        }
+        if !self.python_version.is_empty() {
+            encoding::string::encode(2, &self.python_version, buf);
+        }
+        if !self.name.is_empty() {
+            encoding::string::encode(3, &self.name, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        match tag {
+            1 => self.spec.get_or_insert_with(Default::default).merge(wire_type, buf),
+            2 => encoding::string::merge(wire_type, &mut self.python_version, buf, ctx),
+            3 => encoding::string::merge(wire_type, &mut self.name, buf, ctx),
+            _ => encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.spec.as_ref().map_or(0, |s| s.encoded_len(1))
+            + if self.python_version.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(2, &self.python_version)
+            }
+            + if self.name.is_empty() {
+                0
+            } else {
+                encoding::string::encoded_len(3, &self.name)
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = CompileRequest::default();
     }
 }

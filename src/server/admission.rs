@@ -1,0 +1,123 @@
+//! Admission: at most `max_concurrent_requests` KeyFilter calls in progress,
+//! open `Filter` streams included.
+//!
+//! A call takes a slot before its request is read and gives it back when its
+//! response body is gone: for a unary call once the answer is sent, for a
+//! `Filter` stream when the stream ends. (tower's `ConcurrencyLimit` frees its
+//! slot when the response *headers* are ready, so streams were not counted.)
+//! A call that finds no free slot is answered `RESOURCE_EXHAUSTED` at once,
+//! without reading its request. Health checks and reflection sit outside this
+//! layer and are never shed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::Status;
+use tower::{Layer, Service};
+
+/// Adds [`Admitted`] around a service.
+#[derive(Clone, Debug)]
+pub struct AdmissionLayer {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl AdmissionLayer {
+    /// Admits at most `limit` calls at once.
+    pub fn new(limit: usize) -> Self {
+        AdmissionLayer {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admitted<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Admitted {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A service behind [`AdmissionLayer`].
+#[derive(Clone, Debug)]
+pub struct Admitted<S> {
+    inner: S,
+    layer: AdmissionLayer,
+}
+
+impl<S: NamedService> NamedService for Admitted<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<Request<B>> for Admitted<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
+            // Counted apart from requests_total: a shed call never reached a handler.
+            super::metrics::load_shed();
+            let status = Status::resource_exhausted(format!(
+                "server overloaded: {} calls already in progress, open Filter streams included (max_concurrent_requests); retry later",
+                self.layer.limit
+            ));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| {
+                Body::new(SlotBody {
+                    inner: body,
+                    _slot: slot,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that holds its call's slot until it is dropped.
+struct SlotBody {
+    inner: Body,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl HttpBody for SlotBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

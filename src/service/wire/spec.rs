@@ -1,0 +1,294 @@
+//! `FilterSpec` as the server receives it: the encoded bytes, parsed only once
+//! the handler knows the limits, and never into more than the limits allow.
+//!
+//! The generated decoder would turn every predicate into a struct of about 80
+//! bytes before anything could count them: 2 bytes on the wire (`12 00`, an
+//! empty predicate) became 40 times that in memory, so a 60 KiB gzip request
+//! (59 MiB decoded) took 2 GiB before validation refused it. Here decoding a
+//! request only slices the spec's bytes; [`SpecWire::parse`] then walks them
+//! twice: once to check the encoding and count the predicates (allocating
+//! nothing), then to validate predicate by predicate through the same
+//! [`SpecBuilder`] that [`validate`](crate::spec::validate) uses, so the
+//! result and the first error are exactly those of decoding with the
+//! generated type and validating (`tests/wire_decoding.rs` checks this).
+//! Values are copied out as they are accepted: the spec kept by a stream or a
+//! cache never pins the request buffer.
+
+use bytes::{Buf, Bytes, BytesMut};
+use prost::encoding::{self, DecodeContext, WireType};
+use prost::DecodeError;
+
+use crate::spec::{Limits, Spec, SpecBuilder, SpecError};
+
+/// Why a received spec was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecWireError {
+    /// The bytes are not a `FilterSpec` (the generated decoder fails too).
+    #[error("failed to decode Protobuf message: FilterSpec: {0}")]
+    Malformed(DecodeError),
+    /// A well-formed spec that breaks the contract or a limit.
+    #[error("{0}")]
+    Invalid(#[from] SpecError),
+}
+
+/// The encoded bytes of a `FilterSpec` field, checked to be well formed.
+/// Several occurrences of the field merge, which for protobuf (each being a
+/// whole message) is the same as parsing their concatenation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecWire {
+    bytes: Bytes,
+}
+
+impl SpecWire {
+    /// The spec as encoded by the generated type (for tests and tools).
+    pub fn from_message(spec: &crate::proto::FilterSpec) -> Self {
+        SpecWire {
+            bytes: prost::Message::encode_to_vec(spec).into(),
+        }
+    }
+
+    /// The encoded bytes, as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Merges one occurrence of the length-delimited field.
+    pub(super) fn merge(&mut self, wire_type: WireType, buf: &mut impl Buf) -> Result<(), DecodeError> {
+        encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+        let len = encoding::decode_varint(buf)?;
+        if len > buf.remaining() as u64 {
+            return Err(super::decode_error("buffer underflow"));
+        }
+        let chunk = buf.copy_to_bytes(len as usize);
+        // Each occurrence must be a whole message, as for the generated
+        // decoder; checked now (allocating nothing), so a malformed spec fails
+        // the request's decoding exactly as it did.
+        scan_spec(&chunk)?;
+        if self.bytes.is_empty() {
+            self.bytes = chunk;
+        } else {
+            // Rare (a client would have to split its spec): an owned
+            // concatenation, at most the size of the request.
+            let mut joined = BytesMut::with_capacity(self.bytes.len() + chunk.len());
+            joined.extend_from_slice(&self.bytes);
+            joined.extend_from_slice(&chunk);
+            self.bytes = joined.freeze();
+        }
+        Ok(())
+    }
+
+    pub(super) fn encode(&self, tag: u32, buf: &mut impl bytes::BufMut) {
+        encoding::bytes::encode(tag, &self.bytes, buf);
+    }
+
+    pub(super) fn encoded_len(&self, tag: u32) -> usize {
+        encoding::bytes::encoded_len(tag, &self.bytes)
+    }
+
+    /// Validates the spec against `limits`; see the module documentation.
+    pub fn parse(&self, limits: &Limits) -> Result<Spec, SpecWireError> {
+        let shape = scan_spec(&self.bytes).map_err(SpecWireError::Malformed)?;
+        let mut builder = SpecBuilder::new(shape.arity, shape.predicates, limits)?;
+        let mut body = &self.bytes[..];
+        while !body.is_empty() {
+            // Checked by `scan_spec`: nothing below can fail to decode.
+            let (tag, wire_type) = encoding::decode_key(&mut body).map_err(SpecWireError::Malformed)?;
+            if tag == 2 {
+                let predicate = scan_predicate(take_delimited(&mut body).map_err(SpecWireError::Malformed)?)
+                    .map_err(SpecWireError::Malformed)?;
+                builder.push(predicate.field, predicate.op, predicate.value, predicate.values())?;
+            } else {
+                encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())
+                    .map_err(SpecWireError::Malformed)?;
+            }
+        }
+        Ok(builder.finish())
+    }
+}
+
+/// What the first pass learns: the arity (last occurrence wins) and the
+/// number of predicates.
+struct Shape {
+    arity: u32,
+    predicates: usize,
+}
+
+fn take_delimited<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let len = encoding::decode_varint(body)?;
+    if len > body.len() as u64 {
+        return Err(super::decode_error("buffer underflow"));
+    }
+    let (value, rest) = body.split_at(len as usize);
+    *body = rest;
+    Ok(value)
+}
+
+fn scan_spec(mut body: &[u8]) -> Result<Shape, DecodeError> {
+    let mut shape = Shape {
+        arity: 0,
+        predicates: 0,
+    };
+    while !body.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut body)?;
+        match tag {
+            1 => {
+                encoding::check_wire_type(WireType::Varint, wire_type)?;
+                // `uint32`: a longer varint is truncated, as the generated decoder does.
+                shape.arity = encoding::decode_varint(&mut body)? as u32;
+            }
+            2 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                scan_predicate(take_delimited(&mut body)?)?;
+                shape.predicates += 1;
+            }
+            _ => encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
+        }
+    }
+    Ok(shape)
+}
+
+/// One `Predicate` message, read without copying: scalars last-wins, `values`
+/// counted and read again lazily by [`PredicateWire::values`].
+struct PredicateWire<'a> {
+    field: u32,
+    op: i32,
+    value: &'a [u8],
+    body: &'a [u8],
+    values: usize,
+}
+
+impl<'a> PredicateWire<'a> {
+    /// The `values` (field 4) in order; the body is known to be well formed.
+    fn values(&self) -> ValuesWire<'a> {
+        ValuesWire {
+            body: self.body,
+            left: self.values,
+        }
+    }
+}
+
+fn scan_predicate(body: &[u8]) -> Result<PredicateWire<'_>, DecodeError> {
+    let mut p = PredicateWire {
+        field: 0,
+        op: 0,
+        value: &[],
+        body,
+        values: 0,
+    };
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut rest)?;
+        match tag {
+            1 => {
+                encoding::check_wire_type(WireType::Varint, wire_type)?;
+                p.field = encoding::decode_varint(&mut rest)? as u32;
+            }
+            2 => {
+                encoding::check_wire_type(WireType::Varint, wire_type)?;
+                // `int32` (an enum): truncated to 32 bits, as the generated decoder does.
+                p.op = encoding::decode_varint(&mut rest)? as i32;
+            }
+            3 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                p.value = take_delimited(&mut rest)?;
+            }
+            4 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                take_delimited(&mut rest)?;
+                p.values += 1;
+            }
+            _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+        }
+    }
+    Ok(p)
+}
+
+/// The `values` of a scanned predicate, found again on demand.
+struct ValuesWire<'a> {
+    body: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for ValuesWire<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        while self.left > 0 {
+            let (tag, wire_type) = encoding::decode_key(&mut self.body).ok()?;
+            if tag == 4 {
+                self.left -= 1;
+                return take_delimited(&mut self.body).ok();
+            }
+            encoding::skip_field(wire_type, tag, &mut self.body, DecodeContext::default()).ok()?;
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for ValuesWire<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{FilterSpec, Op, Predicate};
+
+    fn predicate(field: u32, op: Op, value: &[u8], values: &[&[u8]]) -> Predicate {
+        Predicate {
+            field,
+            op: op as i32,
+            value: Bytes::copy_from_slice(value),
+            values: values.iter().map(|v| Bytes::copy_from_slice(v)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_spec_parses_like_decode_then_validate() {
+        let spec = FilterSpec {
+            arity: 3,
+            predicates: vec![
+                predicate(0, Op::Eq, b"a", &[]),
+                predicate(2, Op::In, b"", &[b"x", b"", b"yy"]),
+                predicate(1, Op::Prefix, b"p", &[]),
+            ],
+        };
+        let limits = Limits::default();
+        let parsed = SpecWire::from_message(&spec).parse(&limits).unwrap();
+        assert_eq!(parsed, crate::spec::validate(&spec, &limits).unwrap());
+    }
+
+    #[test]
+    fn millions_of_empty_predicates_are_refused_by_count_before_any_is_built() {
+        let mut bytes = Vec::new();
+        for _ in 0..1_000_000 {
+            bytes.extend_from_slice(&[0x12, 0x00]);
+        }
+        let wire = SpecWire { bytes: bytes.into() };
+        let err = wire.parse(&Limits::default()).unwrap_err();
+        assert_eq!(
+            err,
+            SpecWireError::Invalid(SpecError::TooManyPredicates {
+                count: 1_000_000,
+                max: 10_000
+            })
+        );
+    }
+
+    #[test]
+    fn values_do_not_borrow_the_request_buffer() {
+        let spec = FilterSpec {
+            arity: 1,
+            predicates: vec![predicate(0, Op::Eq, b"tenant", &[])],
+        };
+        let wire = SpecWire::from_message(&spec);
+        let parsed = wire.parse(&Limits::default()).unwrap();
+        let crate::spec::Operand::Value(value) = &parsed.predicates[0].operand else {
+            panic!("{parsed:?}")
+        };
+        let inside = wire.as_bytes().as_ptr_range();
+        assert!(!inside.contains(&value.as_ptr()), "the value points into the request");
+    }
+}

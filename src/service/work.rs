@@ -1,0 +1,128 @@
+//! Where CPU-heavy work runs: planning large specs, evaluating large batches,
+//! generating code.
+//!
+//! Work above a small cost runs on tokio's blocking pool, at most
+//! `cpu_slots` at a time, so the async workers stay free to accept
+//! connections, move bytes and answer health checks however heavy the
+//! requests are. Small work runs inline, where a thread hop would cost more
+//! than the work. A caller that stops waiting (its deadline passed, or the
+//! client went away) sets [`Cancel`], which long loops check between slices.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tonic::Status;
+
+/// Work below this cost (see each caller: roughly bytes of spec plus keys
+/// times checks) runs inline on the async worker.
+pub(super) const INLINE_COST: usize = 1 << 16;
+
+/// Keys evaluated between two looks at [`Cancel`].
+pub(super) const SLICE_KEYS: usize = 1 << 16;
+
+/// Set once nobody waits for the work's result any more.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Whether the work should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The status to return when it stops early (nobody reads it: the
+    /// caller has gone, and tonic answers the deadline itself).
+    pub fn status() -> Status {
+        Status::cancelled("the call ended before its work was done")
+    }
+}
+
+/// Sets the flag when the waiting future is dropped, finished or not.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0 .0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The bounded pool of CPU slots.
+#[derive(Debug)]
+pub struct Cpu {
+    slots: Arc<Semaphore>,
+}
+
+impl Cpu {
+    /// At most `slots` pieces of heavy work at once.
+    pub fn new(slots: usize) -> Cpu {
+        Cpu {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+        }
+    }
+
+    /// Runs `work`, inline when `cost` is below [`INLINE_COST`], otherwise on
+    /// the blocking pool once a slot is free. The slot is held until `work`
+    /// returns, even if the caller stopped waiting: the bound is on threads
+    /// actually computing.
+    pub async fn run<T, F>(&self, cost: usize, work: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Cancel) -> Result<T, Status> + Send + 'static,
+    {
+        let cancel = Cancel::default();
+        if cost < INLINE_COST {
+            return work(&cancel);
+        }
+        let _stop_when_dropped = CancelOnDrop(cancel.clone());
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the CPU semaphore is never closed");
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work(&cancel)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("evaluation failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heavy_work_leaves_the_async_workers_free_and_stops_when_abandoned() {
+        let cpu = Arc::new(Cpu::new(1));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let seen = stopped.clone();
+        let call = tokio::spawn({
+            let cpu = cpu.clone();
+            async move {
+                cpu.run(INLINE_COST, move |cancel| {
+                    while !cancel.is_cancelled() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    seen.store(true, Ordering::Relaxed);
+                    Err::<(), _>(Cancel::status())
+                })
+                .await
+            }
+        });
+        // The runtime still runs other tasks promptly while the work spins.
+        let started = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        call.abort();
+        for _ in 0..200 {
+            if stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("the abandoned work did not stop");
+    }
+}
