@@ -1376,6 +1376,21 @@ async fn compile_errors() {
         Code::InvalidArgument,
         &["predicates[1]", "unknown op 42"],
     );
+    // Rejected input is echoed only in part: gRPC sends the message as a
+    // header, and a megabyte of it would break the client, not explain.
+    let huge = "y".repeat(1 << 20);
+    for (version, name) in [(huge.as_str(), "f"), ("3.12", huge.as_str())] {
+        let status = call_compile(&mut client, Some(good.clone()), version, name)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", &status.message()[..200]);
+        assert!(status.message().len() < 1024, "{} bytes", status.message().len());
+        assert!(
+            status.message().contains("1048576 bytes in all"),
+            "{}",
+            status.message()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

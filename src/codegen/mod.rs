@@ -26,11 +26,21 @@ pub const FILENAME: &str = "<keyfilter>";
 /// Longest accepted function name, in characters.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// At most the first 64 characters of `text`, marked when cut: rejected input
+/// is echoed in error messages (gRPC sends them as a header), never whole.
+pub fn excerpt(text: &str) -> String {
+    const SHOWN: usize = 64;
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}... ({} bytes in all)", &text[..end], text.len()),
+    }
+}
+
 /// A function name that is not a valid Python identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("name {name:?} is not a valid Python identifier of at most {MAX_NAME_LEN} characters (letters, digits and underscores, not starting with a digit)")]
 pub struct NameError {
-    /// The rejected name.
+    /// The rejected name, cut by [`excerpt`].
     pub name: String,
 }
 
@@ -49,7 +59,7 @@ pub fn function_name(requested: &str) -> Result<&str, NameError> {
         Ok(requested)
     } else {
         Err(NameError {
-            name: requested.to_string(),
+            name: excerpt(requested),
         })
     }
 }

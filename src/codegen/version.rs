@@ -83,7 +83,7 @@ pub const SUPPORTED: [PyVersion; 7] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported python_version {given:?}: expected one of 3.9, 3.10, 3.11, 3.12, 3.13, 3.14, 3.15 (a micro version such as \"3.12.7\" is accepted)")]
 pub struct VersionError {
-    /// The rejected text.
+    /// The rejected text, cut by [`excerpt`](super::excerpt).
     pub given: String,
 }
 
@@ -92,7 +92,9 @@ impl FromStr for PyVersion {
 
     /// Accepts `"3.12"` or `"3.12.7"` (the minor version decides).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || VersionError { given: s.to_string() };
+        let bad = || VersionError {
+            given: super::excerpt(s),
+        };
         let mut parts = s.trim().split('.');
         let (major, minor) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
         let micro = parts.next();
