@@ -23,7 +23,8 @@ from ._spec import Spec
 __all__ = ["Client"]
 
 _SERVICE = "/keyfilter.v1.KeyFilter/"
-# The server's default limit on a message (keyfilter serve --max-message-bytes).
+# What this client sends and accepts; the server applies its own limit
+# (keyfilter serve --max-message-bytes, 4 MiB by default).
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _UNSET: Any = object()
 
