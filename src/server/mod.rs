@@ -102,6 +102,7 @@ pub async fn serve(
     let max_in_flight = config.max_concurrent_requests;
     let layers = tower::ServiceBuilder::new()
         .layer(context::RequestContextLayer)
+        .layer(metrics::RejectionLayer::new(config.request_timeout))
         .map_err(move |e: tower::BoxError| -> tower::BoxError {
             if e.is::<tower::load_shed::error::Overloaded>() {
                 metrics::load_shed();

@@ -78,8 +78,14 @@ impl KeyFilterService {
 
     /// Validates and plans a spec from a request, or says precisely what is wrong.
     fn plan(&self, spec: Option<&FilterSpec>) -> Result<Plan, Status> {
-        let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
-        let spec = validate(spec, &self.config.limits).map_err(|e| Status::invalid_argument(format!("spec.{e}")))?;
+        let spec = spec.ok_or_else(|| {
+            metrics::rejected("invalid_spec");
+            Status::invalid_argument("spec: missing")
+        })?;
+        let spec = validate(spec, &self.config.limits).map_err(|e| {
+            metrics::rejected("invalid_spec");
+            Status::invalid_argument(format!("spec.{e}"))
+        })?;
         Ok(Plan::new(&spec))
     }
 }
@@ -113,6 +119,7 @@ impl KeyFilter for KeyFilterService {
                 self.config.max_filter_streams
             ));
             metrics::observe::<()>("Filter", Instant::now(), &Err(status.clone()));
+            metrics::rejected("filter_streams");
             status
         })?;
         filter::start(self.clone(), request.into_inner(), permit)
