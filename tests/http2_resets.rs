@@ -126,6 +126,10 @@ async fn match_on(client: &mut h2::client::SendRequest<Bytes>, addr: SocketAddr)
 async fn an_honest_burst_of_cancels_keeps_the_connection() {
     let server = TestServer::start(ServerConfig::default()).await;
     let (mut client, connection) = connect(server.addr).await;
+    // Once the server's SETTINGS are in (a call has been answered), the
+    // client knows the stream limit: explicit, where tonic's default has none.
+    match_on(&mut client, server.addr).await;
+    assert_eq!(client.current_max_send_streams(), 1024);
     let spec = grpc_frame(&FilterRequest {
         msg: Some(Msg::Spec(spec())),
     });
@@ -264,10 +268,10 @@ async fn a_rapid_reset_flood_is_cut_off_and_the_server_keeps_serving() {
     tcp.set_nodelay(true).unwrap();
     let (read, mut write) = tcp.into_split();
     let reader = tokio::spawn(goaways(read));
-    // 10,000 open+reset pairs, five times the pending-accept limit, sent as
+    // 40,000 open+reset pairs, twenty times the pending-accept limit, sent as
     // fast as the socket takes them. Writing fails once the server has closed
     // the connection: that is the expected end.
-    let flood = flood(server.addr, 10_000);
+    let flood = flood(server.addr, 40_000);
     let _ = timeout(STEP, write.write_all(&flood)).await;
     let codes = timeout(STEP, reader)
         .await
