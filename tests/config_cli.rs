@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 28] = [
+const ENV_VARS: [&str; 31] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -44,6 +44,9 @@ const ENV_VARS: [&str; 28] = [
     "KEYFILTER_COMPILE_CACHE_BYTES",
     "KEYFILTER_MAX_KEYS_PER_REQUEST",
     "KEYFILTER_CPU_SLOTS",
+    "KEYFILTER_HTTP2_MAX_CONCURRENT_STREAMS",
+    "KEYFILTER_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS",
+    "KEYFILTER_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS",
     "KEYFILTER_MAX_ARITY",
     "KEYFILTER_MAX_PREDICATES",
     "KEYFILTER_MAX_VALUE_BYTES",
@@ -393,7 +396,11 @@ fn serve_help_lists_every_environment_variable() {
     let options: BTreeSet<String> = help
         .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
         .filter_map(|w| w.strip_prefix("--"))
-        .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .filter(|w| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
         .map(String::from)
         .collect();
     assert!(

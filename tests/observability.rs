@@ -249,12 +249,11 @@ async fn metrics_count_calls_keys_cache_and_open_streams() {
     let (server, addr, metrics) = Server::with_metrics(&["--max-filter-streams", "1"]);
     let mut client = KeyFilterClient::new(plaintext_channel(addr).await);
 
-    // Nothing is counted before the first call.
+    // Nothing is counted before the first call (the series exist, at 0).
     let before = scrape(metrics);
-    assert!(
-        before
-            .get("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")])
-            .is_none(),
+    assert_eq!(
+        before.value("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")]),
+        0.0,
         "{}",
         before.text
     );
@@ -538,6 +537,12 @@ async fn calls_over_the_concurrency_limit_are_shed_and_counted() {
         "{}",
         scraped.text
     );
+    assert_eq!(
+        scraped.value("keyfilter_rejected_total", &[("reason", "overloaded")]),
+        f64::from(shed + held_shed),
+        "{}",
+        scraped.text
+    );
     // Shed calls never reached the handler; the others were counted as usual.
     assert_eq!(
         scraped.value("keyfilter_requests_total", &[("rpc", "Match"), ("code", "Ok")]),
@@ -568,6 +573,285 @@ async fn the_metrics_port_is_taken_fails_at_start_naming_metrics_addr() {
         .expect_err("keyfilter started with its metrics port taken");
     assert!(stderr.contains("metrics_addr"), "{stderr}");
     assert!(!server.child.wait().unwrap().success());
+}
+
+/// The families listed in the module doc of `src/server/metrics.rs`, with
+/// the type its table gives each.
+fn documented_families() -> Vec<(String, String)> {
+    let source = include_str!("../src/server/metrics.rs");
+    let families: Vec<(String, String)> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `"))
+        .map(|row| {
+            let (name, rest) = row.split_once('`').expect("a backticked family name");
+            let kind = rest
+                .trim_start_matches([' ', '|'])
+                .split_whitespace()
+                .next()
+                .expect("a type column");
+            (name.to_string(), kind.to_string())
+        })
+        .collect();
+    for expected in [
+        "keyfilter_requests_total",
+        "keyfilter_rejected_total",
+        "keyfilter_build_info",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            families.iter().any(|(name, _)| name == expected),
+            "{expected} missing from the module doc's table: {families:?}"
+        );
+    }
+    families
+}
+
+#[tokio::test]
+async fn an_idle_server_exports_every_family_with_help_and_type() {
+    let (server, _addr, metrics) = Server::with_metrics(&[]);
+    // The very first scrape, before any call.
+    let first = scrape(metrics);
+    let families = documented_families();
+    assert!(families.len() >= 17, "{families:?}");
+    for (name, kind) in &families {
+        assert!(
+            first
+                .text
+                .lines()
+                .any(|l| l.starts_with(&format!("# HELP {name} ")) && l.len() > name.len() + 8),
+            "no HELP for {name} in:\n{}",
+            first.text
+        );
+        assert!(
+            first.text.lines().any(|l| l == format!("# TYPE {name} {kind}")),
+            "no `# TYPE {name} {kind}` in:\n{}",
+            first.text
+        );
+        let sample = match kind.as_str() {
+            "histogram" => format!("{name}_count"),
+            _ => name.clone(),
+        };
+        assert!(
+            first.samples.iter().any(|(n, _, _)| *n == sample),
+            "no {sample} sample in:\n{}",
+            first.text
+        );
+    }
+
+    // Every rejection reason and every RPC's success count exist at 0.
+    for reason in keyfilter::server::metrics::REJECTION_REASONS {
+        assert_eq!(
+            first.value("keyfilter_rejected_total", &[("reason", reason)]),
+            0.0,
+            "{reason}"
+        );
+    }
+    for rpc in ["Match", "Filter", "Compile"] {
+        assert_eq!(
+            first.value("keyfilter_requests_total", &[("rpc", rpc), ("code", "Ok")]),
+            0.0
+        );
+        assert_eq!(
+            first.value("keyfilter_request_duration_seconds_count", &[("rpc", rpc)]),
+            0.0
+        );
+    }
+
+    // Build info: one series, value 1, naming this version.
+    let info = first.matching("keyfilter_build_info", &[]);
+    assert_eq!(info.len(), 1, "{}", first.text);
+    let (labels, value) = info[0];
+    assert_eq!(value, 1.0);
+    assert_eq!(labels["version"], env!("CARGO_PKG_VERSION"));
+    let revision = &labels["revision"];
+    assert!(
+        revision == "unknown" || (revision.len() == 12 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+        "revision {revision:?}"
+    );
+    let rustc = &labels["rustc"];
+    assert!(
+        rustc.split('.').count() == 3 && rustc.split('.').all(|p| p.parse::<u32>().is_ok()) || rustc.contains('-'),
+        "rustc {rustc:?}"
+    );
+    assert!(["debug", "release"].contains(&labels["profile"].as_str()), "{labels:?}");
+
+    // The process metrics are this process's, and plausible.
+    let process = |name: &str| first.value(name, &[]);
+    let rss = process("process_resident_memory_bytes");
+    assert!(rss > 1024.0 * 1024.0 && rss < 16e9, "RSS {rss}");
+    assert!(process("process_virtual_memory_bytes") >= rss);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = process("process_start_time_seconds");
+    assert!(
+        started <= now + 5.0 && now - started < 3600.0,
+        "start time {started}, now {now}"
+    );
+    let (open, max) = (process("process_open_fds"), process("process_max_fds"));
+    assert!(open >= 3.0 && open <= max, "open fds {open}, max {max}");
+    assert!(process("process_threads") >= 2.0);
+    assert!(process("process_cpu_seconds_total") >= 0.0);
+
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
+}
+
+/// Adds the bearer token to a request.
+fn authorized<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", MetadataValue::from_static("Bearer s3cret"));
+    request
+}
+
+fn big_keys() -> Vec<Key> {
+    (0..100)
+        .map(|_| Key {
+            fields: vec![Bytes::from(vec![b'e'; 64]), Bytes::from_static(b"x")],
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_are_counted_by_reason() {
+    let (server, addr, metrics) = Server::with_metrics(&[
+        "--auth-tokens",
+        "s3cret",
+        "--max-filter-streams",
+        "1",
+        "--max-message-bytes",
+        "4096",
+        "--request-timeout",
+        "300ms",
+        "--filter-idle-timeout",
+        "300ms",
+    ]);
+    let channel = plaintext_channel(addr).await;
+    let mut client = KeyFilterClient::new(channel.clone());
+
+    // unauthenticated: no token.
+    let status = bounded(client.r#match(match_request(&[("a", "eng/db")])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // invalid_spec.
+    let status = bounded(client.r#match(authorized(invalid_match_request())))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // message_too_large: a Match over the limit (refused before the handler),
+    // and a Filter batch over it (ends the stream through its trailers).
+    let big = MatchRequest {
+        spec: Some(spec()),
+        keys: big_keys(),
+        packed_keys: None,
+    };
+    let status = bounded(client.r#match(authorized(big))).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let requests = tokio_stream::iter(vec![
+        FilterRequest {
+            msg: Some(Msg::Spec(spec())),
+        },
+        FilterRequest {
+            msg: Some(Msg::Batch(KeyBatch { keys: big_keys() })),
+        },
+    ]);
+    let mut stream = bounded(client.filter(authorized(requests)))
+        .await
+        .expect("Filter")
+        .into_inner();
+    let status = bounded(stream.message()).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    drop(stream);
+
+    // filter_streams: with the only slot taken, another stream is refused.
+    // (Opening the first may be refused too while the previous stream's slot
+    // is being released: those refusals count as well.)
+    let mut refused = 0u32;
+    let deadline = Instant::now() + STEP;
+    let (tx, mut responses) = loop {
+        let (tx, rx) = mpsc::channel::<FilterRequest>(4);
+        match bounded(client.filter(authorized(ReceiverStream::new(rx)))).await {
+            Ok(response) => break (tx, response.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+                assert!(Instant::now() < deadline, "no Filter slot within {STEP:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    for msg in [
+        Msg::Spec(spec()),
+        Msg::Batch(KeyBatch {
+            keys: keys(&[("x", "eng/1")]),
+        }),
+    ] {
+        bounded(tx.send(FilterRequest { msg: Some(msg) })).await.expect("send");
+    }
+    let first = bounded(responses.message())
+        .await
+        .expect("batch 0")
+        .expect("a response");
+    assert_eq!(first.matched, [0]);
+    let second = tokio_stream::iter(vec![FilterRequest {
+        msg: Some(Msg::Spec(spec())),
+    }]);
+    let status = bounded(client.filter(authorized(second))).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    refused += 1;
+
+    // deadline: the open stream idles past --filter-idle-timeout ...
+    let status = bounded(responses.message()).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    drop(tx);
+    // ... and a Match whose request never arrives outlives --request-timeout
+    // (tonic answers CANCELLED "Timeout expired").
+    let (held_tx, held_rx) = mpsc::channel::<MatchRequest>(1);
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    bounded(grpc.ready()).await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/keyfilter.v1.KeyFilter/Match");
+    let codec = tonic_prost::ProstCodec::<MatchRequest, keyfilter::proto::MatchResponse>::default();
+    let status = bounded(grpc.client_streaming(authorized(ReceiverStream::new(held_rx)), path, codec))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert!(status.message().contains("Timeout expired"), "{status:?}");
+    drop(held_tx);
+
+    // A good call is no rejection.
+    let response = bounded(client.r#match(authorized(match_request(&[("a", "eng/db")]))))
+        .await
+        .expect("Match");
+    assert_eq!(response.into_inner().matches, [true]);
+
+    let after = scrape(metrics);
+    let rejected = |reason: &str| after.value("keyfilter_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("unauthenticated"), 1.0, "{}", after.text);
+    assert_eq!(rejected("invalid_spec"), 1.0, "{}", after.text);
+    assert_eq!(rejected("message_too_large"), 2.0, "{}", after.text);
+    assert_eq!(rejected("filter_streams"), f64::from(refused), "{}", after.text);
+    assert_eq!(rejected("deadline"), 2.0, "{}", after.text);
+    for reason in ["overloaded", "limit", "keys_per_request"] {
+        assert_eq!(rejected(reason), 0.0, "{reason}: {}", after.text);
+    }
+    // The per-call counts say the same where the handler saw the call.
+    assert_eq!(
+        after.value(
+            "keyfilter_requests_total",
+            &[("rpc", "Match"), ("code", "Unauthenticated")]
+        ),
+        1.0
+    );
+
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
 }
 
 // ---------------------------------------------------------------------------

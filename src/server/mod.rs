@@ -42,6 +42,18 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// TLS and bearer-token authentication (off by default).
     pub security: Security,
+    /// HTTP/2 streams one connection may have open at once (advertised as
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; clients queue calls beyond it).
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before the server has accepted them,
+    /// pending at once on one connection; one more closes the connection
+    /// (GOAWAY `ENHANCE_YOUR_CALM`, "too_many_resets"): the rapid-reset
+    /// (CVE-2023-44487) guard. Kept above `http2_max_concurrent_streams`, so
+    /// a client that cancels every stream it has open never reaches it.
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset over a client's protocol errors, per
+    /// connection; one more closes the connection (`ENHANCE_YOUR_CALM`).
+    pub http2_max_local_error_reset_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +65,9 @@ impl Default for ServerConfig {
             max_concurrent_requests: 256,
             shutdown_grace: Duration::from_secs(10),
             security: Security::default(),
+            http2_max_concurrent_streams: 1024,
+            http2_max_pending_accept_reset_streams: 2048,
+            http2_max_local_error_reset_streams: 1024,
         }
     }
 }
@@ -94,6 +109,7 @@ pub async fn serve(
 
     let layers = tower::ServiceBuilder::new()
         .layer(context::RequestContextLayer)
+        .layer(metrics::RejectionLayer::new(config.request_timeout))
         .into_inner();
 
     let draining = Arc::new(Notify::new());
@@ -133,6 +149,12 @@ pub async fn serve(
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // Explicit, because tonic's defaults are no stream limit, no limit on
+        // resets forced by protocol errors, and h2's 20 pending-accept resets,
+        // which an honest client cancelling a burst of calls can exceed.
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(config.http2_max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(config.http2_max_local_error_reset_streams))
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -185,6 +185,7 @@ where
                 let rpc = super::metrics::rpc_name(request.uri().path());
                 // Never log the token itself.
                 tracing::warn!(rpc, reason = status.message(), "rejected call");
+                super::metrics::rejected("unauthenticated");
                 super::metrics::observe::<()>(rpc, std::time::Instant::now(), &Err(status.clone()));
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }

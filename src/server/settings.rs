@@ -163,6 +163,12 @@ settings! {
         max_in_values: usize = Limits::default().max_in_values, "KEYFILTER_MAX_IN_VALUES";
         /// Largest total size of all values of a spec, in bytes.
         max_total_value_bytes: usize = Limits::default().max_total_value_bytes, "KEYFILTER_MAX_TOTAL_VALUE_BYTES";
+        /// HTTP/2 streams (calls) one connection may have open at once; clients queue more.
+        http2_max_concurrent_streams: u32 = ServerConfig::default().http2_max_concurrent_streams, "KEYFILTER_HTTP2_MAX_CONCURRENT_STREAMS";
+        /// Streams reset by the client before the server accepted them, pending at once per connection; more close it (rapid-reset guard). At least --http2-max-concurrent-streams.
+        http2_max_pending_accept_reset_streams: usize = ServerConfig::default().http2_max_pending_accept_reset_streams, "KEYFILTER_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS";
+        /// Streams the server may reset over a client's protocol errors, per connection; more close it.
+        http2_max_local_error_reset_streams: usize = ServerConfig::default().http2_max_local_error_reset_streams, "KEYFILTER_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS";
     }
     optional {
         /// Serve Prometheus metrics over HTTP on this address (e.g. `0.0.0.0:9090`); off when unset.
@@ -215,6 +221,20 @@ impl Settings {
         if self.max_filter_streams == 0 {
             anyhow::bail!("max_filter_streams: must be at least 1");
         }
+        if self.http2_max_concurrent_streams == 0 {
+            anyhow::bail!("http2_max_concurrent_streams: must be at least 1");
+        }
+        // A client may cancel every stream it has open before the server has
+        // accepted any (a burst of cancels under load): below the stream
+        // limit, that honest burst would close its connection.
+        if self.http2_max_pending_accept_reset_streams < self.http2_max_concurrent_streams as usize {
+            anyhow::bail!(
+                "http2_max_pending_accept_reset_streams ({}): must be at least http2_max_concurrent_streams ({}), \
+                 or a client cancelling all its open calls at once can have its connection closed",
+                self.http2_max_pending_accept_reset_streams,
+                self.http2_max_concurrent_streams
+            );
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| anyhow::anyhow!("log: {e}"))?;
         Ok(())
     }
@@ -252,6 +272,9 @@ impl Settings {
             max_concurrent_requests: self.max_concurrent_requests,
             shutdown_grace: self.shutdown_grace.0,
             security: Security::load(self)?,
+            http2_max_concurrent_streams: self.http2_max_concurrent_streams,
+            http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
+            http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
         })
     }
 }
@@ -304,6 +327,25 @@ mod tests {
         let f = file("tls_cert = \"a.pem\"\n");
         let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap()]);
         assert!(Settings::load(&cli.serve).unwrap_err().to_string().contains("tls_key"));
+    }
+
+    #[test]
+    fn http2_reset_limits_default_above_the_stream_limit_and_are_checked() {
+        let cli = Cli::parse_from(["x"]);
+        let s = Settings::load(&cli.serve).unwrap();
+        assert_eq!(s.http2_max_concurrent_streams, 1024);
+        assert_eq!(s.http2_max_pending_accept_reset_streams, 2048);
+        assert_eq!(s.http2_max_local_error_reset_streams, 1024);
+        let config = s.server_config().unwrap();
+        assert_eq!(config.http2_max_pending_accept_reset_streams, 2048);
+        let cli = Cli::parse_from(["x", "--http2-max-concurrent-streams", "100"]);
+        assert_eq!(Settings::load(&cli.serve).unwrap().http2_max_concurrent_streams, 100);
+        let f = file("http2_max_pending_accept_reset_streams = 10\n");
+        let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap()]);
+        let err = Settings::load(&cli.serve).unwrap_err().to_string();
+        assert!(err.contains("http2_max_pending_accept_reset_streams"), "{err}");
+        let cli = Cli::parse_from(["x", "--http2-max-concurrent-streams", "0"]);
+        assert!(Settings::load(&cli.serve).is_err());
     }
 
     #[test]

@@ -107,10 +107,16 @@ impl KeyFilterService {
     /// what is wrong. A spec that does not decode is `INTERNAL`, as for any
     /// message that does not parse.
     fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
-        let spec = spec.ok_or_else(|| Status::invalid_argument("spec: missing"))?;
+        let spec = spec.ok_or_else(|| {
+            metrics::rejected("invalid_spec");
+            Status::invalid_argument("spec: missing")
+        })?;
         let spec = spec.parse(&self.config.limits).map_err(|e| match e {
             SpecWireError::Malformed(_) => Status::internal(e.to_string()),
-            SpecWireError::Invalid(e) => Status::invalid_argument(format!("spec.{e}")),
+            SpecWireError::Invalid(e) => {
+                metrics::rejected("invalid_spec");
+                Status::invalid_argument(format!("spec.{e}"))
+            }
         })?;
         Ok(Plan::new(&spec))
     }
@@ -158,6 +164,7 @@ impl KeyFilter for KeyFilterService {
                 self.config.max_filter_streams
             ));
             metrics::observe::<()>("Filter", Instant::now(), &Err(status.clone()));
+            metrics::rejected("filter_streams");
             status
         })?;
         filter::start(self.clone(), request.into_inner(), permit)

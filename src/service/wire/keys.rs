@@ -87,6 +87,7 @@ fn with_delimited<B: Buf>(
 
 /// `INVALID_ARGUMENT` for a batch of more keys than the limit allows.
 fn too_many_keys(what: &impl std::fmt::Display, keys: u64, max: usize) -> Status {
+    crate::server::metrics::rejected("keys_per_request");
     Status::invalid_argument(format!(
         "{what}: {keys} keys, above the limit of {max} keys per request (max_keys_per_request)"
     ))
