@@ -146,10 +146,19 @@ fn supported_versions() -> Vec<String> {
     SUPPORTED.iter().map(|v| v.to_string()).collect()
 }
 
+/// Largest `code_len` that `line_table` accepts: far above any code object
+/// the generator makes, and it bounds the table built from a caller's number.
+const MAX_CODE_LEN: usize = 1 << 30;
+
 /// The line table the generator writes for `code_len` bytes of code.
 #[pyfunction]
 fn line_table<'py>(py: Python<'py>, python_version: &str, code_len: usize) -> PyResult<Bound<'py, PyBytes>> {
     let version = parse_version(python_version)?;
+    if code_len > MAX_CODE_LEN {
+        return Err(PyValueError::new_err(format!(
+            "code_len: {code_len} bytes is above the limit of {MAX_CODE_LEN}"
+        )));
+    }
     Ok(PyBytes::new(py, &codegen::linetable::single_line(version, code_len)))
 }
 
@@ -348,7 +357,9 @@ impl Matcher {
 
     /// One bool per key of `keys` (any iterable of tuples of bytes), in order.
     fn mask(&self, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
-        let mut out = Vec::with_capacity(keys.len().unwrap_or(0));
+        // Sized by what is actually read: `__len__` of an arbitrary iterable
+        // may lie (2**62 would abort the process on allocation).
+        let mut out = Vec::new();
         let mut fields = Vec::with_capacity(self.inner.arity());
         for_each_key(keys, |i, key| {
             read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
@@ -445,6 +456,18 @@ fn encode_keys<'py>(
     packed: bool,
     start: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    // Protobuf field numbers are 1 to 2**29 - 1; a key's index, `start + i`,
+    // must not overflow (a Python sequence has at most isize::MAX items).
+    if !(1..=(1 << 29) - 1).contains(&field) {
+        return Err(PyValueError::new_err(format!(
+            "encode_keys: field {field} is not a protobuf field number"
+        )));
+    }
+    if start > isize::MAX as usize {
+        return Err(PyValueError::new_err(format!(
+            "encode_keys: start {start} is too large"
+        )));
+    }
     let mut out = Vec::new();
     let mut fields = Vec::new();
     if !packed {
