@@ -88,9 +88,79 @@ pub fn canonical_digest(spec: &Spec) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use proptest::prelude::*;
 
     use super::*;
     use crate::spec::Predicate;
+
+    /// Reads the canonical encoding back: a spec is recovered from its bytes,
+    /// so no two specs share an encoding (the round trip below checks it).
+    fn decode(mut b: &[u8]) -> Option<Spec> {
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (head, tail) = (b.get(..n)?, b.get(n..)?);
+            *b = tail;
+            Some(head)
+        }
+        fn u64_(b: &mut &[u8]) -> Option<usize> {
+            Some(u64::from_be_bytes(take(b, 8)?.try_into().ok()?) as usize)
+        }
+        fn u32_(b: &mut &[u8]) -> Option<u32> {
+            Some(u32::from_be_bytes(take(b, 4)?.try_into().ok()?))
+        }
+        fn value(b: &mut &[u8]) -> Option<Bytes> {
+            let n = u64_(b)?;
+            Some(Bytes::copy_from_slice(take(b, n)?))
+        }
+        let b = &mut b;
+        if take(b, CANONICAL_TAG.len())? != CANONICAL_TAG {
+            return None;
+        }
+        let arity = u32_(b)?;
+        let count = u64_(b)?;
+        let mut predicates = Vec::new();
+        for _ in 0..count {
+            let field = u32_(b)?;
+            let code = take(b, 1)?[0];
+            let op = [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Prefix, Op::In]
+                .into_iter()
+                .find(|op| op_code(*op) == code)?;
+            let operand = if op == Op::In {
+                let n = u64_(b)?;
+                Operand::Values((0..n).map(|_| value(b)).collect::<Option<_>>()?)
+            } else {
+                Operand::Value(value(b)?)
+            };
+            predicates.push(Predicate { field, op, operand });
+        }
+        b.is_empty().then_some(Spec { arity, predicates })
+    }
+
+    fn any_spec() -> impl Strategy<Value = Spec> {
+        let value =
+            || prop::collection::vec(prop::sample::select(vec![0u8, 1, 8, b'a', 0xff]), 0..6).prop_map(Bytes::from);
+        let op = prop::sample::select(vec![Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Prefix, Op::In]);
+        let predicate = (0u32..3, op, value(), prop::collection::vec(value(), 0..4)).prop_map(|(field, op, v, vs)| {
+            let operand = if op == Op::In {
+                Operand::Values(vs)
+            } else {
+                Operand::Value(v)
+            };
+            Predicate { field, op, operand }
+        });
+        (0u32..300, prop::collection::vec(predicate, 0..5)).prop_map(|(arity, predicates)| Spec { arity, predicates })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_encoding_reads_back_as_the_same_spec(spec in any_spec(), other in any_spec()) {
+            prop_assert_eq!(decode(&canonical_bytes(&spec)), Some(spec.clone()));
+            if spec != other {
+                prop_assert_ne!(canonical_digest(&spec), canonical_digest(&other));
+            }
+        }
+    }
 
     fn value(field: u32, op: Op, v: &'static [u8]) -> Predicate {
         Predicate {
