@@ -186,7 +186,10 @@ class Client:
         """Evaluates ``spec`` on ``keys`` (tuples of bytes) in one ``Match``
         call; returns one bool per key. ``packed=True`` sends the keys in the
         compact ``PackedKeys`` form."""
-        request = _match_request(_SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(keys), packed)
+        # list(iter(keys)), not list(keys): the latter presizes from keys.__len__, which may lie.
+        request = _match_request(
+            _SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(iter(keys)), packed
+        )
         try:
             return self._match(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:

@@ -68,6 +68,13 @@ def test_encode_keys_reads_what_is_there(length):
 
 
 @pytest.mark.parametrize("length", LIES, ids=repr)
+def test_client_reads_what_is_there(client, length):
+    assert client.match(SPEC, LyingLen(KEYS, length)) == [True, False, True]
+    assert client.match(SPEC, LyingLen(KEYS, length), packed=True) == [True, False, True]
+    assert list(client.filter(SPEC, LyingLen(KEYS, length), batch_size=2)) == [KEYS[0], KEYS[2]]
+
+
+@pytest.mark.parametrize("length", LIES, ids=repr)
 def test_specs_read_what_is_there(length):
     predicates = [(0, 8, b"", [b"a", b"c"]), (1, 1, b"x", [])]
     expected = _native.encode_spec(2, predicates)
