@@ -27,14 +27,12 @@ import random
 import types
 from typing import Dict, List, Sequence, Set
 
-import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import keyfilter
 
 from conftest import keys_for, random_spec
-
-hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is installed by scripts/test-python-package.sh")
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _OPERAND_OPS = {"LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_CONST", "COMPARE_OP", "RETURN_CONST"}
 _CMP = {
