@@ -29,7 +29,8 @@ use keyfilter::proto::{
     filter_request::Msg, CompileRequest, CompileResponse, FilterRequest, FilterSpec, Key, MatchRequest, Op, Predicate,
 };
 use keyfilter::server::{Security, ServerConfig, TokenAuth};
-use keyfilter::service::signing::{signed_message, Signer, SIGNATURE_CONTEXT};
+use keyfilter::service::signing::{SignedCompile, Signer, SIGNATURE_CONTEXT};
+use keyfilter::spec::{canonical_digest, validate, Limits};
 
 mod support;
 
@@ -513,23 +514,43 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn verifies(public: &VerifyingKey, python_version: &str, magic: &[u8], code: &[u8], signature: &[u8]) -> bool {
+fn verifies(public: &VerifyingKey, signed: &SignedCompile<'_>, signature: &[u8]) -> bool {
     let Ok(signature) = Signature::from_slice(signature) else {
         return false;
     };
-    public
-        .verify(&signed_message(python_version, magic, code), &signature)
-        .is_ok()
+    public.verify(&signed.message(), &signature).is_ok()
+}
+
+/// Whether `r` is signed by `public` as the answer to `compile_request(python_version)`.
+fn verifies_answer(public: &VerifyingKey, r: &CompileResponse, python_version: &str) -> bool {
+    let signed = SignedCompile {
+        key_id: &r.key_id,
+        spec_digest: &digest_of(&spec()),
+        python_version,
+        name: "keep",
+        magic: &r.magic,
+        code: &r.code,
+    };
+    verifies(public, &signed, &r.signature)
+}
+
+/// The digest a client computes for the spec it sent.
+fn digest_of(spec: &FilterSpec) -> [u8; 32] {
+    canonical_digest(&validate(spec, &Limits::default()).expect("valid spec"))
 }
 
 async fn compile_with(signer: Option<Arc<Signer>>, versions: &[&str]) -> Vec<CompileResponse> {
+    compile_requests(signer, versions.iter().map(|v| compile_request(v)).collect()).await
+}
+
+async fn compile_requests(signer: Option<Arc<Signer>>, requests: Vec<CompileRequest>) -> Vec<CompileResponse> {
     let mut config = with_security(Security::default());
     config.service.signer = signer;
     let server = TestServer::start(config).await;
     let mut client = KeyFilterClient::new(plaintext_channel(server.addr).await);
     let mut responses = Vec::new();
-    for version in versions {
-        let response = timeout(STEP, client.compile(compile_request(version)))
+    for request in requests {
+        let response = timeout(STEP, client.compile(request))
             .await
             .expect("bounded")
             .expect("Compile");
@@ -541,15 +562,56 @@ async fn compile_with(signer: Option<Arc<Signer>>, versions: &[&str]) -> Vec<Com
 
 #[test]
 fn the_signed_message_is_the_documented_layout() {
-    assert_eq!(SIGNATURE_CONTEXT, b"keyfilter-compile-v1\0");
-    let m = signed_message("3.12.7", &[0xcb, 0x0d, 0x0d, 0x0a], b"\xe3code");
-    assert_eq!(
-        m,
-        b"keyfilter-compile-v1\x003.12.7\x00\xcb\x0d\x0d\x0a\xe3code".to_vec()
-    );
-    // The version is NUL-terminated, so moving bytes between version and magic
-    // changes the message.
-    assert_ne!(signed_message("3.1", b"2x", b""), signed_message("3.12", b"x", b""));
+    assert_eq!(SIGNATURE_CONTEXT, b"keyfilter-compile-v2\0");
+    let digest = [7u8; 32];
+    let signed = SignedCompile {
+        key_id: "k1",
+        spec_digest: &digest,
+        python_version: "3.12.7",
+        name: "f",
+        magic: &[0xcb, 0x0d, 0x0d, 0x0a],
+        code: b"\xe3code",
+    };
+    let mut expected = b"keyfilter-compile-v2\0".to_vec();
+    expected.extend_from_slice(&2u64.to_be_bytes());
+    expected.extend_from_slice(b"k1");
+    expected.extend_from_slice(&digest);
+    expected.extend_from_slice(&6u64.to_be_bytes());
+    expected.extend_from_slice(b"3.12.7");
+    expected.extend_from_slice(&1u64.to_be_bytes());
+    expected.extend_from_slice(b"f");
+    expected.extend_from_slice(&4u64.to_be_bytes());
+    expected.extend_from_slice(&[0xcb, 0x0d, 0x0d, 0x0a]);
+    expected.extend_from_slice(&5u64.to_be_bytes());
+    expected.extend_from_slice(b"\xe3code");
+    assert_eq!(signed.message(), expected);
+    // Every part is length-prefixed, so moving bytes from one part to the
+    // next changes the message.
+    let moved = [
+        SignedCompile {
+            python_version: "3.1",
+            name: "2f",
+            ..signed
+        },
+        SignedCompile {
+            name: "",
+            magic: b"f\xcb\x0d\x0d\x0a",
+            ..signed
+        },
+        SignedCompile {
+            magic: &[0xcb, 0x0d, 0x0d],
+            code: b"\x0a\xe3code",
+            ..signed
+        },
+        SignedCompile {
+            key_id: "k",
+            python_version: "13.12.7",
+            ..signed
+        },
+    ];
+    for other in moved {
+        assert_ne!(other.message(), signed.message(), "{other:?}");
+    }
 }
 
 #[tokio::test]
@@ -562,55 +624,99 @@ async fn compile_responses_are_signed_and_verify_with_the_public_key() {
     let versions = ["3.12", "3.12", "3.12.7", "3.9", "3.15"];
     let responses = compile_with(Some(signer), &versions).await;
 
+    let digest = digest_of(&spec());
+    let mut other_spec = spec();
+    other_spec.predicates[0].value = Bytes::from_static(b"org2");
+    let other_digest = digest_of(&other_spec);
     let other = random_key().verifying_key();
     for (version, r) in versions.iter().zip(&responses) {
         assert_eq!(r.python_version, *version);
         assert_eq!(r.signature.len(), 64, "{version}: signature length");
         assert_eq!(r.key_id, hex(&public.as_bytes()[..8]), "{version}: default key id");
+        // What the client asked: spec(), this version, the name "keep".
+        let signed = SignedCompile {
+            key_id: &r.key_id,
+            spec_digest: &digest,
+            python_version: version,
+            name: "keep",
+            magic: &r.magic,
+            code: &r.code,
+        };
         assert!(
-            verifies(&public, &r.python_version, &r.magic, &r.code, &r.signature),
+            verifies(&public, &signed, &r.signature),
             "{version}: the signature does not verify"
         );
         // It is exactly the deterministic Ed25519 signature of the documented message.
         assert_eq!(
             r.signature.as_ref(),
-            ed25519_dalek::Signer::sign(&key, &signed_message(version, &r.magic, &r.code)).to_bytes()
+            ed25519_dalek::Signer::sign(&key, &signed.message()).to_bytes()
         );
 
-        assert!(
-            !verifies(&other, &r.python_version, &r.magic, &r.code, &r.signature),
-            "{version}: another key"
-        );
+        assert!(!verifies(&other, &signed, &r.signature), "{version}: another key");
         let mut code = r.code.to_vec();
         let last = code.len() - 1;
         code[last] ^= 1;
+        let altered_code = SignedCompile { code: &code, ..signed };
         assert!(
-            !verifies(&public, &r.python_version, &r.magic, &code, &r.signature),
+            !verifies(&public, &altered_code, &r.signature),
             "{version}: altered code"
         );
-        code = r.code.to_vec();
-        code.push(0);
+        let mut extended = r.code.to_vec();
+        extended.push(0);
+        let extended_code = SignedCompile {
+            code: &extended,
+            ..signed
+        };
         assert!(
-            !verifies(&public, &r.python_version, &r.magic, &code, &r.signature),
+            !verifies(&public, &extended_code, &r.signature),
             "{version}: extended code"
         );
         let mut magic = r.magic.to_vec();
         magic[0] ^= 1;
+        let altered_magic = SignedCompile {
+            magic: &magic,
+            ..signed
+        };
         assert!(
-            !verifies(&public, &r.python_version, &magic, &r.code, &r.signature),
+            !verifies(&public, &altered_magic, &r.signature),
             "{version}: altered magic"
         );
         let altered_version = format!("{version}.0");
+        let other_version = SignedCompile {
+            python_version: &altered_version,
+            ..signed
+        };
         assert!(
-            !verifies(&public, &altered_version, &r.magic, &r.code, &r.signature),
+            !verifies(&public, &other_version, &r.signature),
             "{version}: altered version"
+        );
+        // The answer is bound to the request: another spec, name or key id does not verify.
+        let for_other_spec = SignedCompile {
+            spec_digest: &other_digest,
+            ..signed
+        };
+        assert!(
+            !verifies(&public, &for_other_spec, &r.signature),
+            "{version}: other spec"
+        );
+        for name in ["", "keyfilter_match", "keep2"] {
+            let other_name = SignedCompile { name, ..signed };
+            assert!(
+                !verifies(&public, &other_name, &r.signature),
+                "{version}: name {name:?}"
+            );
+        }
+        let other_key_id = SignedCompile {
+            key_id: "release-2024",
+            ..signed
+        };
+        assert!(
+            !verifies(&public, &other_key_id, &r.signature),
+            "{version}: other key id"
         );
         let mut signature = r.signature.to_vec();
         signature[10] ^= 0x40;
-        assert!(
-            !verifies(&public, &r.python_version, &r.magic, &r.code, &signature),
-            "{version}: altered signature"
-        );
+        assert!(!verifies(&public, &signed, &signature), "{version}: altered signature");
     }
     // Same spec, same version: the cached answer is byte-identical.
     assert_eq!(responses[0], responses[1]);
@@ -618,13 +724,60 @@ async fn compile_responses_are_signed_and_verify_with_the_public_key() {
     // code and magic but are signed apart, and do not verify for each other.
     assert_eq!(responses[0].code, responses[2].code);
     assert_ne!(responses[0].signature, responses[2].signature);
-    assert!(!verifies(
-        &public,
-        "3.12",
-        &responses[2].magic,
-        &responses[2].code,
-        &responses[2].signature
-    ));
+    let as_312 = SignedCompile {
+        key_id: &responses[2].key_id,
+        spec_digest: &digest,
+        python_version: "3.12",
+        name: "keep",
+        magic: &responses[2].magic,
+        code: &responses[2].code,
+    };
+    assert!(!verifies(&public, &as_312, &responses[2].signature));
+}
+
+#[tokio::test]
+async fn specs_that_share_code_are_signed_apart() {
+    // "match everything" and "org1 only" are different requests; so are a spec
+    // and the same spec with a duplicated predicate, although both plan alike
+    // and share one generated code object.
+    let key = random_key();
+    let public = key.verifying_key();
+    let signer = Arc::new(Signer::new(key, Some("k".into())));
+    let everything = FilterSpec {
+        arity: 2,
+        predicates: vec![],
+    };
+    let mut duplicated = spec();
+    duplicated.predicates.push(duplicated.predicates[0].clone());
+    let specs = [spec(), everything, duplicated];
+    let requests = specs
+        .iter()
+        .map(|s| CompileRequest {
+            spec: Some(s.clone()),
+            python_version: "3.13".into(),
+            name: "keep".into(),
+        })
+        .collect();
+    let responses = compile_requests(Some(signer), requests).await;
+    assert_eq!(responses[0].code, responses[2].code, "one plan, one code object");
+    let digests: Vec<[u8; 32]> = specs.iter().map(digest_of).collect();
+    for (i, r) in responses.iter().enumerate() {
+        for (j, digest) in digests.iter().enumerate() {
+            let signed = SignedCompile {
+                key_id: "k",
+                spec_digest: digest,
+                python_version: "3.13",
+                name: "keep",
+                magic: &r.magic,
+                code: &r.code,
+            };
+            assert_eq!(
+                verifies(&public, &signed, &r.signature),
+                i == j,
+                "answer for spec {i}, checked as the answer for spec {j}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
@@ -891,7 +1044,7 @@ async fn the_binary_signs_with_a_pkcs8_pem_key() {
     let public = key.verifying_key();
     assert_eq!(r.signature.len(), 64);
     assert_eq!(r.key_id, hex(&public.as_bytes()[..8]));
-    assert!(verifies(&public, &r.python_version, &r.magic, &r.code, &r.signature));
+    assert!(verifies_answer(&public, &r, "3.11"));
     let (status, stderr) = server.terminate().await;
     assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
 
@@ -914,7 +1067,7 @@ async fn the_binary_signs_with_a_pkcs8_pem_key() {
         .expect("Compile")
         .into_inner();
     assert_eq!(r.key_id, "k-2024");
-    assert!(verifies(&public, &r.python_version, &r.magic, &r.code, &r.signature));
+    assert!(verifies_answer(&public, &r, "3.11"));
     drop(server);
 }
 

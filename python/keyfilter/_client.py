@@ -8,10 +8,11 @@ also far faster than building one protobuf object per key in Python.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import importlib.util
 import itertools
 import threading
-from typing import Any, Callable, Deque, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import grpc
 
@@ -46,6 +47,24 @@ class _SpecBytes:
             self.arity = spec.arity
         else:
             raise TypeError(f"expected a keyfilter.Spec or a FilterSpec message, not {type(spec).__name__}")
+
+
+def _accepted_keys(verify_key: Any) -> Dict[str, Union[bytes, str]]:
+    """``Client(verify_key=...)`` as ``{key_id: key}`` (empty: verify nothing)."""
+    if verify_key is None:
+        return {}
+    if isinstance(verify_key, collections.abc.Mapping):
+        if not verify_key:
+            raise ValueError("verify_key: the mapping of key ids to keys is empty")
+        keys = {}
+        for key_id, key in verify_key.items():
+            if not isinstance(key_id, str) or not key_id:
+                raise ValueError(f"verify_key: key ids must be non-empty strings, got {key_id!r}")
+            _native.check_verify_key(key)
+            keys[key_id] = key
+        return keys
+    _native.check_verify_key(verify_key)
+    return {_native.default_key_id(verify_key): verify_key}
 
 
 def _error(e: grpc.RpcError) -> KeyFilterError:
@@ -93,11 +112,17 @@ class Client:
     :meth:`filter`, of the whole stream); None means none. Every method also
     takes ``timeout=`` for that call.
 
-    ``verify_key`` is the server's Ed25519 public key (32 bytes, 64 hex digits
-    or a PEM block, as ``keyfilter pubkey`` prints it): :meth:`compile` then
-    verifies the signature of the code before running anything, and refuses
-    unsigned code unless ``require_signature=False``. ``require_signature=True``
-    needs a ``verify_key``.
+    ``verify_key`` holds the server's Ed25519 public key(s) (each 32 bytes, 64
+    hex digits or a PEM block, as ``keyfilter pubkey`` prints it), either one
+    key, accepted under the key id a server gives it by default (the first 8
+    bytes of the key, in hex), or a mapping ``{key_id: key}`` of every key id
+    accepted (for a server started with ``--signing-key-id``, or to accept
+    several keys during a rotation). :meth:`compile` then refuses code signed
+    under any other key id, checks that the signature covers *this* request
+    (its spec, ``python_version`` and name) and the code and magic received,
+    before running anything, and refuses unsigned code unless
+    ``require_signature=False``. ``require_signature=True`` needs a
+    ``verify_key``.
 
     Failed calls raise :class:`keyfilter.KeyFilterError` carrying the gRPC
     status code and the server's message. Use as a context manager, or call
@@ -111,7 +136,7 @@ class Client:
         credentials: Optional[grpc.ChannelCredentials] = None,
         timeout: Optional[float] = None,
         options: Sequence[Any] = (),
-        verify_key: Union[bytes, str, None] = None,
+        verify_key: Union[bytes, str, Mapping[str, Union[bytes, str]], None] = None,
         require_signature: Optional[bool] = None,
     ) -> None:
         opts = [
@@ -127,8 +152,7 @@ class Client:
         self.timeout = timeout
         # Signed matchers: with a public key, unsigned code is refused unless
         # require_signature=False says otherwise.
-        if verify_key is not None:
-            _native.check_verify_key(verify_key)
+        self._verify_keys = _accepted_keys(verify_key)
         if require_signature is None:
             require_signature = verify_key is not None
         if require_signature and verify_key is None:
@@ -163,7 +187,10 @@ class Client:
         """Evaluates ``spec`` on ``keys`` (tuples of bytes) in one ``Match``
         call; returns one bool per key. ``packed=True`` sends the keys in the
         compact ``PackedKeys`` form."""
-        request = _match_request(_SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(keys), packed)
+        # list(iter(keys)), not list(keys): the latter presizes from keys.__len__, which may lie.
+        request = _match_request(
+            _SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(iter(keys)), packed
+        )
         try:
             return self._match(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:
@@ -263,19 +290,21 @@ class Client:
         (``Compile`` with ``python_version`` = ``"3.<minor>"``), checks the magic
         number against ``importlib.util.MAGIC_NUMBER``, checks the signature when
         the client has a ``verify_key`` (refusing unsigned code if
-        ``require_signature``), and returns the function made by
+        ``require_signature``, and code signed under a key id not given, or
+        signed for another request), and returns the function made by
         :func:`keyfilter.materialize`, which verifies the code first."""
         message = _SpecBytes(spec)
-        request = _compile_request(message, running_version(), name or "")
+        sent_version = running_version()
+        sent_name = name or ""
+        request = _compile_request(message, sent_version, sent_name)
         try:
             code, version, magic, signature, key_id = self._compile(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:
             raise _error(e) from None
-        if signature and self.verify_key is not None:
-            try:
-                _native.verify_compile_signature(self.verify_key, version, magic, code, signature)
-            except ValueError as e:
-                raise ValueError(f"refusing code signed with key id {key_id!r}: {e}") from None
+        if version != sent_version:
+            raise ValueError(f"the server answered for python_version {version!r}, but {sent_version!r} was asked")
+        if signature and self._verify_keys:
+            self._check_signature(message, sent_version, sent_name, code, magic, signature, key_id)
         elif not signature and self.require_signature:
             raise ValueError("refusing unsigned code: the server sent no signature (require_signature=True)")
         if magic != importlib.util.MAGIC_NUMBER:
@@ -284,6 +313,30 @@ class Client:
                 f"but this interpreter's magic number is {importlib.util.MAGIC_NUMBER.hex()}"
             )
         return materialize(code, message.arity, python_version=version)
+
+    def _check_signature(
+        self,
+        spec: _SpecBytes,
+        python_version: str,
+        name: str,
+        code: bytes,
+        magic: bytes,
+        signature: bytes,
+        key_id: str,
+    ) -> None:
+        """Raises ValueError unless ``signature`` is by an accepted key and
+        covers this request (what this client sent) and this answer."""
+        key = self._verify_keys.get(key_id)
+        if key is None:
+            raise ValueError(
+                f"refusing code signed with key id {key_id!r}: not an accepted key id "
+                f"(accepted: {', '.join(sorted(self._verify_keys))})"
+            )
+        signed = _native.compile_signed_message(key_id, spec.data, python_version, name, magic, code)
+        try:
+            _native.verify_signature(key, signed, signature)
+        except ValueError as e:
+            raise ValueError(f"refusing code signed with key id {key_id!r}: {e}") from None
 
     def close(self) -> None:
         """Closes the channel."""

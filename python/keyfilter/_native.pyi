@@ -45,10 +45,16 @@ def encode_spec(arity: int, predicates: _Wire) -> bytes:
 def decode_match_response(data: bytes) -> List[bool]: ...
 def decode_filter_response(data: bytes) -> Tuple[int, List[int]]: ...
 def decode_compile_response(data: bytes) -> Tuple[bytes, str, bytes, bytes, str]: ...
-def verify_compile_signature(
-    verify_key: Union[bytes, str], python_version: str, magic: bytes, code: bytes, signature: bytes
-) -> None:
-    """Raises ValueError unless `signature` verifies over the Compile response fields."""
+def spec_digest(spec: bytes) -> bytes:
+    """SHA-256 of the canonical encoding of the validated spec in these FilterSpec bytes."""
+def compile_signed_message(
+    key_id: str, spec: bytes, python_version: str, name: str, magic: bytes, code: bytes
+) -> bytes:
+    """The message a Compile signature covers, for this request (FilterSpec bytes, version, name as sent)."""
+def verify_signature(verify_key: Union[bytes, str], message: bytes, signature: bytes) -> None:
+    """Raises ValueError unless `signature` is `verify_key`'s Ed25519 signature of `message`."""
+def default_key_id(verify_key: Union[bytes, str]) -> str:
+    """The key id a server gives this key by default (its first 8 bytes, hex)."""
 def check_verify_key(verify_key: Union[bytes, str]) -> None:
     """Raises ValueError unless `verify_key` is a usable Ed25519 public key."""
 def file_descriptor_set() -> bytes:

@@ -7,7 +7,8 @@ and an extra name or opcode would give the code access to anything. So before
 ``types.FunctionType`` sees it, :func:`verify` proves that the code object has
 exactly the shape keyfilter's generator emits:
 
-* a plain function of ``arity`` positional parameters, nothing else: no names,
+* a plain function of ``arity`` positional parameters named ``k0, k1, ...``
+  (so distinct), nothing else: no names,
   no free or cell variables, no other locals, no ``*args``/``**kwargs``, not a
   generator or coroutine, an empty exception table;
 * constants only ``None``, ``bool``, ``bytes`` and frozensets of ``bytes``
@@ -20,6 +21,11 @@ exactly the shape keyfilter's generator emits:
   instruction, no unreachable code, no path running off the end, and a stack
   simulated along every path that never underflows and never exceeds
   ``co_stacksize``;
+* and then exactly the generator's instruction sequence (:func:`_check_shape`):
+  ``RESUME 0`` first and unprefixed, ``EXTENDED_ARG`` only where an argument
+  needs it (never a first prefix of 0), every inline cache unit zero, each
+  check's loads and test in order, every jump to the shared ``return False``,
+  a bool returned, and the generator's ``co_stacksize``;
 * the line table the generator writes (every instruction on line 1), since
   CPython reads line tables without bounds checks.
 
@@ -379,6 +385,11 @@ def _check_header(code: types.CodeType, arity: int) -> None:
         raise _fail(f"free or cell variables (co_freevars={code.co_freevars!r}, co_cellvars={code.co_cellvars!r})")
     if code.co_nlocals != arity or len(code.co_varnames) != arity:
         raise _fail(f"{code.co_nlocals} locals {code.co_varnames!r}: only the {arity} parameters are allowed")
+    expected_names = tuple(f"k{i}" for i in range(arity))
+    if tuple(code.co_varnames) != expected_names:
+        # Distinct names matter: duplicates confuse every tool that maps
+        # locals by name (frames, debuggers, the 3.11+ locals machinery).
+        raise _fail(f"parameter names {code.co_varnames!r}, expected {expected_names!r}")
     if getattr(code, "co_exceptiontable", b"") != b"":
         raise _fail("co_exceptiontable is not empty")
     if not 1 <= code.co_stacksize <= _MAX_STACKSIZE:
@@ -435,6 +446,11 @@ def _decode(co_code: bytes, facts: _Facts) -> List[_Instr]:
             raise _fail(f"opcode {name} ({op}) at offset {i} is not allowed")
         if role == "cache":
             raise _fail(f"CACHE at offset {i} is not in an instruction's inline cache")
+        if role == "extended_arg" and prefixes == 0 and oparg == 0:
+            # The generator prefixes only arguments above 255, so the first
+            # prefix is never 0. A redundant one would, for instance, hide a
+            # RESUME from sys.settrace on 3.11.
+            raise _fail(f"EXTENDED_ARG 0 at offset {i}: a prefix that adds nothing")
         arg = (arg << 8) | oparg
         if role == "extended_arg":
             prefixes += 1
@@ -448,6 +464,10 @@ def _decode(co_code: bytes, facts: _Facts) -> List[_Instr]:
         for c in range(i + 2, end, 2):
             if co_code[c] != facts.cache_op:
                 raise _fail(f"offset {c} should be a CACHE unit of {facts.names[op]} at offset {i}")
+            if co_code[c + 1] != 0:
+                # The generator writes zeroed caches (as marshal.dumps does);
+                # anything else would seed the specializer with foreign state.
+                raise _fail(f"the CACHE unit at offset {c} of {facts.names[op]} at offset {i} is not zero")
         out.append(_Instr(start, i, op, arg, end))
         i = end
         start = i
@@ -509,8 +529,8 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
             del stack[len(stack) - count :]
 
         if role == "resume":
-            if k != 0 or ins.arg != 0:
-                raise _fail(f"{at}: RESUME must be the first instruction, with argument 0")
+            if k != 0 or ins.arg != 0 or ins.offset != 0:
+                raise _fail(f"{at}: RESUME must be the first instruction, at offset 0, with argument 0")
         elif minor >= 11 and k == 0:
             raise _fail(f"{at}: the code must start with RESUME")
         if role in ("not_taken", "return_value", "contains") and ins.arg != 0:
@@ -558,3 +578,98 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
         raise _fail(f"jumps to offsets {sorted(incoming)} that start no instruction")
     if max_depth > code.co_stacksize:
         raise _fail(f"the stack reaches {max_depth} items, but co_stacksize is {code.co_stacksize}")
+    _check_shape(instrs, consts, code.co_stacksize, facts)
+
+
+def _check_shape(instrs: List[_Instr], consts: Tuple[object, ...], stacksize: int, facts: _Facts) -> None:
+    """Accepts only the instruction sequence the generator emits (see
+    ``src/codegen/select.rs``), on top of the checks above, which make any
+    code safe to run; this makes it the generator's code::
+
+        [RESUME 0]                                       3.11+
+        per check but the last:
+            LOAD_FAST k; LOAD_CONST bytes; COMPARE_OP (branch form)
+                      | LOAD_FAST k; LOAD_CONST frozenset; CONTAINS_OP 0
+            POP_JUMP_IF_FALSE to FALSE; [NOT_TAKEN]        NOT_TAKEN on 3.14+
+        last check: the same three, then RETURN_VALUE    (value form of COMPARE_OP)
+        FALSE (with two checks or more): return False
+    or, with no checks, just ``return True`` or ``return False``, where
+    "return c" is ``RETURN_CONST c`` on 3.12 and 3.13, else ``LOAD_CONST c;
+    RETURN_VALUE``. co_stacksize is 2 with checks, 1 without.
+    """
+    minor = facts.minor
+    roles = [facts.roles[i.op] for i in instrs]
+    names_by_role = {role: facts.names[op] for op, role in facts.roles.items()}
+    has_return_const = "return_const" in names_by_role
+
+    def bad(k: int, expected: str) -> "ValueError":
+        if k >= len(instrs):
+            return _fail(f"the code ends where the generator emits {expected}")
+        ins = instrs[k]
+        return _fail(f"{facts.names[ins.op]} at offset {ins.offset}: the generator emits {expected} here")
+
+    def expect(k: int, role: str) -> _Instr:
+        if k >= len(instrs) or roles[k] != role:
+            raise bad(k, names_by_role.get(role, role))
+        return instrs[k]
+
+    def return_bool(k: int, value: Optional[bool]) -> int:
+        """`return <bool constant>` at k (of `value` if given); the index after it."""
+        what = "return " + ("a bool" if value is None else str(value))
+        if has_return_const:
+            ins, k = expect(k, "return_const"), k + 1
+        else:
+            ins, k = expect(k, "load_const"), k + 2
+            expect(k - 1, "return_value")
+        c = consts[ins.arg]
+        if type(c) is not bool or (value is not None and c is not value):
+            raise bad(k - 1, what)
+        return k
+
+    k = 0
+    if minor >= 11:
+        expect(0, "resume")
+        k = 1
+    if k < len(instrs) and roles[k] != "load_fast":
+        if return_bool(k, None) != len(instrs):
+            raise bad(len(instrs) - 1, "nothing after the return")
+        if stacksize != 1:
+            raise _fail(f"co_stacksize is {stacksize}; the generator writes 1 for code without checks")
+        return
+    jumps: List[_Instr] = []
+    while True:
+        expect(k, "load_fast")
+        load = expect(k + 1, "load_const")
+        test = instrs[k + 2] if k + 2 < len(instrs) else None
+        last = k + 3 < len(instrs) and roles[k + 3] == "return_value"
+        if test is not None and roles[k + 2] == "compare":
+            if type(consts[load.arg]) is not bytes:
+                raise bad(k + 1, "LOAD_CONST of a bytes constant before COMPARE_OP")
+            # 3.13+: a test feeding a jump coerces to an exact bool, the last one does not.
+            if minor >= 13 and facts.compare_args[test.arg] == last:
+                raise bad(k + 2, "COMPARE_OP " + ("without" if last else "with") + " the bool flag (16)")
+        elif test is not None and roles[k + 2] == "contains":
+            if type(consts[load.arg]) is not frozenset:
+                raise bad(k + 1, "LOAD_CONST of a frozenset before CONTAINS_OP")
+        else:
+            raise bad(k + 2, "COMPARE_OP or CONTAINS_OP")
+        k += 3
+        if last:
+            k += 1
+            break
+        jumps.append(expect(k, "jump_if_false"))
+        k += 1
+        if minor >= 14:
+            expect(k, "not_taken")
+            k += 1
+    if jumps:
+        fail_start = instrs[k].start if k < len(instrs) else -1
+        if return_bool(k, False) != len(instrs):
+            raise bad(len(instrs) - 1, "nothing after the shared return False")
+        for jump in jumps:
+            if _jump_target(jump, minor) != fail_start:
+                raise _fail(f"{facts.names[jump.op]} at offset {jump.offset} does not jump to the shared return False")
+    elif k != len(instrs):
+        raise bad(k, "nothing after the last check's return")
+    if stacksize != 2:
+        raise _fail(f"co_stacksize is {stacksize}; the generator writes 2 for code with checks")

@@ -146,10 +146,19 @@ fn supported_versions() -> Vec<String> {
     SUPPORTED.iter().map(|v| v.to_string()).collect()
 }
 
+/// Largest `code_len` that `line_table` accepts: far above any code object
+/// the generator makes, and it bounds the table built from a caller's number.
+const MAX_CODE_LEN: usize = 1 << 30;
+
 /// The line table the generator writes for `code_len` bytes of code.
 #[pyfunction]
 fn line_table<'py>(py: Python<'py>, python_version: &str, code_len: usize) -> PyResult<Bound<'py, PyBytes>> {
     let version = parse_version(python_version)?;
+    if code_len > MAX_CODE_LEN {
+        return Err(PyValueError::new_err(format!(
+            "code_len: {code_len} bytes is above the limit of {MAX_CODE_LEN}"
+        )));
+    }
     Ok(PyBytes::new(py, &codegen::linetable::single_line(version, code_len)))
 }
 
@@ -348,7 +357,9 @@ impl Matcher {
 
     /// One bool per key of `keys` (any iterable of tuples of bytes), in order.
     fn mask(&self, keys: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
-        let mut out = Vec::with_capacity(keys.len().unwrap_or(0));
+        // Sized by what is actually read: `__len__` of an arbitrary iterable
+        // may lie (2**62 would abort the process on allocation).
+        let mut out = Vec::new();
         let mut fields = Vec::with_capacity(self.inner.arity());
         for_each_key(keys, |i, key| {
             read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
@@ -445,6 +456,18 @@ fn encode_keys<'py>(
     packed: bool,
     start: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    // Protobuf field numbers are 1 to 2**29 - 1; a key's index, `start + i`,
+    // must not overflow (a Python sequence has at most isize::MAX items).
+    if !(1..=(1 << 29) - 1).contains(&field) {
+        return Err(PyValueError::new_err(format!(
+            "encode_keys: field {field} is not a protobuf field number"
+        )));
+    }
+    if start > isize::MAX as usize {
+        return Err(PyValueError::new_err(format!(
+            "encode_keys: start {start} is too large"
+        )));
+    }
     let mut out = Vec::new();
     let mut fields = Vec::new();
     if !packed {
@@ -584,22 +607,73 @@ fn verifying_key(key: &Bound<'_, PyAny>) -> PyResult<ed25519_dalek::VerifyingKey
     ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| bad(format!("not a valid Ed25519 public key: {e}")))
 }
 
-/// Checks a `Compile` signature (see the server's signing module for what is
-/// signed); raises `ValueError` when it does not verify.
+/// Validates an encoded `FilterSpec` for signature checks: structure only,
+/// no size limits (the server has applied its own, which may be larger).
+fn validated_sent_spec(spec: &[u8]) -> PyResult<spec::Spec> {
+    let wire: proto::FilterSpec = decode(spec, "FilterSpec")?;
+    let unbounded = Limits {
+        max_arity: u32::MAX,
+        max_predicates: usize::MAX,
+        max_value_bytes: usize::MAX,
+        max_in_values: usize::MAX,
+        max_total_value_bytes: usize::MAX,
+    };
+    spec::validate(&wire, &unbounded).map_err(|e| PyValueError::new_err(format!("spec.{e}")))
+}
+
+/// SHA-256 of the canonical encoding of a validated spec (the server's
+/// `spec::canonical_digest`), from the `FilterSpec` bytes a client sends.
 #[pyfunction]
-fn verify_compile_signature(
-    verify_key: &Bound<'_, PyAny>,
+fn spec_digest<'py>(py: Python<'py>, spec: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(py, &spec::canonical_digest(&validated_sent_spec(spec)?)))
+}
+
+/// The message a `Compile` signature covers (see the server's signing
+/// module), for the request made of the `FilterSpec` bytes `spec`,
+/// `python_version` and `name` as sent, and the answer's `key_id`, `magic`
+/// and `code`.
+#[pyfunction]
+fn compile_signed_message<'py>(
+    py: Python<'py>,
+    key_id: &str,
+    spec: &[u8],
     python_version: &str,
+    name: &str,
     magic: &[u8],
     code: &[u8],
-    signature: &[u8],
-) -> PyResult<()> {
+) -> PyResult<Bound<'py, PyBytes>> {
+    let spec_digest = spec::canonical_digest(&validated_sent_spec(spec)?);
+    let signed = keyfilter::service::signing::SignedCompile {
+        key_id,
+        spec_digest: &spec_digest,
+        python_version,
+        name,
+        magic,
+        code,
+    };
+    Ok(PyBytes::new(py, &signed.message()))
+}
+
+/// Checks an Ed25519 `signature` of `message` (from `compile_signed_message`)
+/// with `verify_key`; raises `ValueError` when it does not verify.
+#[pyfunction]
+fn verify_signature(verify_key: &Bound<'_, PyAny>, message: &[u8], signature: &[u8]) -> PyResult<()> {
     let key = verifying_key(verify_key)?;
     let signature = ed25519_dalek::Signature::from_slice(signature)
         .map_err(|_| PyValueError::new_err(format!("signature: expected 64 bytes, got {}", signature.len())))?;
-    let message = keyfilter::service::signing::signed_message(python_version, magic, code);
-    key.verify_strict(&message, &signature)
-        .map_err(|_| PyValueError::new_err("signature: does not verify with verify_key (wrong key, or altered bytes)"))
+    key.verify_strict(message, &signature).map_err(|_| {
+        PyValueError::new_err(
+            "signature: does not verify with verify_key (wrong key, altered bytes, or an answer to another request)",
+        )
+    })
+}
+
+/// The key id a server gives `verify_key` by default: the first 8 bytes of
+/// the public key, in hex.
+#[pyfunction]
+fn default_key_id(verify_key: &Bound<'_, PyAny>) -> PyResult<String> {
+    let key = verifying_key(verify_key)?;
+    Ok(key.as_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Checks that `verify_key` is a usable public key (raises `ValueError` if not).
@@ -632,7 +706,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_match_response, m)?)?;
     m.add_function(wrap_pyfunction!(decode_filter_response, m)?)?;
     m.add_function(wrap_pyfunction!(decode_compile_response, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_compile_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(spec_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(compile_signed_message, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_signature, m)?)?;
+    m.add_function(wrap_pyfunction!(default_key_id, m)?)?;
     m.add_function(wrap_pyfunction!(check_verify_key, m)?)?;
     m.add_function(wrap_pyfunction!(file_descriptor_set, m)?)?;
     m.add("DEFAULT_NAME", codegen::DEFAULT_NAME)?;

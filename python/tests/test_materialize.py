@@ -265,11 +265,42 @@ def test_extended_arg_chains():
     code = fresh()
     ext = dis.opmap["EXTENDED_ARG"]
     # Four prefixes (CPython never needs more than three).
-    reject(with_code(code, bytes([ext, 0] * 4) + code.co_code), "more than 3 EXTENDED_ARG")
+    reject(with_code(code, bytes([ext, 1] + [ext, 0] * 3) + code.co_code), "more than 3 EXTENDED_ARG")
     # A prefix that raises the first instruction's argument (RESUME 256 / LOAD_FAST 256).
     reject(with_code(code, bytes([ext, 1]) + code.co_code), "")
     # A prefix with nothing after it.
-    reject(with_code(code, code.co_code + bytes([ext, 0])), "ends with EXTENDED_ARG")
+    reject(with_code(code, code.co_code + bytes([ext, 1])), "ends with EXTENDED_ARG")
+
+
+def test_a_redundant_extended_arg_is_rejected():
+    # `EXTENDED_ARG 0; RESUME 0` computes the same argument, but on 3.11 it
+    # hides the function from sys.settrace; the generator never emits it.
+    code = fresh()
+    ext = dis.opmap["EXTENDED_ARG"]
+    reject(with_code(code, bytes([ext, 0]) + code.co_code), "EXTENDED_ARG 0 at offset 0")
+    # Nor before any later instruction: here the last check's LOAD_CONST, after
+    # every jump (3.11+ jumps are relative, so they still land right).
+    last_load = [i for i in instructions(code) if i.opname == "LOAD_CONST"][-2 if MINOR not in (12, 13) else -1]
+    raw = code.co_code[: last_load.offset] + bytes([ext, 0]) + code.co_code[last_load.offset :]
+    message = reject(with_code(code, raw), "")
+    if MINOR >= 11:
+        assert "EXTENDED_ARG 0 at offset" in message, message
+
+
+def test_cache_units_must_be_zero():
+    if MINOR < 11:
+        pytest.skip("inline caches exist from 3.11 on")
+    code = fresh()
+    ins = next(i for i in instructions(code) if _verify._cache_entries(i.opcode, i.opname))
+    first_cache = ins.offset + 2
+    for value in (1, 0x80, 0xFF):
+        reject(patch(code, first_cache, arg=value), "is not zero")
+
+
+def test_parameter_names_are_the_generators():
+    code = fresh()
+    for names in (("k0", "k0", "k2"), ("k0", "k1", "k1"), ("a", "b", "c"), ("k1", "k0", "k2")):
+        reject(code.replace(co_varnames=names), "parameter names")
 
 
 def test_resume_is_required_first():

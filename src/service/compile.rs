@@ -13,6 +13,7 @@ use super::KeyFilterService;
 use crate::codegen::{function_name, Function, PyVersion};
 use crate::plan::{Plan, Test};
 use crate::proto::CompileResponse;
+use crate::spec::canonical_digest;
 
 /// Specs larger than this (as received) skip the first cache level: keeping
 /// their bytes would cost more than validating them again.
@@ -193,10 +194,18 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
     let python_version = request.python_version;
     let magic = version.magic();
     let (signature, key_id) = match &service.config.signer {
-        Some(signer) => (
-            Bytes::copy_from_slice(&signer.sign(&python_version, &magic, &code)),
-            signer.key_id().to_string(),
-        ),
+        Some(signer) => {
+            // The signature names the request by the digest of its validated
+            // spec. The spec is validated again here rather than carried out
+            // of the cache (whose first level skips validation): code_for has
+            // accepted it, so this cannot fail; only signed answers pay for it,
+            // and like the Ed25519 signature (which hashes the code, twice) it
+            // costs time in proportion to the spec.
+            let spec = service.spec(request.spec.as_ref())?;
+            let digest = canonical_digest(&spec);
+            let signature = signer.sign(&digest, &python_version, &request.name, &magic, &code);
+            (Bytes::copy_from_slice(&signature), signer.key_id().to_string())
+        }
         None => (Bytes::new(), String::new()),
     };
     Ok(CompileResponse {

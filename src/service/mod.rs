@@ -25,7 +25,7 @@ use crate::eval::Matcher;
 use crate::plan::Plan;
 use crate::proto::{CompileResponse, MatchResponse};
 use crate::server::metrics;
-use crate::spec::Limits;
+use crate::spec::{Limits, Spec};
 use wire::server::key_filter_server::KeyFilter;
 use wire::{CompileRequest, FilterRequest, MatchRequest, SpecWire, SpecWireError};
 
@@ -103,22 +103,26 @@ impl KeyFilterService {
         }
     }
 
-    /// Parses, validates and plans a spec from a request, or says precisely
-    /// what is wrong. A spec that does not decode is `INTERNAL`, as for any
-    /// message that does not parse.
-    fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
+    /// Parses and validates a spec from a request, or says precisely what is
+    /// wrong. A spec that does not decode is `INTERNAL`, as for any message
+    /// that does not parse.
+    fn spec(&self, spec: Option<&SpecWire>) -> Result<Spec, Status> {
         let spec = spec.ok_or_else(|| {
             metrics::rejected("invalid_spec");
             Status::invalid_argument("spec: missing")
         })?;
-        let spec = spec.parse(&self.config.limits).map_err(|e| match e {
+        spec.parse(&self.config.limits).map_err(|e| match e {
             SpecWireError::Malformed(_) => Status::internal(e.to_string()),
             SpecWireError::Invalid(e) => {
                 metrics::rejected("invalid_spec");
                 Status::invalid_argument(format!("spec.{e}"))
             }
-        })?;
-        Ok(Plan::new(&spec))
+        })
+    }
+
+    /// [`spec`](Self::spec), planned.
+    fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
+        Ok(Plan::new(&self.spec(spec)?))
     }
 
     fn do_match(&self, request: MatchRequest, cancel: &Cancel) -> Result<MatchResponse, Status> {

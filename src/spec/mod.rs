@@ -7,10 +7,12 @@
 //! (the planner, the native evaluator, the CPython emitters) can therefore assume
 //! a well-formed spec and never fails on one.
 
+pub mod canonical;
 mod file;
 mod limits;
 mod validate;
 
+pub use canonical::canonical_digest;
 pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
 pub use limits::{Limits, VALUE_OVERHEAD};
 pub use validate::{validate, SpecBuilder, SpecError};

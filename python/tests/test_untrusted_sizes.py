@@ -1,0 +1,109 @@
+"""Sizes that come from Python objects are never trusted: a container whose
+``__len__`` lies (huge, negative, raising) or an out-of-range number gives the
+right answer or a normal Python exception, never a Rust panic (which
+``except Exception`` would not catch) or an aborted process."""
+
+from __future__ import annotations
+
+import pytest
+
+import keyfilter
+from keyfilter import _native, Spec
+
+SPEC = Spec(2).eq(0, b"a")
+KEYS = [(b"a", b"x"), (b"b", b"y"), (b"a", b"z")]
+LIES = [2**62, 2**63 - 1, -1, ZeroDivisionError("len")]
+
+
+class LyingLen:
+    """Iterates over `items`, but `len()` says `length` (or raises it)."""
+
+    def __init__(self, items, length):
+        self.items = items
+        self.length = length
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        if isinstance(self.length, BaseException):
+            raise self.length
+        return self.length
+
+
+class LyingList(list):
+    def __len__(self):
+        return 2**62
+
+
+class LyingTuple(tuple):
+    def __len__(self):
+        return -5
+
+
+@pytest.mark.parametrize("length", LIES, ids=repr)
+def test_matcher_bulk_methods_read_what_is_there(length):
+    m = keyfilter.Matcher(SPEC)
+    assert m.mask(LyingLen(KEYS, length)) == [True, False, True]
+    assert m.filter(LyingLen(KEYS, length)) == [KEYS[0], KEYS[2]]
+    assert m.count(LyingLen(KEYS, length)) == 2
+    assert m.mask(LyingLen([], length)) == []
+
+
+def test_list_and_tuple_subclasses_are_read_by_their_real_size():
+    m = keyfilter.Matcher(SPEC)
+    for keys in (LyingList(KEYS), LyingTuple(KEYS)):
+        assert m.mask(keys) == [True, False, True]
+        assert m.filter(keys) == [KEYS[0], KEYS[2]]
+        assert m.count(keys) == 2
+    assert m.mask([LyingTuple((b"a", b"q")), LyingList([b"b", b"q"])]) == [True, False]
+
+
+@pytest.mark.parametrize("length", LIES, ids=repr)
+def test_encode_keys_reads_what_is_there(length):
+    rows = _native.encode_keys(KEYS, 2)
+    packed = _native.encode_keys(KEYS, 3, arity=2, packed=True)
+    assert _native.encode_keys(LyingLen(KEYS, length), 2) == rows
+    assert _native.encode_keys(LyingLen(KEYS, length), 3, arity=2, packed=True) == packed
+
+
+@pytest.mark.parametrize("length", LIES, ids=repr)
+def test_client_reads_what_is_there(client, length):
+    assert client.match(SPEC, LyingLen(KEYS, length)) == [True, False, True]
+    assert client.match(SPEC, LyingLen(KEYS, length), packed=True) == [True, False, True]
+    assert list(client.filter(SPEC, LyingLen(KEYS, length), batch_size=2)) == [KEYS[0], KEYS[2]]
+
+
+@pytest.mark.parametrize("length", LIES, ids=repr)
+def test_specs_read_what_is_there(length):
+    predicates = [(0, 8, b"", [b"a", b"c"]), (1, 1, b"x", [])]
+    expected = _native.encode_spec(2, predicates)
+    lying = LyingLen([(0, 8, b"", LyingLen([b"a", b"c"], length)), (1, 1, b"x", [])], length)
+    assert _native.encode_spec(2, lying) == expected
+    lying = LyingLen([(0, 8, b"", LyingLen([b"a", b"c"], length)), (1, 1, b"x", [])], length)
+    _native.validate(2, lying)
+    lying = LyingLen([(0, 8, b"", LyingLen([b"a", b"c"], length)), (1, 1, b"x", [])], length)
+    assert _native.compile_code(2, lying, "3.11", "") == _native.compile_code(2, predicates, "3.11", "")
+
+
+def test_out_of_range_numbers_are_python_errors():
+    with pytest.raises(ValueError, match="code_len"):
+        _native.line_table("3.12", 2**62)
+    with pytest.raises(OverflowError):
+        _native.line_table("3.12", -1)
+    assert _native.line_table("3.12", 16) == keyfilter._verify.single_line_table(12, 16)
+    for field in (0, 2**29, 2**32 - 1):
+        with pytest.raises(ValueError, match="field"):
+            _native.encode_keys(KEYS, field)
+    with pytest.raises(OverflowError):
+        _native.encode_keys(KEYS, 2**32)
+    with pytest.raises(ValueError, match="start"):
+        _native.encode_keys(KEYS, 2, start=2**64 - 1)
+    with pytest.raises(OverflowError):
+        _native.encode_keys(KEYS, 2, start=-1)
+    # A large but possible start only renumbers the keys in messages.
+    with pytest.raises(TypeError, match=r"keys\[9223372036854775808\]: expected a tuple"):
+        _native.encode_keys([KEYS[0], None], 2, start=2**63 - 1)
+    for arity in (2**32, -1):
+        with pytest.raises(OverflowError):
+            _native.validate(arity, [])
