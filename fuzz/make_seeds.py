@@ -4,8 +4,10 @@
 Wire seeds are encoded by hand (no protobuf dependency): canonical MatchRequest
 and FilterRequest messages, plus legal-but-unusual encodings (unpacked
 lengths, repeated oneof fields, unknown fields, multi-byte varints).
-The seeds of the structured targets (spec_pipeline, marshal_writer) are
-libFuzzer inputs minimized from a run, not generated here.
+The seeds of the structured targets (spec_pipeline, marshal_writer) are raw
+`arbitrary` inputs picked, by size, from the corpus a fuzzing run grew (plus
+spec_pipeline/seed-bulk-ne: hundreds of NE predicates, so EXTENDED_ARG);
+they are not generated here.
 
     python3 fuzz/make_seeds.py
 """
