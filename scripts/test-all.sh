@@ -5,7 +5,8 @@
 #   2. formatting and lints
 #   3. every Rust test: unit, property, service integration, real-interpreter matrix
 #   4. Python: grpcio interop tests, then the keyfilter package's own suite
-#   5. deploy/: manifests and Dockerfile validated offline
+#   5. fuzzing: every cargo-fuzz target for FUZZ_SECONDS (default 60) each
+#   6. deploy/: manifests and Dockerfile validated offline
 #
 # Any missing prerequisite fails the run: nothing is skipped silently.
 set -euo pipefail
@@ -30,6 +31,9 @@ bash scripts/setup-python-test-env.sh
 
 step "python package"
 bash scripts/test-python-package.sh
+
+step "fuzz (cargo-fuzz, ${FUZZ_SECONDS:-60}s per target)"
+bash scripts/fuzz.sh
 
 step "deploy"
 bash scripts/check-deploy.sh

@@ -1,0 +1,190 @@
+//! `wire_decode`: raw bytes as a `MatchRequest` and as a `FilterRequest`,
+//! through the server's hand-written decoders (`keyfilter::service::wire`).
+//!
+//! Checks, for every input:
+//! - no decoder panics (also with the buffer split in two chunks, so varints
+//!   and fields straddle, as they can in a real `Buf`);
+//! - the hand-written decoders accept exactly what the generated types in
+//!   `keyfilter::proto` accept, and read the same spec, the same row keys and
+//!   the same packed batch (the `view` for arities 0 to 3 and the first key's
+//!   arity succeeds or fails like `PackedIndex::index` on the generated fields);
+//! - a view evaluates (all-match and one-predicate matchers, `mask_packed` and
+//!   `matched_packed`, as the service does) without panicking, and the number
+//!   of keys stays proportional to the input (see `MAX_KEYS_PER_BYTE`).
+
+#![no_main]
+
+use bytes::{Buf, Bytes};
+use keyfilter::eval::{Matcher, PackedIndex, PackedKeys};
+use keyfilter::plan::Plan;
+use keyfilter::proto::{self, filter_request::Msg};
+use keyfilter::service::wire::{self, FilterMessage, PackedWire, RowKeys};
+use keyfilter::spec::{Op, Operand, Predicate, Spec};
+use libfuzzer_sys::fuzz_target;
+// Links the capped allocator (see `keyfilter_fuzz::Capped`).
+use keyfilter_fuzz as _;
+use prost::Message;
+
+/// Row keys cost at least two bytes each on the wire (`12 00`), so a decoded
+/// request never holds more keys than bytes. A packed batch of arity 0 is the
+/// exception: its `count` alone says how many (empty) keys there are, so ten
+/// bytes can describe four billion keys, and `Match` then allocates one result
+/// per key (`Filter` one index per match): a known finding, reproduced by
+/// `corpus/wire_decode/finding_*_arity0_packed_count`, to be bounded by the
+/// server's `max_keys_per_request`. Until then such views are not evaluated here.
+const MAX_KEYS_PER_BYTE: usize = 1;
+
+fuzz_target!(|data: &[u8]| {
+    let split = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
+    match_request(data, split);
+    filter_request(data, split);
+});
+
+fn chunks(data: &[u8], at: usize) -> impl Buf + '_ {
+    data[..at].chain(&data[at..])
+}
+
+fn match_request(data: &[u8], split: usize) {
+    let ours = wire::MatchRequest::decode(data);
+    let split_ours = wire::MatchRequest::decode(chunks(data, split));
+    let generated = proto::MatchRequest::decode(data);
+    assert_eq!(
+        ours.is_ok(),
+        generated.is_ok(),
+        "MatchRequest: {ours:?} vs {generated:?}"
+    );
+    assert_eq!(ours.as_ref().ok(), split_ours.as_ref().ok(), "split at {split}");
+    let (Ok(ours), Ok(generated)) = (ours, generated) else {
+        return;
+    };
+    assert_eq!(ours.spec, generated.spec);
+    same_rows(&ours.keys, &generated.keys, data.len());
+    match (&ours.packed_keys, &generated.packed_keys) {
+        (Some(p), Some(g)) => same_packed(p, g, data.len()),
+        (None, None) => {}
+        (p, g) => panic!("packed_keys: {p:?} vs {g:?}"),
+    }
+    // Re-encoding what was decoded gives the generated type's reading back.
+    // (Skipped for packed lengths above 4 GiB in total, which `PackedWire`
+    // keeps only saturated: the server never re-encodes a request.)
+    if generated
+        .packed_keys
+        .as_ref()
+        .is_none_or(|p| total(&p.lengths) <= u32::MAX as u64)
+    {
+        let again = proto::MatchRequest::decode(&ours.encode_to_vec()[..]).expect("re-encoded request decodes");
+        assert_eq!(again.spec, generated.spec);
+        assert_eq!(again.keys, generated.keys);
+        assert_eq!(again.packed_keys, generated.packed_keys);
+    }
+}
+
+fn filter_request(data: &[u8], split: usize) {
+    let ours = wire::FilterRequest::decode(data);
+    let split_ours = wire::FilterRequest::decode(chunks(data, split));
+    let generated = proto::FilterRequest::decode(data);
+    assert_eq!(
+        ours.is_ok(),
+        generated.is_ok(),
+        "FilterRequest: {ours:?} vs {generated:?}"
+    );
+    assert_eq!(ours.as_ref().ok(), split_ours.as_ref().ok(), "split at {split}");
+    let (Ok(ours), Ok(generated)) = (ours, generated) else {
+        return;
+    };
+    match (&ours.msg, &generated.msg) {
+        (Some(FilterMessage::Spec(s)), Some(Msg::Spec(g))) => assert_eq!(s, g),
+        (Some(FilterMessage::Batch(rows)), Some(Msg::Batch(g))) => same_rows(rows, &g.keys, data.len()),
+        (Some(FilterMessage::PackedBatch(p)), Some(Msg::PackedBatch(g))) => same_packed(p, g, data.len()),
+        (None, None) => {}
+        (o, g) => panic!("FilterRequest: {o:?} vs {g:?}"),
+    }
+}
+
+fn total(lengths: &[u32]) -> u64 {
+    lengths.iter().map(|&l| l as u64).sum()
+}
+
+fn arities(first: Option<usize>) -> impl Iterator<Item = usize> {
+    (0..4).chain(first.filter(|&a| a >= 4))
+}
+
+fn same_rows(rows: &RowKeys, generated: &[proto::Key], input_len: usize) {
+    assert_eq!(rows.len(), generated.len());
+    assert!(rows.len() <= input_len * MAX_KEYS_PER_BYTE);
+    for arity in arities(generated.first().map(|k| k.fields.len())) {
+        let uniform = generated.iter().all(|k| k.fields.len() == arity);
+        match rows.view(arity, "keys") {
+            Ok(view) => {
+                assert!(uniform, "arity {arity}: a view of keys with other arities");
+                let expected: Vec<Vec<&[u8]>> = generated
+                    .iter()
+                    .map(|k| k.fields.iter().map(|f| &f[..]).collect())
+                    .collect();
+                assert_eq!(fields(&view, arity), expected);
+                evaluate(&view, arity);
+            }
+            Err(status) => {
+                assert!(!uniform, "arity {arity}: {status:?}");
+                assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            }
+        }
+    }
+}
+
+fn same_packed(packed: &PackedWire, generated: &proto::PackedKeys, input_len: usize) {
+    let mut index = PackedIndex::default();
+    // The arity the batch describes, when its count says so.
+    let first = (generated.count != 0 && generated.lengths.len() % generated.count as usize == 0)
+        .then(|| generated.lengths.len() / generated.count as usize);
+    for arity in arities(first) {
+        let expected = index.index(&generated.data, &generated.lengths, arity as u32, generated.count);
+        match (packed.view(arity, "packed_keys"), expected) {
+            (Ok(view), Ok(expected)) => {
+                assert_eq!(view.len(), expected.len());
+                if arity == 0 && view.len() > input_len * MAX_KEYS_PER_BYTE {
+                    continue; // the known `count` finding, see MAX_KEYS_PER_BYTE
+                }
+                assert!(view.len() <= input_len * MAX_KEYS_PER_BYTE, "{} keys", view.len());
+                assert_eq!(fields(&view, arity), fields(&expected, arity));
+                evaluate(&view, arity);
+            }
+            (Err(status), Err(_)) => assert_eq!(status.code(), tonic::Code::InvalidArgument),
+            (ours, expected) => panic!("arity {arity}: {ours:?} vs {expected:?}"),
+        }
+    }
+}
+
+fn fields<'a>(keys: &PackedKeys<'a>, arity: usize) -> Vec<Vec<&'a [u8]>> {
+    (0..keys.len())
+        .map(|i| (0..arity).map(|f| keys.field(i, f)).collect())
+        .collect()
+}
+
+/// What the service does with a view: `Match` collects a mask, `Filter` the
+/// indices of the matches.
+fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
+    let mut specs = vec![Spec {
+        arity: arity as u32,
+        predicates: vec![],
+    }];
+    if arity > 0 {
+        specs.push(Spec {
+            arity: arity as u32,
+            predicates: vec![Predicate {
+                field: arity as u32 - 1,
+                op: Op::Ge,
+                operand: Operand::Value(Bytes::from_static(b"\x80")),
+            }],
+        });
+    }
+    for spec in specs {
+        let matcher = Matcher::new(&Plan::new(&spec));
+        let mut mask = Vec::with_capacity(keys.len());
+        matcher.mask_packed(keys, &mut mask);
+        let mut matched = Vec::new();
+        matcher.matched_packed(keys, &mut matched);
+        let expected: Vec<u32> = (0..keys.len() as u32).filter(|&i| mask[i as usize]).collect();
+        assert_eq!(matched, expected);
+    }
+}
