@@ -10,7 +10,12 @@
 //!   arity succeeds or fails like `PackedIndex::index` on the generated fields);
 //! - a view evaluates (all-match and one-predicate matchers, `mask_packed` and
 //!   `matched_packed`, as the service does) without panicking, and the number
-//!   of keys stays proportional to the input (see `MAX_KEYS_PER_BYTE`).
+//!   of keys never exceeds the server's default `max_keys_per_request`
+//!   (a packed batch of arity 0 declares its keys by `count` alone: ten bytes
+//!   once described four billion keys; such views are now refused, naming the
+//!   limit, as `corpus/wire_decode/finding_*` reproduces);
+//! - the spec, kept as bytes by the decoder, parses exactly as the generated
+//!   type validates.
 
 #![no_main]
 
@@ -26,13 +31,11 @@ use keyfilter_fuzz as _;
 use prost::Message;
 
 /// Row keys cost at least two bytes each on the wire (`12 00`), so a decoded
-/// request never holds more keys than bytes. A packed batch of arity 0 is the
-/// exception: its `count` alone says how many (empty) keys there are, so ten
-/// bytes can describe four billion keys, and `Match` then allocates one result
-/// per key (`Filter` one index per match): a known finding, reproduced by
-/// `corpus/wire_decode/finding_*_arity0_packed_count`, to be bounded by the
-/// server's `max_keys_per_request`. Until then such views are not evaluated here.
+/// request never holds more keys than bytes.
 const MAX_KEYS_PER_BYTE: usize = 1;
+
+/// The server's default `max_keys_per_request`, which every view is checked against.
+const MAX_KEYS: usize = 1_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let split = data.first().map_or(0, |&b| b as usize % (data.len() + 1));
@@ -57,7 +60,7 @@ fn match_request(data: &[u8], split: usize) {
     let (Ok(ours), Ok(generated)) = (ours, generated) else {
         return;
     };
-    assert_eq!(ours.spec, generated.spec);
+    same_spec(ours.spec.as_ref(), generated.spec.as_ref());
     same_rows(&ours.keys, &generated.keys, data.len());
     match (&ours.packed_keys, &generated.packed_keys) {
         (Some(p), Some(g)) => same_packed(p, g, data.len()),
@@ -93,11 +96,26 @@ fn filter_request(data: &[u8], split: usize) {
         return;
     };
     match (&ours.msg, &generated.msg) {
-        (Some(FilterMessage::Spec(s)), Some(Msg::Spec(g))) => assert_eq!(s, g),
+        (Some(FilterMessage::Spec(s)), Some(Msg::Spec(g))) => same_spec(Some(s), Some(g)),
         (Some(FilterMessage::Batch(rows)), Some(Msg::Batch(g))) => same_rows(rows, &g.keys, data.len()),
         (Some(FilterMessage::PackedBatch(p)), Some(Msg::PackedBatch(g))) => same_packed(p, g, data.len()),
         (None, None) => {}
         (o, g) => panic!("FilterRequest: {o:?} vs {g:?}"),
+    }
+}
+
+/// The spec the server parses from the bytes it kept is the one `validate`
+/// makes of the generated type's spec, error for error.
+fn same_spec(ours: Option<&wire::SpecWire>, generated: Option<&proto::FilterSpec>) {
+    let limits = keyfilter::spec::Limits::default();
+    match (ours, generated) {
+        (Some(ours), Some(generated)) => match (ours.parse(&limits), keyfilter::spec::validate(generated, &limits)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(wire::SpecWireError::Invalid(a)), Err(b)) => assert_eq!(a, b),
+            (a, b) => panic!("spec: parsed {a:?}, validated {b:?}"),
+        },
+        (None, None) => {}
+        (a, b) => panic!("spec: {a:?} vs {b:?}"),
     }
 }
 
@@ -114,7 +132,7 @@ fn same_rows(rows: &RowKeys, generated: &[proto::Key], input_len: usize) {
     assert!(rows.len() <= input_len * MAX_KEYS_PER_BYTE);
     for arity in arities(generated.first().map(|k| k.fields.len())) {
         let uniform = generated.iter().all(|k| k.fields.len() == arity);
-        match rows.view(arity, "keys") {
+        match rows.view(arity, MAX_KEYS, "keys") {
             Ok(view) => {
                 assert!(uniform, "arity {arity}: a view of keys with other arities");
                 let expected: Vec<Vec<&[u8]>> = generated
@@ -139,17 +157,22 @@ fn same_packed(packed: &PackedWire, generated: &proto::PackedKeys, input_len: us
         .then(|| generated.lengths.len() / generated.count as usize);
     for arity in arities(first) {
         let expected = index.index(&generated.data, &generated.lengths, arity as u32, generated.count);
-        match (packed.view(arity, "packed_keys"), expected) {
+        match (packed.view(arity, MAX_KEYS, "packed_keys"), expected) {
             (Ok(view), Ok(expected)) => {
                 assert_eq!(view.len(), expected.len());
-                if arity == 0 && view.len() > input_len * MAX_KEYS_PER_BYTE {
-                    continue; // the known `count` finding, see MAX_KEYS_PER_BYTE
+                assert!(view.len() <= MAX_KEYS, "{} keys", view.len());
+                if arity > 0 {
+                    assert!(view.len() <= input_len * MAX_KEYS_PER_BYTE, "{} keys", view.len());
                 }
-                assert!(view.len() <= input_len * MAX_KEYS_PER_BYTE, "{} keys", view.len());
                 assert_eq!(fields(&view, arity), fields(&expected, arity));
                 evaluate(&view, arity);
             }
             (Err(status), Err(_)) => assert_eq!(status.code(), tonic::Code::InvalidArgument),
+            // Well formed, but more keys than the limit: refused, naming it.
+            (Err(status), Ok(expected)) if expected.len() > MAX_KEYS || generated.count as usize > MAX_KEYS => {
+                assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                assert!(status.message().contains("max_keys_per_request"), "{status:?}");
+            }
             (ours, expected) => panic!("arity {arity}: {ours:?} vs {expected:?}"),
         }
     }
