@@ -222,7 +222,11 @@ const BOMB_DEFAULT_HWM: u64 = 64 * MIB;
 async fn b1_gzip_bomb_stops_at_the_message_limit() {
     let attack = "gzip bomb, default limits";
     let bomb = gz_frame(&predicate_bomb());
-    eprintln!("{attack}: {:.1} MiB decoded in a {} byte frame", mib(2 * BOMB_PREDICATES + 5), bomb.len());
+    eprintln!(
+        "{attack}: {:.1} MiB decoded in a {} byte frame",
+        mib(2 * BOMB_PREDICATES + 5),
+        bomb.len()
+    );
     let mut target = Target::start(&[]).await;
     let reply = raw_call(target.addr, "Match", vec![bomb], GZIP).await;
     eprintln!("{attack}: {reply:?}");
@@ -251,7 +255,11 @@ async fn b2_gzip_bomb_under_a_big_message_limit_stops_at_the_predicate_limit() {
     let reply = raw_call(target.addr, "Match", vec![bomb], GZIP).await;
     eprintln!("{attack}: {reply:?}");
     target.assert_alive(attack);
-    reply.assert_status(attack, Code::InvalidArgument, &["predicates", "above the limit of 10000"]);
+    reply.assert_status(
+        attack,
+        Code::InvalidArgument,
+        &["predicates", "above the limit of 10000"],
+    );
     target.survived(attack).await;
     assert_hwm_below(&target, attack, BOMB_BIG_HWM);
 }
@@ -273,7 +281,11 @@ async fn b3_four_gzip_bombs_at_once() {
         let reply = call.await.expect("call task");
         eprintln!("{attack}: {reply:?}");
         target.assert_alive(attack);
-        reply.assert_status(attack, Code::InvalidArgument, &["predicates", "above the limit of 10000"]);
+        reply.assert_status(
+            attack,
+            Code::InvalidArgument,
+            &["predicates", "above the limit of 10000"],
+        );
     }
     target.survived(attack).await;
     assert_hwm_below(&target, attack, BOMB_PARALLEL_HWM);
@@ -415,9 +427,10 @@ async fn c3_open_filter_streams_hold_at_most_their_buffers() {
                 ],
             })),
         }));
-        let answer = stream.next_message().await.unwrap_or_else(|| {
-            panic!("{attack}: the stream ended before its first answer: {:?}", stream.code)
-        });
+        let answer = stream
+            .next_message()
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
         let answer = FilterResponse::decode(answer).expect("a FilterResponse");
         assert_eq!(answer.matched, vec![0], "{attack}: first answer");
         streams.push(stream);
@@ -479,7 +492,12 @@ fn flood_spec(n: usize) -> FilterSpec {
 
 async fn flood_match(addr: std::net::SocketAddr, n: usize) -> Reply {
     let values = colliding_values(n);
-    let keys = vec![values[0].clone(), values[n - 1].clone(), Bytes::from_static(b"absent"), values[n / 2].clone()];
+    let keys = vec![
+        values[0].clone(),
+        values[n - 1].clone(),
+        Bytes::from_static(b"absent"),
+        values[n / 2].clone(),
+    ];
     let request = MatchRequest {
         spec: Some(flood_spec(n)),
         keys: keys.into_iter().map(|k| Key { fields: vec![k] }).collect(),
@@ -497,41 +515,59 @@ async fn flood_compile(addr: std::net::SocketAddr, n: usize) -> Reply {
     raw_call(addr, "Compile", vec![frame(&request)], &[]).await
 }
 
-fn check_flood(attack: &str, what: &str, reply: &Reply) {
+/// What is wrong with a flooded call's reply, if anything.
+fn flood_problem(attack: &str, what: &str, reply: &Reply) -> Option<String> {
     eprintln!("{attack}: {what}: {reply:?}");
-    assert_eq!(reply.code, Code::Ok, "{attack}: {what}: {reply:?}");
+    if reply.code != Code::Ok {
+        return Some(format!("{what}: {reply:?}"));
+    }
     if what.starts_with("Match") {
         let response = MatchResponse::decode(reply.messages[0].clone()).expect("a MatchResponse");
-        assert_eq!(response.matches, vec![true, true, false, true], "{attack}: {what}");
+        if response.matches != [true, true, false, true] {
+            return Some(format!("{what}: wrong matches {:?}", response.matches));
+        }
     }
-    assert!(
-        reply.took < FLOOD_CALL,
-        "{attack}: {what} took {:?}, more than {FLOOD_CALL:?}",
-        reply.took
-    );
+    (reply.took >= FLOOD_CALL).then(|| format!("{what} took {:?}, more than {FLOOD_CALL:?}", reply.took))
 }
 
-/// Fails once a flooded call has taken three times its allowance, rather
-/// than waiting minutes for it.
-async fn bounded(attack: &str, what: &str, call: impl std::future::Future<Output = Reply>) -> Reply {
+/// Gives up on a flooded call after three times its allowance, rather than
+/// waiting minutes for it.
+async fn bounded(call: impl std::future::Future<Output = Reply>) -> Reply {
+    let start = Instant::now();
     match tokio::time::timeout(3 * FLOOD_CALL, call).await {
         Ok(reply) => reply,
-        Err(_) => panic!("{attack}: {what}: no answer within {:?}", 3 * FLOOD_CALL),
+        Err(_) => Reply {
+            code: Code::Unknown,
+            message: format!("(test) no answer within {:?}", 3 * FLOOD_CALL),
+            messages: vec![],
+            took: start.elapsed(),
+        },
     }
 }
 
 async fn flood(n: usize) {
     let attack = format!("hash flood, IN of {n} colliding values");
     let mut target = Target::start(&[]).await;
-    check_flood(&attack, "Match", &bounded(&attack, "Match", flood_match(target.addr, n)).await);
-    check_flood(&attack, "Compile", &bounded(&attack, "Compile", flood_compile(target.addr, n)).await);
+    let mut problems = Vec::new();
+    problems.extend(flood_problem(
+        &attack,
+        "Match",
+        &bounded(flood_match(target.addr, n)).await,
+    ));
+    problems.extend(flood_problem(
+        &attack,
+        "Compile",
+        &bounded(flood_compile(target.addr, n)).await,
+    ));
     let (a, b) = tokio::join!(
-        bounded(&attack, "Match (parallel)", flood_match(target.addr, n)),
-        bounded(&attack, "Match (parallel)", flood_match(target.addr, n))
+        bounded(flood_match(target.addr, n)),
+        bounded(flood_match(target.addr, n))
     );
-    check_flood(&attack, "Match (two in parallel, 1)", &a);
-    check_flood(&attack, "Match (two in parallel, 2)", &b);
+    problems.extend(flood_problem(&attack, "Match (two in parallel, 1)", &a));
+    problems.extend(flood_problem(&attack, "Match (two in parallel, 2)", &b));
+    // Health was probed throughout (and is asserted here, first).
     target.survived(&attack).await;
+    assert!(problems.is_empty(), "{attack}:\n{}", problems.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,13 +585,14 @@ async fn d2_hash_flood_50k() {
 // ---------------------------------------------------------------------------
 
 /// The heavy but legal request: 10,000 `NE` predicates on one field (the
-/// limit), and 1,000,000 one-byte keys, packed (2 MB). Every key passes
-/// every check. Its cost without a deadline is checked by the test.
+/// limit), and 10,000 one-byte keys, packed: 10^8 byte-string
+/// comparisons. Every key passes every check. The test checks that it is
+/// heavy (it does not finish within 2 s).
 fn heavy_match() -> MatchRequest {
     let predicates = (0..10_000u32)
         .map(|i| pred(0, Op::Ne, format!("not-{i}").as_bytes()))
         .collect();
-    let n = 1_000_000;
+    let n = 10_000;
     MatchRequest {
         spec: Some(FilterSpec { arity: 1, predicates }),
         keys: vec![],
@@ -576,13 +613,14 @@ async fn e_deadline_stops_cpu_work() {
     let mut target = Target::start(&[]).await;
     let request = frame(&heavy_match());
 
-    // Calibration: with a 2 s deadline the request must not finish, else it
-    // is too light to tell a working deadline from a fast answer.
+    // Calibration: the request must not complete within 2 s, else it is too
+    // light to tell a working deadline from a fast answer.
     let reply = raw_call(target.addr, "Match", vec![request.clone()], &[("grpc-timeout", "2S")]).await;
     eprintln!("{attack}: with grpc-timeout 2S: {reply:?}");
-    assert_ne!(
-        reply.code,
-        Code::Ok,
+    // (Today the deadline is not enforced on CPU work at all: the answer is
+    // OK, after the whole computation.)
+    assert!(
+        reply.code != Code::Ok || reply.took >= Duration::from_secs(2),
         "calibration: the heavy request finished within 2 s; make it heavier"
     );
 
@@ -616,7 +654,11 @@ async fn open_filter(connection: &mut RawConnection) -> support::attack::RawStre
         })),
     }));
     let answer = stream.next_message().await;
-    assert!(answer.is_some(), "a Filter stream below the limits is served: {:?}", stream.code);
+    assert!(
+        answer.is_some(),
+        "a Filter stream below the limits is served: {:?}",
+        stream.code
+    );
     stream
 }
 
@@ -643,7 +685,11 @@ async fn f1_filter_streams_beyond_max_filter_streams_are_refused() {
     for mut stream in open {
         stream.finish();
         let reply = stream.reply().await;
-        assert_eq!(reply.code, Code::Ok, "{attack}: an admitted stream ends well: {reply:?}");
+        assert_eq!(
+            reply.code,
+            Code::Ok,
+            "{attack}: an admitted stream ends well: {reply:?}"
+        );
     }
     target.survived(attack).await;
 }

@@ -171,6 +171,21 @@ impl Target {
     }
 }
 
+impl Drop for Target {
+    /// On the way out (a failed test included), says what the server's memory did.
+    fn drop(&mut self) {
+        if let Ok(None) = self.server.child.try_wait() {
+            let read = |f| std::panic::catch_unwind(|| proc_status_bytes(self.pid, f)).map(mib);
+            eprintln!(
+                "server at exit: VmHWM {:.0?} MiB, VmRSS {:.0?} MiB, baseline {:.0} MiB",
+                read("VmHWM").unwrap_or(f64::NAN),
+                read("VmRSS").unwrap_or(f64::NAN),
+                mib(self.baseline_rss)
+            );
+        }
+    }
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -201,9 +216,13 @@ pub async fn assert_normal_match(addr: SocketAddr) {
     };
     let reply = raw_call(addr, "Match", vec![frame(&request.encode_to_vec())], &[]).await;
     assert_eq!(reply.code, Code::Ok, "a normal Match after the attack: {reply:?}");
-    let response = MatchResponse::decode(reply.messages.first().expect("a Match response").clone())
-        .expect("a MatchResponse");
-    assert_eq!(response.matches, vec![true, false, false], "a normal Match after the attack");
+    let response =
+        MatchResponse::decode(reply.messages.first().expect("a Match response").clone()).expect("a MatchResponse");
+    assert_eq!(
+        response.matches,
+        vec![true, false, false],
+        "a normal Match after the attack"
+    );
 }
 
 pub fn pred(field: u32, op: Op, value: &[u8]) -> Predicate {
@@ -265,14 +284,20 @@ impl Prober {
                 report.slowest = report.slowest.max(took);
                 let at = sent.duration_since(start);
                 match answer {
-                    Err(_) => report.bad.push(format!("at {at:.1?}: no answer within {:?}", PROBE_DEADLINE * 10)),
-                    Ok(Err(status)) => report
+                    Err(_) => report
                         .bad
-                        .push(format!("at {at:.1?}: {:?} {} after {took:?}", status.code(), status.message())),
+                        .push(format!("at {at:.1?}: no answer within {:?}", PROBE_DEADLINE * 10)),
+                    Ok(Err(status)) => report.bad.push(format!(
+                        "at {at:.1?}: {:?} {} after {took:?}",
+                        status.code(),
+                        status.message()
+                    )),
                     Ok(Ok(response)) => {
                         let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
                         if response.get_ref().status != serving {
-                            report.bad.push(format!("at {at:.1?}: status {}", response.get_ref().status));
+                            report
+                                .bad
+                                .push(format!("at {at:.1?}: status {}", response.get_ref().status));
                         } else if took > PROBE_DEADLINE {
                             report.bad.push(format!("at {at:.1?}: answered after {took:?}"));
                         }
