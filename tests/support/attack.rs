@@ -78,6 +78,10 @@ pub fn mib(bytes: u64) -> f64 {
 
 /// A `keyfilter serve` child under attack, with its health prober.
 pub struct Target {
+    /// One attack at a time per test binary: a test measures its server's
+    /// memory and health latency, which a neighbour's attack on the same
+    /// (small) machine would skew.
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub server: Server,
     pub addr: SocketAddr,
     pub pid: u32,
@@ -91,6 +95,8 @@ impl Target {
     /// test (with the server's stderr) if it does not start, e.g. because a
     /// flag is unknown.
     pub async fn start(args: &[&str]) -> Target {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut full = vec!["--addr", "127.0.0.1:0"];
         full.extend_from_slice(args);
         let mut server = Server::spawn_command(command(&["serve"]), &full, |cmd| {
@@ -119,6 +125,7 @@ impl Target {
         let baseline_rss = proc_status_bytes(pid, "VmRSS");
         let prober = Prober::start(addr).await;
         Target {
+            _serial: serial,
             server,
             addr,
             pid,
@@ -518,6 +525,11 @@ impl RawStream {
     /// Sends bytes (whole frames, or any part of them).
     pub fn send(&mut self, data: Bytes) {
         self.send.send_data(data, false).expect("send data");
+    }
+
+    /// Sends bytes and half-closes the request side in the same DATA frame.
+    pub fn send_last(&mut self, data: Bytes) {
+        self.send.send_data(data, true).expect("send data");
     }
 
     /// Half-closes the request side.
