@@ -375,7 +375,7 @@ async fn every_filter_stream_gets_one_answer_per_batch() {
         "keyfilter exited during the stress run:\n{}",
         server.stderr_text()
     );
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     if failed > 0 {
         // Give the server a moment to log the end of the bad streams.
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -81,7 +81,7 @@ pub struct Target {
     /// One attack at a time per test binary: a test measures its server's
     /// memory and health latency, which a neighbour's attack on the same
     /// (small) machine would skew.
-    _serial: std::sync::MutexGuard<'static, ()>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
     pub server: Server,
     pub addr: SocketAddr,
     pub pid: u32,
@@ -95,8 +95,8 @@ impl Target {
     /// test (with the server's stderr) if it does not start, e.g. because a
     /// flag is unknown.
     pub async fn start(args: &[&str]) -> Target {
-        static SERIAL: Mutex<()> = Mutex::new(());
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let serial = SERIAL.lock().await;
         let mut full = vec!["--addr", "127.0.0.1:0"];
         full.extend_from_slice(args);
         let mut server = Server::spawn_command(command(&["serve"]), &full, |cmd| {
@@ -159,14 +159,15 @@ impl Target {
     /// prober's report.
     pub async fn survived(&mut self, attack: &str) -> ProbeReport {
         self.assert_alive(attack);
-        assert_normal_match(self.addr).await;
         let report = self.prober.take().expect("survived() is called once").stop().await;
         eprintln!(
-            "{attack}: health {} checks, slowest {:?}, {} late or failed",
+            "{attack}: health {} checks, slowest {:?}, {} late or failed{}",
             report.checks,
             report.slowest,
-            report.bad.len()
+            report.bad.len(),
+            report.bad.first().map(|b| format!(", first: {b}")).unwrap_or_default()
         );
+        assert_normal_match(self.addr).await;
         assert!(
             report.bad.is_empty(),
             "{attack}: health checks must all answer SERVING within {PROBE_DEADLINE:?}; {} did not (of {}), first: {:?}",
