@@ -540,7 +540,12 @@ impl RawStream {
 
     /// Resets the stream (CANCEL), as a client cancelling the call does.
     pub fn cancel(&mut self) {
-        self.send.send_reset(h2::Reason::CANCEL);
+        self.reset(h2::Reason::CANCEL);
+    }
+
+    /// Resets the stream with `reason`.
+    pub fn reset(&mut self, reason: h2::Reason) {
+        self.send.send_reset(reason);
     }
 
     async fn recv_stream(&mut self) -> Option<&mut h2::RecvStream> {
