@@ -585,14 +585,14 @@ async fn d2_hash_flood_50k() {
 // ---------------------------------------------------------------------------
 
 /// The heavy but legal request: 10,000 `NE` predicates on one field (the
-/// limit), and 10,000 one-byte keys, packed: 10^8 byte-string
+/// limit), and 30,000 one-byte keys, packed: 3 x 10^8 byte-string
 /// comparisons. Every key passes every check. The test checks that it is
 /// heavy (it does not finish within 2 s).
 fn heavy_match() -> MatchRequest {
     let predicates = (0..10_000u32)
         .map(|i| pred(0, Op::Ne, format!("not-{i}").as_bytes()))
         .collect();
-    let n = 10_000;
+    let n = 30_000;
     MatchRequest {
         spec: Some(FilterSpec { arity: 1, predicates }),
         keys: vec![],
