@@ -3,7 +3,8 @@
 #
 #   1. real CPython 3.9-3.15 into .cache/pythons (needed by the bytecode matrix)
 #   2. formatting and lints
-#   3. every Rust test: unit, property, service integration, real-interpreter matrix
+#   3. every Rust test: unit, property, service integration, real-interpreter matrix,
+#      attacks on the server binary; then the Filter stress test in release
 #   4. Python: grpcio interop tests, then the keyfilter package's own suite
 #   5. fuzzing: every cargo-fuzz target for FUZZ_SECONDS (default 60) each
 #   6. deploy/: manifests and Dockerfile validated offline
@@ -24,6 +25,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo build --bins
 cargo test --workspace --exclude keyfilter-python
+
+step "Filter stress (release: ~10x the streams per minute of a debug build)"
+cargo test --release --test filter_stress -- --nocapture
 
 step "python interop (grpcio)"
 bash scripts/setup-python-test-env.sh

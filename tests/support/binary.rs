@@ -110,8 +110,17 @@ impl Server {
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut full = vec!["serve"];
         full.extend_from_slice(args);
-        let mut child = command(&full)
-            .envs(env.iter().copied())
+        let mut cmd = command(&full);
+        cmd.envs(env.iter().copied());
+        Server::spawn_command(cmd, &[], |_| {})
+    }
+
+    /// `command` (from [`command`], already holding `serve`) with `args`
+    /// appended, after `edit` had its say (e.g. a `pre_exec` hook).
+    pub fn spawn_command(mut command: Command, args: &[&str], edit: impl FnOnce(&mut Command)) -> Server {
+        command.args(args);
+        edit(&mut command);
+        let mut child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

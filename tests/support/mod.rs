@@ -4,6 +4,7 @@
 //! values, duplicated and contradictory predicates.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod binary;
 pub mod cpython;
 pub mod server;

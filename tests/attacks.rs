@@ -1,0 +1,797 @@
+//! Hostile input against the real `keyfilter serve` binary: each test attacks
+//! one resource bound and checks, while the attack runs and after it,
+//!
+//! - that the server survives: still running, still answering a normal
+//!   `Match` correctly;
+//! - that it stays responsive: a `grpc.health.v1` check every 100 ms, on its
+//!   own connection, answers SERVING within 1 s for the whole attack (health
+//!   is what an orchestrator uses to kill a pod: a stall is an outage);
+//! - that its memory stays within a stated bound: the resident peak
+//!   (`VmHWM` from `/proc/<pid>/status`, which a short spike cannot hide
+//!   from) is below a small multiple of the configured limits (each bound is
+//!   a constant with its reasoning next to it), and resident memory (`VmRSS`)
+//!   falls back once the attack is over when nothing should stay pinned;
+//! - that the attacker gets the precise status, with a message naming the
+//!   setting at fault, so an operator knows which knob to turn.
+//!
+//! The server runs under an address-space cap (see
+//! `support::attack::AS_CAP`: a fuse for the shared machine, not the bound
+//! that is asserted). Requests go over bare HTTP/2 (`h2`), byte for byte as
+//! written here: declared counts no honest encoder would produce, gzip bombs
+//! made by hand (`support::attack::Gzip`), `grpc-timeout`.
+//!
+//! Settings used that the server may not have yet are named exactly as they
+//! will be: `max_keys_per_request` (default 1,000,000), `max_message_bytes`
+//! (new default 4 MiB), `--max-concurrent-decodes`, `--compile-cache-bytes`.
+//! A test whose flag the server does not know fails at server start.
+//!
+//! Run alone (they are heavy, and measure the server's memory):
+//! `cargo test --test attacks -- --test-threads 1 --nocapture`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message as _;
+use tonic::Code;
+
+use keyfilter::proto::{
+    filter_request::Msg, CompileRequest, CompileResponse, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch,
+    MatchRequest, MatchResponse, Op, PackedKeys, Predicate,
+};
+
+mod support;
+
+use support::attack::{
+    framed, len_field, mib, pred, raw_call, varint, Gzip, RawConnection, Reply, RssSampler, Target, MIB,
+};
+
+/// 64 MiB, the `--max-message-bytes` some attacks raise the limit to (the old default).
+const BIG_MESSAGES: &str = "67108864";
+
+fn frame(message: &impl prost::Message) -> Bytes {
+    framed(&message.encode_to_vec(), false)
+}
+
+fn gz_frame(gzip: &Gzip) -> Bytes {
+    framed(&gzip.finish(), true)
+}
+
+const GZIP: &[(&str, &str)] = &[("grpc-encoding", "gzip")];
+
+fn spec_msg(spec: FilterSpec) -> FilterRequest {
+    FilterRequest {
+        msg: Some(Msg::Spec(spec)),
+    }
+}
+
+fn assert_hwm_below(target: &Target, attack: &str, bound: u64) -> u64 {
+    let hwm = target.hwm();
+    eprintln!(
+        "{attack}: VmHWM {:.0} MiB (bound {:.0} MiB), VmRSS {:.0} MiB, baseline {:.0} MiB",
+        mib(hwm),
+        mib(bound),
+        mib(target.rss()),
+        mib(target.baseline_rss)
+    );
+    assert!(
+        hwm < bound,
+        "{attack}: the server's resident peak was {:.0} MiB, above the bound of {:.0} MiB",
+        mib(hwm),
+        mib(bound)
+    );
+    hwm
+}
+
+// ---------------------------------------------------------------------------
+// a. Declared sizes
+// ---------------------------------------------------------------------------
+
+/// Peak for requests of at most a few MiB whose *declared* sizes are huge:
+/// nothing may be allocated from a declared count, so the peak is the
+/// baseline (~10-30 MiB) plus a few copies of a 4 MiB message. 200 MiB
+/// leaves room for allocator slack and still catches one allocation sized
+/// from a count of 2^32 (4 GiB of `bool`) or 200 M (200 MB).
+const DECLARED_HWM: u64 = 200 * MIB;
+
+/// `MatchRequest { spec { arity: 0 }, packed_keys { count: N } }` as bytes.
+fn packed_count_request(count: u32) -> Vec<u8> {
+    let mut packed = vec![0x18];
+    packed.extend(varint(count as u64));
+    let mut out = vec![0x0a, 0x00];
+    out.extend(len_field(3, packed.len() as u64));
+    out.extend(packed);
+    out
+}
+
+const KEYS_LIMIT: &[&str] = &["max_keys_per_request"];
+
+/// Starts a default server, makes one declared-size call, checks the answer
+/// names `max_keys_per_request`, that the server survived, and its peak.
+async fn declared(attack: &str, call: impl AsyncFnOnce(std::net::SocketAddr) -> Reply) {
+    let mut target = Target::start(&[]).await;
+    let reply = call(target.addr).await;
+    target.assert_alive(attack);
+    eprintln!("{attack}: {reply:?}");
+    reply.assert_status(attack, Code::InvalidArgument, KEYS_LIMIT);
+    target.survived(attack).await;
+    assert_hwm_below(&target, attack, DECLARED_HWM);
+}
+
+/// A Filter stream: a spec of arity 0, then `batch` (a FilterRequest body), then END_STREAM.
+async fn filter_with_batch(addr: std::net::SocketAddr, batch: Vec<u8>) -> Reply {
+    let mut connection = RawConnection::open(addr).await;
+    let mut stream = connection.start("Filter", &[]).await;
+    stream.send(frame(&spec_msg(FilterSpec {
+        arity: 0,
+        predicates: vec![],
+    })));
+    stream.send(framed(&batch, false));
+    stream.finish();
+    stream.reply().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a1_match_declared_count_2_pow_32() {
+    // The 10 bytes of the report.
+    let request = packed_count_request(0xFFFF_FFFF);
+    assert_eq!(hex(&request), "0a001a0618ffffffff0f");
+    declared("Match, packed_keys.count = 2^32 - 1", async |addr| {
+        raw_call(addr, "Match", vec![framed(&request, false)], &[]).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2_match_declared_count_200m() {
+    // 9 bytes that ask for a 200 MB response.
+    let request = packed_count_request(200_000_000);
+    assert_eq!(request.len(), 9);
+    declared("Match, packed_keys.count = 200,000,000", async |addr| {
+        raw_call(addr, "Match", vec![framed(&request, false)], &[]).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a3_filter_declared_count_2_pow_32() {
+    let mut batch = len_field(3, 6);
+    batch.extend([0x18, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    declared("Filter, packed_batch.count = 2^32 - 1", async |addr| {
+        filter_with_batch(addr, batch).await
+    })
+    .await;
+}
+
+/// Empty keys in rows: 1,500,000 of them (2 bytes each, 3 MB: under a 4 MiB
+/// message limit) for a spec of arity 0, beyond the 1,000,000 keys allowed.
+const MANY_EMPTY_KEYS: usize = 1_500_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a4_match_rows_of_empty_keys() {
+    // `keys` is field 2 of MatchRequest: `12 00` is one empty Key.
+    let mut request = vec![0x0a, 0x00];
+    for _ in 0..MANY_EMPTY_KEYS {
+        request.extend([0x12, 0x00]);
+    }
+    declared("Match, 1,500,000 empty row keys", async |addr| {
+        raw_call(addr, "Match", vec![framed(&request, false)], &[]).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a5_filter_rows_of_empty_keys() {
+    // `keys` is field 1 of KeyBatch: `0a 00` is one empty Key.
+    let mut batch = len_field(2, 2 * MANY_EMPTY_KEYS as u64);
+    for _ in 0..MANY_EMPTY_KEYS {
+        batch.extend([0x0a, 0x00]);
+    }
+    declared("Filter, a batch of 1,500,000 empty row keys", async |addr| {
+        filter_with_batch(addr, batch).await
+    })
+    .await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------
+// b. Compression bombs
+// ---------------------------------------------------------------------------
+
+/// Empty predicates in the bomb: `12 00` x 31 M, 59 MiB decoded.
+const BOMB_PREDICATES: u64 = 31_000_000;
+
+/// `MatchRequest { spec { predicates: [{}; 31 M] } }`, gzipped (about 400 KB
+/// here; a real gzip makes it ~60 KiB).
+fn predicate_bomb() -> Gzip {
+    let mut gz = Gzip::new();
+    gz.bytes(&len_field(1, 2 * BOMB_PREDICATES));
+    gz.repeat(&[0x12, 0x00], BOMB_PREDICATES);
+    gz
+}
+
+/// Peak with the default limits: tonic inflates into a buffer capped at
+/// `max_message_bytes` (4 MiB), so the bomb costs at most a few times that
+/// over the baseline. 64 MiB is far below the 59 MiB x (decoded message +
+/// 31 M predicates of 40+ bytes each) that decoding it would cost.
+const BOMB_DEFAULT_HWM: u64 = 64 * MIB;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_gzip_bomb_stops_at_the_message_limit() {
+    let attack = "gzip bomb, default limits";
+    let bomb = gz_frame(&predicate_bomb());
+    eprintln!(
+        "{attack}: {:.1} MiB decoded in a {} byte frame",
+        mib(2 * BOMB_PREDICATES + 5),
+        bomb.len()
+    );
+    let mut target = Target::start(&[]).await;
+    let reply = raw_call(target.addr, "Match", vec![bomb], GZIP).await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    assert!(
+        matches!(reply.code, Code::ResourceExhausted | Code::OutOfRange),
+        "{attack}: the decoded size limit must stop the bomb (RESOURCE_EXHAUSTED or OUT_OF_RANGE): {reply:?}"
+    );
+    reply.assert_status(attack, reply.code, &["max_message_bytes"]);
+    target.survived(attack).await;
+    assert_hwm_below(&target, attack, BOMB_DEFAULT_HWM);
+}
+
+/// Peak with `--max-message-bytes 64 MiB`: the 59 MiB decoded message is
+/// legal, so it is held (twice at most: tonic's compressed and decompressed
+/// buffers, 2 x 64 MiB); the spec must be refused once it holds more than
+/// `max_predicates` (10,000) predicates, not after materializing 31 M of them
+/// (~2 GiB today). 400 MiB = 3 x 64 MiB of buffers + baseline + slack.
+const BOMB_BIG_HWM: u64 = 400 * MIB;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b2_gzip_bomb_under_a_big_message_limit_stops_at_the_predicate_limit() {
+    let attack = "gzip bomb, max_message_bytes 64 MiB";
+    let bomb = gz_frame(&predicate_bomb());
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    let reply = raw_call(target.addr, "Match", vec![bomb], GZIP).await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    reply.assert_status(
+        attack,
+        Code::InvalidArgument,
+        &["predicates", "above the limit of 10000"],
+    );
+    target.survived(attack).await;
+    assert_hwm_below(&target, attack, BOMB_BIG_HWM);
+}
+
+/// Four bombs at once: the bound may scale with the bombs in flight, at most
+/// linearly (4 x 2 x 64 MiB of buffers + baseline = ~550 MiB; 1 GiB today is
+/// exceeded several times over). `--max-concurrent-decodes` may lower it.
+const BOMB_PARALLEL_HWM: u64 = 1024 * MIB;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b3_four_gzip_bombs_at_once() {
+    let attack = "4 parallel gzip bombs, max_message_bytes 64 MiB";
+    let bomb = gz_frame(&predicate_bomb());
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(raw_call(target.addr, "Match", vec![bomb.clone()], GZIP)))
+        .collect();
+    for call in calls {
+        let reply = call.await.expect("call task");
+        eprintln!("{attack}: {reply:?}");
+        target.assert_alive(attack);
+        reply.assert_status(
+            attack,
+            Code::InvalidArgument,
+            &["predicates", "above the limit of 10000"],
+        );
+    }
+    target.survived(attack).await;
+    assert_hwm_below(&target, attack, BOMB_PARALLEL_HWM);
+}
+
+// ---------------------------------------------------------------------------
+// c. Pinned buffers
+// ---------------------------------------------------------------------------
+
+/// Zeros in an unknown field: 60 MiB.
+const PAD: u64 = 60 * MIB;
+
+/// Once the requests have returned, resident memory may exceed the baseline
+/// by at most this much: what the compile cache keeps (a few small specs and
+/// code objects) plus allocator slack, and not the 12 x 60 MiB decode buffers
+/// that a cached spec's `Bytes` can pin (~728 MiB today).
+const PINNED_SLACK: u64 = 100 * MIB;
+
+/// `CompileRequest` bytes: spec `{ arity 1, [field 0 == value] }`, 60 MiB of
+/// zeros in an unknown field (field 15) of the request or of the spec, then
+/// the python_version and a name, gzipped. The prefix (and its checksum) is
+/// computed once; `name` varies the suffix, so every request is a new cache entry.
+fn compile_bomb_prefix(inside_spec: bool) -> Gzip {
+    let spec = FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Eq, b"pinned value")],
+    }
+    .encode_to_vec();
+    let pad = len_field(15, PAD);
+    let mut gz = Gzip::new();
+    if inside_spec {
+        gz.bytes(&len_field(1, (spec.len() + pad.len()) as u64 + PAD));
+        gz.bytes(&spec).bytes(&pad).repeat(&[0], PAD);
+    } else {
+        gz.bytes(&len_field(1, spec.len() as u64)).bytes(&spec);
+        gz.bytes(&pad).repeat(&[0], PAD);
+    }
+    gz
+}
+
+fn compile_bomb(prefix: &Gzip, i: usize) -> Bytes {
+    let mut gz = prefix.clone();
+    let version = b"3.12";
+    let name = format!("pinned_{i}");
+    gz.bytes(&len_field(2, version.len() as u64)).bytes(version);
+    gz.bytes(&len_field(3, name.len() as u64)).bytes(name.as_bytes());
+    gz_frame(&gz)
+}
+
+async fn twelve_compiles(target: &mut Target, attack: &str, inside_spec: bool) {
+    let prefix = compile_bomb_prefix(inside_spec);
+    for i in 0..12 {
+        let start = Instant::now();
+        let reply = raw_call(target.addr, "Compile", vec![compile_bomb(&prefix, i)], GZIP).await;
+        target.assert_alive(attack);
+        assert_eq!(reply.code, Code::Ok, "{attack}: Compile {i} must succeed: {reply:?}");
+        let response = CompileResponse::decode(reply.messages[0].clone()).expect("a CompileResponse");
+        assert!(!response.code.is_empty(), "{attack}: code object");
+        eprintln!(
+            "{attack}: Compile {i} ok in {:.1?}, VmRSS {:.0} MiB",
+            start.elapsed(),
+            mib(target.rss())
+        );
+    }
+}
+
+async fn assert_rss_falls_back(target: &Target, attack: &str, slack: u64) {
+    // Give the allocator a moment to return freed pages.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = target.rss();
+    eprintln!(
+        "{attack}: after: VmRSS {:.0} MiB, baseline {:.0} MiB, VmHWM {:.0} MiB",
+        mib(rss),
+        mib(target.baseline_rss),
+        mib(target.hwm())
+    );
+    assert!(
+        rss < target.baseline_rss + slack,
+        "{attack}: resident memory stayed at {:.0} MiB after the calls returned (baseline {:.0} MiB, allowed +{:.0} MiB): something pins the request buffers",
+        mib(rss),
+        mib(target.baseline_rss),
+        mib(slack)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c1_compile_requests_do_not_pin_their_buffers() {
+    let attack = "12 padded Compile requests (pad beside the spec)";
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    twelve_compiles(&mut target, attack, false).await;
+    assert_rss_falls_back(&target, attack, PINNED_SLACK).await;
+    target.survived(attack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c2_compile_requests_do_not_pin_their_buffers_pad_inside_the_spec() {
+    let attack = "12 padded Compile requests (pad inside the spec)";
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    twelve_compiles(&mut target, attack, true).await;
+    assert_rss_falls_back(&target, attack, PINNED_SLACK).await;
+    target.survived(attack).await;
+}
+
+/// Per open Filter stream, tonic keeps its receive buffers (compressed and
+/// decompressed, each up to `max_message_bytes`): the documented bound is
+/// 2 x 64 MiB per stream while it is open.
+const PER_STREAM: u64 = 2 * 64 * MIB;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c3_open_filter_streams_hold_at_most_their_buffers() {
+    let attack = "6 Filter streams with a 60 MiB padded spec";
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    let spec = FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Lt, b"m")],
+    }
+    .encode_to_vec();
+    let pad = len_field(15, PAD);
+    let mut gz = Gzip::new();
+    gz.bytes(&len_field(1, (spec.len() + pad.len()) as u64 + PAD));
+    gz.bytes(&spec).bytes(&pad).repeat(&[0], PAD);
+    let spec_frame = gz_frame(&gz);
+
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connection.start("Filter", GZIP).await;
+        stream.send(spec_frame.clone());
+        // One batch, answered: the spec has been decoded and planned.
+        stream.send(frame(&FilterRequest {
+            msg: Some(Msg::Batch(KeyBatch {
+                keys: vec![
+                    Key {
+                        fields: vec![Bytes::from_static(b"a")],
+                    },
+                    Key {
+                        fields: vec![Bytes::from_static(b"z")],
+                    },
+                ],
+            })),
+        }));
+        let answer = stream
+            .next_message()
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
+        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
+        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
+        streams.push(stream);
+    }
+    let open_rss = target.rss();
+    let bound = target.baseline_rss + 6 * PER_STREAM;
+    eprintln!(
+        "{attack}: while open: VmRSS {:.0} MiB (bound {:.0} MiB), VmHWM {:.0} MiB",
+        mib(open_rss),
+        mib(bound),
+        mib(target.hwm())
+    );
+    assert!(
+        open_rss < bound,
+        "{attack}: {:.0} MiB resident with 6 streams open; bound baseline + 6 x 128 MiB = {:.0} MiB",
+        mib(open_rss),
+        mib(bound)
+    );
+    for mut stream in streams {
+        stream.finish();
+        let reply = stream.reply().await;
+        assert_eq!(reply.code, Code::Ok, "{attack}: stream end: {reply:?}");
+    }
+    drop(connection);
+    assert_rss_falls_back(&target, attack, PINNED_SLACK).await;
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// d. Hash flooding
+// ---------------------------------------------------------------------------
+
+/// Each flooded call must answer within this (today: ~107 s for 100k values).
+const FLOOD_CALL: Duration = Duration::from_secs(10);
+
+/// `IN` values whose first 8 bytes are the same little-endian word (FxHash
+/// of such values collides in the low bits the table uses), the last 8 varying.
+fn colliding_values(n: usize) -> Vec<Bytes> {
+    (0..n as u64)
+        .map(|i| {
+            let mut v = 0x243f_6a88_85a3_08d3u64.to_le_bytes().to_vec();
+            v.extend_from_slice(&i.to_le_bytes());
+            Bytes::from(v)
+        })
+        .collect()
+}
+
+fn flood_spec(n: usize) -> FilterSpec {
+    FilterSpec {
+        arity: 1,
+        predicates: vec![Predicate {
+            field: 0,
+            op: Op::In as i32,
+            value: Bytes::new(),
+            values: colliding_values(n),
+        }],
+    }
+}
+
+async fn flood_match(addr: std::net::SocketAddr, n: usize) -> Reply {
+    let values = colliding_values(n);
+    let keys = vec![
+        values[0].clone(),
+        values[n - 1].clone(),
+        Bytes::from_static(b"absent"),
+        values[n / 2].clone(),
+    ];
+    let request = MatchRequest {
+        spec: Some(flood_spec(n)),
+        keys: keys.into_iter().map(|k| Key { fields: vec![k] }).collect(),
+        packed_keys: None,
+    };
+    raw_call(addr, "Match", vec![frame(&request)], &[]).await
+}
+
+async fn flood_compile(addr: std::net::SocketAddr, n: usize) -> Reply {
+    let request = CompileRequest {
+        spec: Some(flood_spec(n)),
+        python_version: "3.12".into(),
+        name: format!("flood_{n}"),
+    };
+    raw_call(addr, "Compile", vec![frame(&request)], &[]).await
+}
+
+/// What is wrong with a flooded call's reply, if anything.
+fn flood_problem(attack: &str, what: &str, reply: &Reply) -> Option<String> {
+    eprintln!("{attack}: {what}: {reply:?}");
+    if reply.code != Code::Ok {
+        return Some(format!("{what}: {reply:?}"));
+    }
+    if what.starts_with("Match") {
+        let response = MatchResponse::decode(reply.messages[0].clone()).expect("a MatchResponse");
+        if response.matches != [true, true, false, true] {
+            return Some(format!("{what}: wrong matches {:?}", response.matches));
+        }
+    }
+    (reply.took >= FLOOD_CALL).then(|| format!("{what} took {:?}, more than {FLOOD_CALL:?}", reply.took))
+}
+
+/// Gives up on a flooded call after three times its allowance, rather than
+/// waiting minutes for it.
+async fn bounded(call: impl std::future::Future<Output = Reply>) -> Reply {
+    let start = Instant::now();
+    match tokio::time::timeout(3 * FLOOD_CALL, call).await {
+        Ok(reply) => reply,
+        Err(_) => Reply {
+            code: Code::Unknown,
+            message: format!("(test) no answer within {:?}", 3 * FLOOD_CALL),
+            messages: vec![],
+            took: start.elapsed(),
+        },
+    }
+}
+
+async fn flood(n: usize) {
+    let attack = format!("hash flood, IN of {n} colliding values");
+    let mut target = Target::start(&[]).await;
+    let mut problems = Vec::new();
+    problems.extend(flood_problem(
+        &attack,
+        "Match",
+        &bounded(flood_match(target.addr, n)).await,
+    ));
+    problems.extend(flood_problem(
+        &attack,
+        "Compile",
+        &bounded(flood_compile(target.addr, n)).await,
+    ));
+    let (a, b) = tokio::join!(
+        bounded(flood_match(target.addr, n)),
+        bounded(flood_match(target.addr, n))
+    );
+    problems.extend(flood_problem(&attack, "Match (two in parallel, 1)", &a));
+    problems.extend(flood_problem(&attack, "Match (two in parallel, 2)", &b));
+    // Health was probed throughout (and is asserted here, first).
+    target.survived(&attack).await;
+    assert!(problems.is_empty(), "{attack}:\n{}", problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d1_hash_flood_100k() {
+    flood(100_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_hash_flood_50k() {
+    flood(50_000).await;
+}
+
+// ---------------------------------------------------------------------------
+// e. Deadlines on CPU work
+// ---------------------------------------------------------------------------
+
+/// The heavy but legal request: 10,000 `NE` predicates on one field (the
+/// limit), and 30,000 one-byte keys, packed: 3 x 10^8 byte-string
+/// comparisons. Every key passes every check. The test checks that it is
+/// heavy (it does not finish within 2 s).
+fn heavy_match() -> MatchRequest {
+    let predicates = (0..10_000u32)
+        .map(|i| pred(0, Op::Ne, format!("not-{i}").as_bytes()))
+        .collect();
+    let n = 30_000;
+    MatchRequest {
+        spec: Some(FilterSpec { arity: 1, predicates }),
+        keys: vec![],
+        packed_keys: Some(PackedKeys {
+            data: Bytes::from(vec![b'k'; n]),
+            lengths: vec![1; n],
+            count: n as u32,
+        }),
+    }
+}
+
+/// How soon after its deadline a call must end.
+const DEADLINE_SLACK: Duration = Duration::from_millis(500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_deadline_stops_cpu_work() {
+    let attack = "heavy Match with grpc-timeout 50m";
+    let mut target = Target::start(&[]).await;
+    let request = frame(&heavy_match());
+
+    // Calibration: the request must not complete within 2 s, else it is too
+    // light to tell a working deadline from a fast answer.
+    let reply = raw_call(target.addr, "Match", vec![request.clone()], &[("grpc-timeout", "2S")]).await;
+    eprintln!("{attack}: with grpc-timeout 2S: {reply:?}");
+    // (Today the deadline is not enforced on CPU work at all: the answer is
+    // OK, after the whole computation.)
+    assert!(
+        reply.code != Code::Ok || reply.took >= Duration::from_secs(2),
+        "calibration: the heavy request finished within 2 s; make it heavier"
+    );
+
+    let reply = raw_call(target.addr, "Match", vec![request], &[("grpc-timeout", "50m")]).await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    assert_eq!(reply.code, Code::DeadlineExceeded, "{attack}: {reply:?}");
+    assert!(
+        reply.took < Duration::from_millis(50) + DEADLINE_SLACK,
+        "{attack}: DEADLINE_EXCEEDED came after {:?}; the work must stop at the deadline",
+        reply.took
+    );
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// f. Stream accounting
+// ---------------------------------------------------------------------------
+
+async fn open_filter(connection: &mut RawConnection) -> support::attack::RawStream {
+    let mut stream = connection.start("Filter", &[]).await;
+    stream.send(frame(&spec_msg(FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Lt, b"m")],
+    })));
+    stream.send(frame(&FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: vec![Key {
+                fields: vec![Bytes::from_static(b"a")],
+            }],
+        })),
+    }));
+    let answer = stream.next_message().await;
+    assert!(
+        answer.is_some(),
+        "a Filter stream below the limits is served: {:?}",
+        stream.code
+    );
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_filter_streams_beyond_max_filter_streams_are_refused() {
+    let attack = "Filter streams beyond --max-filter-streams 4";
+    let mut target = Target::start(&["--max-filter-streams", "4", "--max-concurrent-requests", "64"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(open_filter(&mut connection).await);
+    }
+    for _ in 0..3 {
+        let mut extra = connection.start("Filter", &[]).await;
+        extra.send(frame(&spec_msg(FilterSpec {
+            arity: 0,
+            predicates: vec![],
+        })));
+        extra.finish();
+        let reply = extra.reply().await;
+        eprintln!("{attack}: 5th stream: {reply:?}");
+        reply.assert_status(attack, Code::ResourceExhausted, &["max_filter_streams"]);
+    }
+    for mut stream in open {
+        stream.finish();
+        let reply = stream.reply().await;
+        assert_eq!(
+            reply.code,
+            Code::Ok,
+            "{attack}: an admitted stream ends well: {reply:?}"
+        );
+    }
+    target.survived(attack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f2_filter_streams_count_against_max_concurrent_requests() {
+    let attack = "unary calls while Filter streams fill --max-concurrent-requests";
+    let mut target = Target::start(&["--max-filter-streams", "16", "--max-concurrent-requests", "4"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(open_filter(&mut connection).await);
+    }
+    // Four streams are four calls in flight: the next call is shed, whatever it is.
+    let reply = raw_call(
+        target.addr,
+        "Match",
+        vec![frame(&MatchRequest {
+            spec: Some(FilterSpec {
+                arity: 0,
+                predicates: vec![],
+            }),
+            keys: vec![],
+            packed_keys: None,
+        })],
+        &[],
+    )
+    .await;
+    eprintln!("{attack}: Match with 4 streams open: {reply:?}");
+    reply.assert_status(attack, Code::ResourceExhausted, &["max_concurrent_requests"]);
+    let mut fifth = connection.start("Filter", &[]).await;
+    fifth.finish();
+    let reply = fifth.reply().await;
+    eprintln!("{attack}: 5th Filter stream: {reply:?}");
+    reply.assert_status(attack, Code::ResourceExhausted, &["max_concurrent_requests"]);
+
+    // Unary calls that hold their slot (a request body that never ends)
+    // also fill it; health is never shed meanwhile (the prober runs throughout).
+    for mut stream in open.drain(..2) {
+        stream.finish();
+        let _ = stream.reply().await;
+    }
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut call = connection.start("Match", &[]).await;
+        call.send(Bytes::from_static(&[0, 0, 0, 0, 9]));
+        held.push(call);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = raw_call(
+        target.addr,
+        "Match",
+        vec![frame(&MatchRequest {
+            spec: Some(FilterSpec {
+                arity: 0,
+                predicates: vec![],
+            }),
+            keys: vec![],
+            packed_keys: None,
+        })],
+        &[],
+    )
+    .await;
+    eprintln!("{attack}: Match with 2 streams and 2 held calls: {reply:?}");
+    reply.assert_status(attack, Code::ResourceExhausted, &["max_concurrent_requests"]);
+    // Health stays up at the limit (the prober checks every 100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for mut call in held {
+        call.cancel();
+    }
+    for mut stream in open {
+        stream.finish();
+        let _ = stream.reply().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// Compile cache and decode concurrency settings exist
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_new_limit_flags_are_accepted() {
+    let mut target = Target::start(&[
+        "--max-keys-per-request",
+        "1000000",
+        "--compile-cache-bytes",
+        "67108864",
+        "--max-concurrent-decodes",
+        "4",
+    ])
+    .await;
+    target.survived("new limit flags").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_rss_sampler_sees_the_server() {
+    // The harness itself: the sampler reads the server's memory.
+    let target = Target::start(&[]).await;
+    let sampler = RssSampler::start(target.pid);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let max = sampler.stop();
+    assert!(max > MIB, "VmRSS of a running server is more than 1 MiB: {max}");
+}
