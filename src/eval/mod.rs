@@ -32,6 +32,12 @@ impl Matcher {
         }
     }
 
+    /// At most how many checks one key costs (for sizing work: a spec of
+    /// thousands of checks makes even a small batch heavy).
+    pub fn checks_per_key(&self) -> usize {
+        self.checks.len()
+    }
+
     /// Number of fields every key must have.
     pub fn arity(&self) -> usize {
         self.arity

@@ -59,9 +59,9 @@ impl<S: NamedService> NamedService for Admitted<S> {
     const NAME: &'static str = S::NAME;
 }
 
-impl<S, B> Service<Request<B>> for Admitted<S>
+impl<S> Service<Request<Body>> for Admitted<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<Body>, Response = Response<Body>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -73,7 +73,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
             // Counted apart from requests_total: a shed call never reached a handler.
             super::metrics::load_shed();
@@ -83,7 +83,9 @@ where
             ));
             return Box::pin(std::future::ready(Ok(status.into_http())));
         };
-        let call = self.inner.call(request);
+        let call = self
+            .inner
+            .call(request.map(|body| Body::new(ResetIsNotTheEnd { inner: body })));
         Box::pin(async move {
             let response = call.await?;
             Ok(response.map(|body| {
@@ -111,6 +113,47 @@ impl HttpBody for SlotBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The message of the status a request body fails with when the client reset
+/// its stream (RST_STREAM CANCEL) before ending it.
+pub const CLIENT_RESET: &str = "the client reset the stream before it finished sending";
+
+/// A request body on which a client's reset stays an error.
+///
+/// tonic reads a request body that fails with `CANCELLED` (what an
+/// RST_STREAM CANCEL becomes) as a clean end of the requests, so a `Filter`
+/// stream the client abandoned half way would finish as if the client had
+/// half-closed, and be logged and counted as a success with answers missing.
+/// Here that failure becomes `ABORTED` with [`CLIENT_RESET`], which tonic
+/// passes on: the stream ends as cancelled, never as OK.
+struct ResetIsNotTheEnd {
+    inner: Body,
+}
+
+impl HttpBody for ResetIsNotTheEnd {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(status))) if status.code() == tonic::Code::Cancelled => {
+                Poll::Ready(Some(Err(Status::aborted(CLIENT_RESET))))
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -348,10 +348,25 @@ where
             let mut unanswered = unanswered;
             let result = future.await;
             unanswered.answered = true;
-            let response = result?;
+            let mut response = result?;
             count_status(response.headers());
+            name_the_size_limit(response.headers_mut());
             Ok(response.map(|body| tonic::body::Body::new(TrailerWatch { inner: body })))
         })
+    }
+}
+
+/// tonic refuses a message over the size limit itself, with a message that
+/// gives the size but not the setting: name it, so the caller knows what to
+/// change (trailers-only answers, which is how a unary call is refused).
+fn name_the_size_limit(headers: &mut HeaderMap) {
+    let Some(message) = headers.get("grpc-message").and_then(|m| m.to_str().ok()) else {
+        return;
+    };
+    if message.contains("size limit") || message.contains("message length too large") {
+        if let Ok(named) = tonic::codegen::http::HeaderValue::from_str(&format!("{message} (max_message_bytes)")) {
+            headers.insert("grpc-message", named);
+        }
     }
 }
 

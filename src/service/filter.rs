@@ -103,6 +103,11 @@ async fn next(
 ) -> Option<Result<FilterRequest, Status>> {
     tokio::select! {
         message = tokio::time::timeout(timeout, inbound.message()) => match message {
+            // The client reset the stream: cancelled, never a clean end
+            // (see `server::admission::ResetIsNotTheEnd`).
+            Ok(Err(status)) if status.code() == tonic::Code::Aborted => {
+                Some(Err(Status::cancelled("Filter: the client reset the stream before it finished sending")))
+            }
             Ok(message) => message.transpose(),
             Err(_) => Some(Err(idle(timeout, "no request"))),
         },
@@ -141,7 +146,7 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
     while let Some(request) = next(&mut inbound, tx, timeout).await {
         let request = request?;
         let matcher = matcher.clone();
-        let cost = batch_cost(&request);
+        let cost = batch_cost(&request, &matcher);
         let (keys, matched) = service
             .cpu
             .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel))
@@ -168,12 +173,13 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 }
 
 /// What evaluating one batch costs, roughly (see [`super::work::INLINE_COST`]).
-fn batch_cost(request: &FilterRequest) -> usize {
-    match &request.msg {
-        Some(Msg::Batch(rows)) => rows.len().saturating_mul(8),
-        Some(Msg::PackedBatch(packed)) => packed.declared_keys().saturating_mul(8),
+fn batch_cost(request: &FilterRequest, matcher: &Matcher) -> usize {
+    let keys = match &request.msg {
+        Some(Msg::Batch(rows)) => rows.len(),
+        Some(Msg::PackedBatch(packed)) => packed.declared_keys(),
         _ => 0,
-    }
+    };
+    super::eval_cost(keys, matcher)
 }
 
 /// Evaluates one batch: the number of keys in it, and the indices that match.

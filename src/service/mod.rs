@@ -124,37 +124,62 @@ impl KeyFilterService {
     fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
         Ok(Plan::new(&self.spec(spec)?))
     }
-
-    fn do_match(&self, request: MatchRequest, cancel: &Cancel) -> Result<MatchResponse, Status> {
-        let matcher = Matcher::new(&self.plan(request.spec.as_ref())?);
-        let keys = keys::match_keys(&request, matcher.arity(), self.config.max_keys_per_request)?;
-        let matches = keys::mask(&matcher, &keys, cancel)?;
-        let matched = matches.iter().filter(|m| **m).count();
-        metrics::keys("Match", matches.len(), matched);
-        tracing::debug!(keys = matches.len(), matched, "match");
-        Ok(MatchResponse { matches })
-    }
 }
 
-/// What evaluating a `MatchRequest` costs, roughly: its spec, and its keys.
-fn match_cost(request: &MatchRequest) -> usize {
-    let keys = request
+/// What evaluating `keys` keys costs with `matcher`, in the units of
+/// [`work::INLINE_COST`]: 8 per key and per check.
+fn eval_cost(keys: usize, matcher: &Matcher) -> usize {
+    keys.saturating_mul(8).saturating_mul(matcher.checks_per_key().max(1))
+}
+
+/// Evaluates a `Match` request's keys with its planned matcher.
+fn match_keys(
+    matcher: &Matcher,
+    request: &MatchRequest,
+    max_keys: usize,
+    cancel: &Cancel,
+) -> Result<MatchResponse, Status> {
+    let keys = keys::match_keys(request, matcher.arity(), max_keys)?;
+    let matches = keys::mask(matcher, &keys, cancel)?;
+    let matched = matches.iter().filter(|m| **m).count();
+    metrics::keys("Match", matches.len(), matched);
+    tracing::debug!(keys = matches.len(), matched, "match");
+    Ok(MatchResponse { matches })
+}
+
+/// The number of keys a `MatchRequest` claims (sent or declared).
+fn declared_keys(request: &MatchRequest) -> usize {
+    request
         .packed_keys
         .as_ref()
-        .map_or(request.keys.len(), |p| p.declared_keys());
-    spec_cost(request.spec.as_ref()).saturating_add(keys.saturating_mul(8))
+        .map_or(request.keys.len(), |p| p.declared_keys())
+}
+
+impl KeyFilterService {
+    /// `Match`: the spec is planned, then the keys evaluated, each step on a
+    /// CPU slot when its cost (known only once the plan is) calls for one.
+    async fn serve_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
+        let service = self.clone();
+        let (matcher, request) = self
+            .cpu
+            .run(spec_cost(request.spec.as_ref()), move |_| {
+                let matcher = Matcher::new(&service.plan(request.spec.as_ref())?);
+                Ok((matcher, request))
+            })
+            .await?;
+        let max_keys = self.config.max_keys_per_request;
+        let cost = eval_cost(declared_keys(&request).min(max_keys.saturating_add(1)), &matcher);
+        self.cpu
+            .run(cost, move |cancel| match_keys(&matcher, &request, max_keys, cancel))
+            .await
+    }
 }
 
 #[tonic::async_trait]
 impl KeyFilter for KeyFilterService {
     async fn r#match(&self, request: Request<MatchRequest>) -> Result<Response<MatchResponse>, Status> {
         let start = Instant::now();
-        let request = request.into_inner();
-        let service = self.clone();
-        let result = self
-            .cpu
-            .run(match_cost(&request), move |cancel| service.do_match(request, cancel))
-            .await;
+        let result = self.serve_match(request.into_inner()).await;
         metrics::observe("Match", start, &result);
         result.map(Response::new)
     }

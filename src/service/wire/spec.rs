@@ -31,19 +31,25 @@ pub enum SpecWireError {
     Invalid(#[from] SpecError),
 }
 
-/// The encoded bytes of a `FilterSpec` field, checked to be well formed.
-/// Several occurrences of the field merge, which for protobuf (each being a
-/// whole message) is the same as parsing their concatenation.
+/// The encoded bytes of a `FilterSpec` field. Several occurrences of the
+/// field merge, which for protobuf is the same as parsing their
+/// concatenation, provided each is a whole message: `ends` records where each
+/// occurrence ended, and [`parse`](Self::parse) checks them one by one. (They
+/// are not checked while the request is decoded: that runs on an async
+/// worker, and a spec can be megabytes.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpecWire {
     bytes: Bytes,
+    ends: Vec<usize>,
 }
 
 impl SpecWire {
     /// The spec as encoded by the generated type (for tests and tools).
     pub fn from_message(spec: &crate::proto::FilterSpec) -> Self {
+        let bytes: Bytes = prost::Message::encode_to_vec(spec).into();
         SpecWire {
-            bytes: prost::Message::encode_to_vec(spec).into(),
+            ends: vec![bytes.len()],
+            bytes,
         }
     }
 
@@ -60,20 +66,18 @@ impl SpecWire {
             return Err(super::decode_error("buffer underflow"));
         }
         let chunk = buf.copy_to_bytes(len as usize);
-        // Each occurrence must be a whole message, as for the generated
-        // decoder; checked now (allocating nothing), so a malformed spec fails
-        // the request's decoding exactly as it did.
-        scan_spec(&chunk)?;
-        if self.bytes.is_empty() {
+        if self.ends.is_empty() {
             self.bytes = chunk;
         } else {
             // Rare (a client would have to split its spec): an owned
-            // concatenation, at most the size of the request.
+            // concatenation, at most the size of the request, plus one
+            // offset per occurrence (an occurrence takes at least 2 bytes).
             let mut joined = BytesMut::with_capacity(self.bytes.len() + chunk.len());
             joined.extend_from_slice(&self.bytes);
             joined.extend_from_slice(&chunk);
             self.bytes = joined.freeze();
         }
+        self.ends.push(self.bytes.len());
         Ok(())
     }
 
@@ -87,7 +91,18 @@ impl SpecWire {
 
     /// Validates the spec against `limits`; see the module documentation.
     pub fn parse(&self, limits: &Limits) -> Result<Spec, SpecWireError> {
-        let shape = scan_spec(&self.bytes).map_err(SpecWireError::Malformed)?;
+        let mut shape = Shape {
+            arity: 0,
+            predicates: 0,
+        };
+        let mut start = 0;
+        for &end in &self.ends {
+            let part = scan_spec(&self.bytes[start..end]).map_err(SpecWireError::Malformed)?;
+            // Merged: the last arity set wins (an occurrence that sets none keeps the earlier one).
+            shape.arity = part.arity.unwrap_or(shape.arity);
+            shape.predicates += part.predicates;
+            start = end;
+        }
         let mut builder = SpecBuilder::new(shape.arity, shape.predicates, limits)?;
         let mut body = &self.bytes[..];
         while !body.is_empty() {
@@ -106,10 +121,15 @@ impl SpecWire {
     }
 }
 
-/// What the first pass learns: the arity (last occurrence wins) and the
-/// number of predicates.
+/// What the first pass learns: the arity and the number of predicates.
 struct Shape {
     arity: u32,
+    predicates: usize,
+}
+
+/// [`Shape`] of one occurrence: its arity if it sets one (the last wins).
+struct PartShape {
+    arity: Option<u32>,
     predicates: usize,
 }
 
@@ -123,9 +143,9 @@ fn take_delimited<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     Ok(value)
 }
 
-fn scan_spec(mut body: &[u8]) -> Result<Shape, DecodeError> {
-    let mut shape = Shape {
-        arity: 0,
+fn scan_spec(mut body: &[u8]) -> Result<PartShape, DecodeError> {
+    let mut shape = PartShape {
+        arity: None,
         predicates: 0,
     };
     while !body.is_empty() {
@@ -134,7 +154,7 @@ fn scan_spec(mut body: &[u8]) -> Result<Shape, DecodeError> {
             1 => {
                 encoding::check_wire_type(WireType::Varint, wire_type)?;
                 // `uint32`: a longer varint is truncated, as the generated decoder does.
-                shape.arity = encoding::decode_varint(&mut body)? as u32;
+                shape.arity = Some(encoding::decode_varint(&mut body)? as u32);
             }
             2 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
@@ -266,7 +286,10 @@ mod tests {
         for _ in 0..1_000_000 {
             bytes.extend_from_slice(&[0x12, 0x00]);
         }
-        let wire = SpecWire { bytes: bytes.into() };
+        let wire = SpecWire {
+            ends: vec![bytes.len()],
+            bytes: bytes.into(),
+        };
         let err = wire.parse(&Limits::default()).unwrap_err();
         assert_eq!(
             err,
