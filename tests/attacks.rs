@@ -20,10 +20,10 @@
 //! written here: declared counts no honest encoder would produce, gzip bombs
 //! made by hand (`support::attack::Gzip`), `grpc-timeout`.
 //!
-//! Settings used that the server may not have yet are named exactly as they
-//! will be: `max_keys_per_request` (default 1,000,000), `max_message_bytes`
-//! (new default 4 MiB), `--max-concurrent-decodes`, `--compile-cache-bytes`.
-//! A test whose flag the server does not know fails at server start.
+//! Settings used: `max_keys_per_request` (default 1,000,000),
+//! `max_message_bytes` (default 4 MiB), `--compile-cache-bytes`, and the
+//! admission limits. A test whose flag the server does not know fails at
+//! server start.
 //!
 //! Run alone (they are heavy, and measure the server's memory):
 //! `cargo test --test attacks -- --test-threads 1 --nocapture`.
@@ -266,7 +266,7 @@ async fn b2_gzip_bomb_under_a_big_message_limit_stops_at_the_predicate_limit() {
 
 /// Four bombs at once: the bound may scale with the bombs in flight, at most
 /// linearly (4 x 2 x 64 MiB of buffers + baseline = ~550 MiB; 1 GiB today is
-/// exceeded several times over). `--max-concurrent-decodes` may lower it.
+/// exceeded several times over). Lower `--max-concurrent-requests` lowers it.
 const BOMB_PARALLEL_HWM: u64 = 1024 * MIB;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -627,10 +627,15 @@ async fn e_deadline_stops_cpu_work() {
     let reply = raw_call(target.addr, "Match", vec![request], &[("grpc-timeout", "50m")]).await;
     eprintln!("{attack}: {reply:?}");
     target.assert_alive(attack);
-    assert_eq!(reply.code, Code::DeadlineExceeded, "{attack}: {reply:?}");
+    // tonic answers an expired deadline itself, with CANCELLED "Timeout
+    // expired" (a client's own deadline shows as DEADLINE_EXCEEDED there).
+    assert!(
+        reply.code == Code::DeadlineExceeded || (reply.code == Code::Cancelled && reply.message.contains("Timeout")),
+        "{attack}: {reply:?}"
+    );
     assert!(
         reply.took < Duration::from_millis(50) + DEADLINE_SLACK,
-        "{attack}: DEADLINE_EXCEEDED came after {:?}; the work must stop at the deadline",
+        "{attack}: the answer came after {:?}; the work must stop at the deadline",
         reply.took
     );
     target.survived(attack).await;
@@ -779,8 +784,8 @@ async fn g_new_limit_flags_are_accepted() {
         "1000000",
         "--compile-cache-bytes",
         "67108864",
-        "--max-concurrent-decodes",
-        "4",
+        "--cpu-slots",
+        "2",
     ])
     .await;
     target.survived("new limit flags").await;

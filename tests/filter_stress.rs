@@ -57,7 +57,7 @@ use support::binary::Server;
 /// 326k streams. A release build runs ~2,500 streams a second on a small
 /// machine (2 minutes for 300k); a debug build about a tenth of that, so it
 /// runs fewer (CI runs this test in release too: `scripts/test-all.sh`).
-const DEFAULT_STREAMS: u64 = if cfg!(debug_assertions) { 20_000 } else { 300_000 };
+const DEFAULT_STREAMS: u64 = if cfg!(debug_assertions) { 5_000 } else { 300_000 };
 /// Streams in flight at once by default.
 const DEFAULT_CONCURRENCY: usize = 16;
 /// HTTP/2 connections shared by the streams by default.

@@ -363,8 +363,9 @@ fn name_the_size_limit(headers: &mut HeaderMap) {
     let Some(message) = headers.get("grpc-message").and_then(|m| m.to_str().ok()) else {
         return;
     };
-    if message.contains("size limit") || message.contains("message length too large") {
-        if let Ok(named) = tonic::codegen::http::HeaderValue::from_str(&format!("{message} (max_message_bytes)")) {
+    // tonic percent-encodes the message (spaces included).
+    if message.contains("size%20limit") || message.contains("message%20length%20too%20large") {
+        if let Ok(named) = tonic::codegen::http::HeaderValue::from_str(&format!("{message}%20(max_message_bytes)")) {
             headers.insert("grpc-message", named);
         }
     }
