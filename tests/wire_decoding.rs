@@ -286,3 +286,21 @@ proptest! {
         }
     }
 }
+
+/// Found by fuzzing: a malformed spec replaced (oneof) by a later batch. The
+/// generated decoder fails on the spec; ours, which only slices specs while
+/// decoding, must fail too instead of dropping it unread.
+#[test]
+fn a_malformed_spec_replaced_by_a_batch_still_fails() {
+    // FilterRequest { spec: <bytes that are no FilterSpec> }, then a packed batch.
+    let mut encoded = Vec::new();
+    prost::encoding::bytes::encode(1, &vec![0x12u8, 0x02, 0x0e, 0x00], &mut encoded);
+    encoded.extend(
+        proto::FilterRequest {
+            msg: Some(Msg::PackedBatch(packed(&[vec![b"a".to_vec()]]))),
+        }
+        .encode_to_vec(),
+    );
+    assert!(proto::FilterRequest::decode(&encoded[..]).is_err());
+    assert!(wire::FilterRequest::decode(&encoded[..]).is_err());
+}

@@ -127,7 +127,11 @@ impl prost::Message for FilterRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         // Oneof semantics: a field of the variant already held merges into it,
-        // any other variant replaces it.
+        // any other variant replaces it. A spec being replaced was never
+        // parsed: check it now, as the generated decoder would have.
+        if let (2 | 3, Some(FilterMessage::Spec(spec))) = (tag, &self.msg) {
+            spec.check()?;
+        }
         match tag {
             1 => {
                 if !matches!(self.msg, Some(FilterMessage::Spec(_))) {

@@ -81,6 +81,18 @@ impl SpecWire {
         Ok(())
     }
 
+    /// Checks that every occurrence is a whole `FilterSpec`, for a spec about
+    /// to be dropped unparsed (a `FilterRequest` oneof replaced by a later
+    /// field): the generated decoder would have failed on it, so we fail too.
+    pub(super) fn check(&self) -> Result<(), DecodeError> {
+        let mut start = 0;
+        for &end in &self.ends {
+            scan_spec(&self.bytes[start..end])?;
+            start = end;
+        }
+        Ok(())
+    }
+
     pub(super) fn encode(&self, tag: u32, buf: &mut impl bytes::BufMut) {
         encoding::bytes::encode(tag, &self.bytes, buf);
     }
