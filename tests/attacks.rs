@@ -800,3 +800,81 @@ async fn g_rss_sampler_sees_the_server() {
     let max = sampler.stop();
     assert!(max > MIB, "VmRSS of a running server is more than 1 MiB: {max}");
 }
+
+// ---------------------------------------------------------------------------
+// h. A client's reset is never a success
+// ---------------------------------------------------------------------------
+
+/// The value of the Prometheus series `name{labels...}` in `text`, or `None`.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("metrics port");
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// tonic reads a request body that fails with CANCELLED (the client's
+/// RST_STREAM CANCEL) as a clean end of the requests: a `Filter` stream the
+/// client abandoned after one batch used to finish as OK in the server's logs
+/// and metrics, with its answers cut short. It must end as cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_a_reset_filter_stream_is_not_counted_as_ok() {
+    let attack = "Filter reset by the client after one batch";
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let metrics_arg = metrics.to_string();
+    let mut target = Target::start(&["--metrics-addr", &metrics_arg]).await;
+    let spec = FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Prefix, b"k")],
+    };
+    let batch = FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: vec![Key {
+                fields: vec![Bytes::from_static(b"k1")],
+            }],
+        })),
+    };
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut stream = connection.start("Filter", &[]).await;
+    stream.send(frame(&spec_msg(spec)));
+    stream.send(frame(&batch));
+    let answer = stream.next_message().await.expect("the first batch is answered");
+    assert_eq!(FilterResponse::decode(answer).unwrap().matched, vec![0]);
+    stream.reset(h2::Reason::CANCEL);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(metrics).await;
+        let ok = series(&text, "keyfilter_requests_total", &["rpc=\"Filter\"", "code=\"Ok\""]).unwrap_or(0.0);
+        let cancelled = series(
+            &text,
+            "keyfilter_requests_total",
+            &["rpc=\"Filter\"", "code=\"Cancelled\""],
+        );
+        assert_eq!(ok, 0.0, "{attack}: the reset stream was counted as OK:\n{text}");
+        if cancelled == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attack}: never counted as cancelled:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    target.survived(attack).await;
+}
