@@ -1,7 +1,7 @@
 //! The server: transport settings, standard gRPC services, tower layers and
 //! graceful shutdown around [`KeyFilterService`].
 
-mod admission;
+pub(crate) mod admission;
 pub mod context;
 mod drain;
 pub mod metrics;

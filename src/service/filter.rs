@@ -105,7 +105,9 @@ async fn next(
         message = tokio::time::timeout(timeout, inbound.message()) => match message {
             // The client reset the stream: cancelled, never a clean end
             // (see `server::admission::ResetIsNotTheEnd`).
-            Ok(Err(status)) if status.code() == tonic::Code::Aborted => {
+            Ok(Err(status))
+                if status.code() == tonic::Code::Aborted && status.message() == crate::server::admission::CLIENT_RESET =>
+            {
                 Some(Err(Status::cancelled("Filter: the client reset the stream before it finished sending")))
             }
             Ok(message) => message.transpose(),

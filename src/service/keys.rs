@@ -19,26 +19,34 @@ pub fn match_keys(request: &MatchRequest, arity: usize, max_keys: usize) -> Resu
     }
 }
 
-/// One result per key, evaluated in slices so that a cancelled call stops early.
-pub fn mask(matcher: &Matcher, keys: &PackedKeys<'_>, cancel: &Cancel) -> Result<Vec<bool>, Status> {
-    let mut out = Vec::with_capacity(keys.len());
+/// Runs `each` over the keys in slices of [`SLICE_KEYS`], stopping early (with
+/// [`Cancel::status`]) once the call is cancelled.
+fn in_slices(
+    keys: &PackedKeys<'_>,
+    cancel: &Cancel,
+    mut each: impl FnMut(std::ops::Range<usize>),
+) -> Result<(), Status> {
     for start in (0..keys.len()).step_by(SLICE_KEYS) {
         if cancel.is_cancelled() {
             return Err(Cancel::status());
         }
-        matcher.mask_packed_range(keys, start..(start + SLICE_KEYS).min(keys.len()), &mut out);
+        each(start..(start + SLICE_KEYS).min(keys.len()));
     }
+    Ok(())
+}
+
+/// One result per key, evaluated in slices so that a cancelled call stops early.
+pub fn mask(matcher: &Matcher, keys: &PackedKeys<'_>, cancel: &Cancel) -> Result<Vec<bool>, Status> {
+    let mut out = Vec::with_capacity(keys.len());
+    in_slices(keys, cancel, |range| matcher.mask_packed_range(keys, range, &mut out))?;
     Ok(out)
 }
 
 /// The indices of the matching keys, evaluated in slices like [`mask`].
 pub fn matched(matcher: &Matcher, keys: &PackedKeys<'_>, cancel: &Cancel) -> Result<Vec<u32>, Status> {
     let mut out = Vec::new();
-    for start in (0..keys.len()).step_by(SLICE_KEYS) {
-        if cancel.is_cancelled() {
-            return Err(Cancel::status());
-        }
-        matcher.matched_packed_range(keys, start..(start + SLICE_KEYS).min(keys.len()), &mut out);
-    }
+    in_slices(keys, cancel, |range| {
+        matcher.matched_packed_range(keys, range, &mut out)
+    })?;
     Ok(out)
 }
