@@ -6,12 +6,13 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use keyfilter::codegen::{Function, PyVersion};
-use keyfilter::plan::Plan;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
 use keyfilter::service::wire::SpecWire;
 use keyfilter::service::CompileCache;
-use keyfilter::spec::{validate, Limits};
+use keyfilter_core::codegen::{Function, PyVersion};
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{validate, Limits};
+use keyfilter_core::Target;
 
 fn spec(n: usize) -> FilterSpec {
     let ops = [Op::Eq, Op::Ne, Op::Ge, Op::Lt, Op::Prefix];
@@ -33,7 +34,7 @@ fn bench(c: &mut Criterion) {
         for version in [PyVersion::V3_9, PyVersion::V3_12, PyVersion::V3_15] {
             group.bench_with_input(BenchmarkId::new(format!("miss-{version}"), n), &wire, |b, wire| {
                 b.iter(|| {
-                    let spec = validate(wire, &Limits::default()).unwrap();
+                    let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
                     Function::generate(&Plan::new(&spec), version, "keyfilter_match").marshal()
                 })
             });
@@ -41,14 +42,20 @@ fn bench(c: &mut Criterion) {
         let cache = CompileCache::new(16, 64 * 1024 * 1024);
         group.bench_with_input(BenchmarkId::new("hit-3.12", n), &wire, |b, wire| {
             b.iter(|| {
-                let spec = validate(wire, &Limits::default()).unwrap();
-                cache.get_or_generate((Plan::new(&spec), PyVersion::V3_12, "keyfilter_match".to_string()))
+                let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
+                cache.get_or_generate((
+                    Plan::new(&spec),
+                    Target::new(PyVersion::V3_12, "keyfilter_match").unwrap(),
+                ))
             })
         });
         // The first level, keyed on the request as received: what a repeated
         // Compile call costs the server.
-        let spec = validate(&wire, &Limits::default()).unwrap();
-        let code = cache.get_or_generate((Plan::new(&spec), PyVersion::V3_12, "keyfilter_match".to_string()));
+        let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
+        let code = cache.get_or_generate((
+            Plan::new(&spec),
+            Target::new(PyVersion::V3_12, "keyfilter_match").unwrap(),
+        ));
         let received = SpecWire::from_message(&wire);
         cache.put_received(&received, PyVersion::V3_12, "keyfilter_match", code);
         group.bench_with_input(BenchmarkId::new("hit-request-3.12", n), &received, |b, wire| {

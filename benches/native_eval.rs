@@ -6,10 +6,10 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use keyfilter::eval::{Matcher, PackedIndex};
-use keyfilter::plan::Plan;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
-use keyfilter::spec::{validate, Limits};
+use keyfilter_core::eval::{Matcher, PackedIndex};
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{validate, Limits};
 
 const KEYS: usize = 100_000;
 
@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("native_eval");
     group.throughput(Throughput::Elements(KEYS as u64));
     for (name, arity, predicates) in specs() {
-        let spec = validate(&FilterSpec { arity, predicates }, &Limits::default()).unwrap();
+        let spec = validate(&FilterSpec { arity, predicates }.to_input(), &Limits::default()).unwrap();
         let matcher = Matcher::new(&Plan::new(&spec));
         let rows = keys(arity as usize);
         group.bench_with_input(BenchmarkId::new("rows", name), &rows, |b, rows| {
@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     // The load generator's spec and keys: random, about 25 % match, every other
     // key fails one field chosen at random, so branches are unpredictable.
     let wire = keyfilter::loadgen::keys::default_spec();
-    let spec = validate(&wire, &Limits::default()).unwrap();
+    let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
     let set = keyfilter::loadgen::keys::generate(&spec, KEYS, 0.25, 7);
     let matcher = Matcher::new(&Plan::new(&spec));
     let (mut data, mut lengths) = (Vec::new(), Vec::new());

@@ -21,6 +21,8 @@ bash scripts/fetch-pythons.sh
 step "cargo fmt --check / clippy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The engine alone, without the features the shells enable (`spec-file`).
+cargo build -p keyfilter-core
 
 step "cargo test"
 cargo build --bins

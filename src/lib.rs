@@ -1,26 +1,21 @@
-//! keyfilter: filter tuples of byte strings by a spec.
+//! keyfilter's server: the gRPC service, its transport, the CLI and the load
+//! generator, as shells over the engine in `keyfilter-core`.
 //!
-//! The pipeline is `spec -> validate -> plan -> backend`:
-//! - [`spec`]: the validated spec, its file format, and the reference semantics;
-//! - [`plan`]: normalization into the fewest, cheapest checks;
-//! - [`eval`]: the native evaluator;
-//! - [`codegen`]: CPython bytecode for versions 3.9 to 3.15, marshalled;
-//! - [`service`]: the gRPC service, a thin shell over the above.
+//! - [`service`]: the gRPC service (`Match`, `Filter`, `Compile`), its
+//!   request decoders, limits, caches and metrics;
+//! - [`server`]: transport (tonic, HTTP/2, TLS, admission, health,
+//!   reflection, shutdown);
+//! - [`cli`]: the `keyfilter` command; [`loadgen`]: `keyfilter bench`.
 
 pub mod cli;
-pub mod codegen;
-pub mod eval;
 pub mod loadgen;
-pub mod plan;
 pub mod server;
 pub mod service;
-pub mod spec;
 
-/// Types generated from `proto/keyfilter/v1/keyfilter.proto`.
+/// The contract's messages (from `keyfilter-proto`) and the generated tonic client.
 #[allow(missing_docs, clippy::all)]
 pub mod proto {
-    tonic::include_proto!("keyfilter.v1");
+    pub use keyfilter_proto::*;
 
-    /// Encoded file descriptor set, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("keyfilter_descriptor");
+    tonic::include_proto!("keyfilter.v1");
 }

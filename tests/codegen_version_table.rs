@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use keyfilter::codegen::{Opcode, SUPPORTED};
+use keyfilter_core::codegen::{Opcode, SUPPORTED};
 use serde_json::Value;
 
 fn dump(version: &str) -> Value {

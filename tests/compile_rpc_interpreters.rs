@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use keyfilter::codegen::{PyVersion, SUPPORTED};
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::CompileRequest;
 use keyfilter::server::{serve, ServerConfig};
+use keyfilter_core::codegen::{PyVersion, SUPPORTED};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 use support::cpython::{run_cases, Case};

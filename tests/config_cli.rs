@@ -184,7 +184,7 @@ fn print_config_shows_the_defaults() {
     assert_eq!(int(&table, "filter_buffer"), 4);
     assert_eq!(string(&table, "shutdown_grace"), "10s");
     assert_eq!(int(&table, "compile_cache_entries"), 1024);
-    let limits = keyfilter::spec::Limits::default();
+    let limits = keyfilter_core::spec::Limits::default();
     assert_eq!(int(&table, "max_arity"), i64::from(limits.max_arity));
     assert_eq!(int(&table, "max_predicates"), limits.max_predicates as i64);
     assert_eq!(int(&table, "max_value_bytes"), limits.max_value_bytes as i64);

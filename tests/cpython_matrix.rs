@@ -14,10 +14,10 @@ mod support;
 use support::cpython::{golden_dir, hex, run_cases, unhex, Case};
 
 use bytes::Bytes;
-use keyfilter::codegen::{Function, PyVersion, SUPPORTED};
-use keyfilter::plan::Plan;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
-use keyfilter::spec::{validate, Limits};
+use keyfilter_core::codegen::{Function, PyVersion, SUPPORTED};
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{validate, Limits};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{json, Value};
 
@@ -215,7 +215,7 @@ fn golden(version: PyVersion, rng: &mut StdRng) -> Vec<Value> {
             let source = std::fs::read_to_string(dir.join(name)).unwrap();
             let cpython = std::fs::read_to_string(dir.join(format!("{stem}.marshal.hex"))).unwrap();
             let wire = golden_spec(&source);
-            let spec = validate(&wire, &Limits::default()).unwrap();
+            let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
             let ours = Function::generate(&Plan::new(&spec), version, "golden").marshal();
             let keys = support::keys(rng, &wire, 300);
             json!({

@@ -46,7 +46,7 @@ use tonic::Code;
 use keyfilter::proto::filter_request::Msg;
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, Op, PackedKeys, Predicate};
-use keyfilter::spec::{reference_matches, validate, Limits, Spec};
+use keyfilter_core::spec::{reference_matches, validate, Limits, Spec};
 
 mod support;
 
@@ -101,7 +101,7 @@ fn stress_spec() -> (FilterSpec, Spec) {
     predicates.push(p(5, Op::Lt, b"\x80"));
     let spec = FilterSpec { arity: 6, predicates };
     assert_eq!(spec.predicates.len(), 31);
-    let validated = validate(&spec, &Limits::default()).expect("the stress spec is valid");
+    let validated = validate(&spec.to_input(), &Limits::default()).expect("the stress spec is valid");
     (spec, validated)
 }
 

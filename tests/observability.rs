@@ -575,10 +575,15 @@ async fn the_metrics_port_is_taken_fails_at_start_naming_metrics_addr() {
     assert!(!server.child.wait().unwrap().success());
 }
 
-/// The families listed in the module doc of `src/server/metrics.rs`, with
-/// the type its table gives each.
+/// The families listed in the module docs of `src/service/metrics.rs` (the
+/// service's) and `src/server/metrics.rs` (the exporter's `process_*`), with
+/// the type their tables give each.
 fn documented_families() -> Vec<(String, String)> {
-    let source = include_str!("../src/server/metrics.rs");
+    let source = [
+        include_str!("../src/service/metrics.rs"),
+        include_str!("../src/server/metrics.rs"),
+    ]
+    .concat();
     let families: Vec<(String, String)> = source
         .lines()
         .filter_map(|l| l.strip_prefix("//! | `"))
@@ -640,7 +645,7 @@ async fn an_idle_server_exports_every_family_with_help_and_type() {
     }
 
     // Every rejection reason and every RPC's success count exist at 0.
-    for reason in keyfilter::server::metrics::REJECTION_REASONS {
+    for reason in keyfilter::service::metrics::REJECTION_REASONS {
         assert_eq!(
             first.value("keyfilter_rejected_total", &[("reason", reason)]),
             0.0,

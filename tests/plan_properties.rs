@@ -4,15 +4,15 @@
 mod support;
 
 use bytes::Bytes;
-use keyfilter::eval::{Matcher, PackedIndex};
-use keyfilter::plan::{Plan, Test};
 use keyfilter::proto::{FilterSpec, Predicate};
-use keyfilter::spec::{reference_matches, validate, Limits};
+use keyfilter_core::eval::{Matcher, PackedIndex};
+use keyfilter_core::plan::{Plan, Test};
+use keyfilter_core::spec::{reference_matches, validate, Limits};
 use proptest::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 
 fn check_spec(wire: &FilterSpec, keys: &[Vec<Bytes>]) -> Result<(), TestCaseError> {
-    let spec = validate(wire, &Limits::default()).expect("generated specs are valid");
+    let spec = validate(&wire.to_input(), &Limits::default()).expect("generated specs are valid");
     let plan = Plan::new(&spec);
     let matcher = Matcher::new(&plan);
     // Plan invariants: IN sets are sorted, deduplicated and larger than one.

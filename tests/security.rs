@@ -29,8 +29,9 @@ use keyfilter::proto::{
     filter_request::Msg, CompileRequest, CompileResponse, FilterRequest, FilterSpec, Key, MatchRequest, Op, Predicate,
 };
 use keyfilter::server::{Security, ServerConfig, TokenAuth};
-use keyfilter::service::signing::{SignedCompile, Signer, SIGNATURE_CONTEXT};
-use keyfilter::spec::{canonical_digest, validate, Limits};
+use keyfilter::service::signing::Signer;
+use keyfilter_core::signing::{SignedCompile, SIGNATURE_CONTEXT};
+use keyfilter_core::spec::{canonical_digest, validate, Limits};
 
 mod support;
 
@@ -536,7 +537,7 @@ fn verifies_answer(public: &VerifyingKey, r: &CompileResponse, python_version: &
 
 /// The digest a client computes for the spec it sent.
 fn digest_of(spec: &FilterSpec) -> [u8; 32] {
-    canonical_digest(&validate(spec, &Limits::default()).expect("valid spec"))
+    canonical_digest(&validate(&spec.to_input(), &Limits::default()).expect("valid spec"))
 }
 
 async fn compile_with(signer: Option<Arc<Signer>>, versions: &[&str]) -> Vec<CompileResponse> {

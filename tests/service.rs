@@ -20,7 +20,6 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 
-use keyfilter::codegen::{PyVersion, SUPPORTED};
 use keyfilter::proto::filter_request::Msg;
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{
@@ -28,7 +27,8 @@ use keyfilter::proto::{
     MatchResponse, Op, PackedKeys, Predicate,
 };
 use keyfilter::server::ServerConfig;
-use keyfilter::spec::{reference_matches, validate, Limits, VALUE_OVERHEAD};
+use keyfilter_core::codegen::{PyVersion, SUPPORTED};
+use keyfilter_core::spec::{reference_matches, validate, Limits, VALUE_OVERHEAD};
 
 mod support;
 
@@ -151,7 +151,7 @@ fn packed_msg(packed: PackedKeys) -> FilterRequest {
 
 /// What the reference semantics says about every row.
 fn expected(spec: &FilterSpec, rows: &[Row]) -> Vec<bool> {
-    let validated = validate(spec, &Limits::default()).expect("the test's spec is valid");
+    let validated = validate(&spec.to_input(), &Limits::default()).expect("the test's spec is valid");
     rows.iter().map(|r| reference_matches(&validated, r)).collect()
 }
 

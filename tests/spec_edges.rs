@@ -1,10 +1,10 @@
 //! Validation errors and every operator at the edges of the byte order.
 
 use bytes::Bytes;
-use keyfilter::eval::Matcher;
-use keyfilter::plan::{Body, Plan, Test};
 use keyfilter::proto::{FilterSpec, Op, Predicate};
-use keyfilter::spec::{reference_matches, validate, Limits, SpecError};
+use keyfilter_core::eval::Matcher;
+use keyfilter_core::plan::{Body, Plan, Test};
+use keyfilter_core::spec::{reference_matches, validate, Limits, SpecError};
 
 fn p(field: u32, op: Op, value: &[u8]) -> Predicate {
     Predicate {
@@ -25,13 +25,13 @@ fn isin(field: u32, values: &[&[u8]]) -> Predicate {
 }
 
 fn plan(arity: u32, predicates: Vec<Predicate>) -> Plan {
-    Plan::new(&validate(&FilterSpec { arity, predicates }, &Limits::default()).unwrap())
+    Plan::new(&validate(&FilterSpec { arity, predicates }.to_input(), &Limits::default()).unwrap())
 }
 
 /// Asserts that `predicates` on one field accept exactly the keys in `yes` and none in `no`,
 /// through the plan and through the reference evaluator.
 fn accepts(predicates: Vec<Predicate>, yes: &[&[u8]], no: &[&[u8]]) {
-    let spec = validate(&FilterSpec { arity: 1, predicates }, &Limits::default()).unwrap();
+    let spec = validate(&FilterSpec { arity: 1, predicates }.to_input(), &Limits::default()).unwrap();
     let matcher = Matcher::new(&Plan::new(&spec));
     for key in yes {
         assert!(
@@ -176,7 +176,8 @@ fn arity_zero() {
         &FilterSpec {
             arity: 0,
             predicates: vec![p(0, Op::Eq, b"")],
-        },
+        }
+        .to_input(),
         &Limits::default(),
     );
     assert_eq!(
@@ -196,10 +197,10 @@ fn validation_errors_name_predicate_and_field() {
         max_predicates: 3,
         max_value_bytes: 4,
         max_in_values: 2,
-        max_total_value_bytes: 2 * (4 + keyfilter::spec::VALUE_OVERHEAD) + 1,
+        max_total_value_bytes: 2 * (4 + keyfilter_core::spec::VALUE_OVERHEAD) + 1,
     };
     let check = |arity, predicates: Vec<Predicate>, expected: SpecError, text: &str| {
-        let err = validate(&FilterSpec { arity, predicates }, &limits).unwrap_err();
+        let err = validate(&FilterSpec { arity, predicates }.to_input(), &limits).unwrap_err();
         assert_eq!(err, expected);
         assert!(err.to_string().contains(text), "{err} lacks {text:?}");
     };
@@ -287,7 +288,7 @@ fn validation_errors_name_predicate_and_field() {
         SpecError::TotalTooLarge {
             index: 2,
             field: 0,
-            max: 2 * (4 + keyfilter::spec::VALUE_OVERHEAD) + 1,
+            max: 2 * (4 + keyfilter_core::spec::VALUE_OVERHEAD) + 1,
         },
         "predicates[2]",
     );

@@ -4,9 +4,9 @@
 //! oneof fields, unknown fields, buffers split anywhere) and corrupted bytes.
 
 use bytes::{Buf, Bytes};
-use keyfilter::eval::PackedIndex;
 use keyfilter::proto::{self, filter_request::Msg};
 use keyfilter::service::wire::{self, FilterMessage};
+use keyfilter_core::eval::PackedIndex;
 use proptest::prelude::*;
 use prost::Message;
 
@@ -44,7 +44,7 @@ fn packed(keys: &[Vec<Vec<u8>>]) -> proto::PackedKeys {
 }
 
 /// Every field of every key, as the evaluator sees them.
-fn fields_of(keys: &keyfilter::eval::PackedKeys<'_>, arity: usize) -> Vec<Vec<Vec<u8>>> {
+fn fields_of(keys: &keyfilter_core::eval::PackedKeys<'_>, arity: usize) -> Vec<Vec<Vec<u8>>> {
     (0..keys.len())
         .map(|i| (0..arity).map(|f| keys.field(i, f).to_vec()).collect())
         .collect()
@@ -150,7 +150,7 @@ proptest! {
         // A spec is only sliced when the request is decoded, and parsed by the
         // handler: count a spec that does not parse as a failure here.
         let ours = wire::FilterRequest::decode(&encoded[..]).and_then(|r| match &r.msg {
-            Some(FilterMessage::Spec(spec)) => match spec.parse(&keyfilter::spec::Limits::default()) {
+            Some(FilterMessage::Spec(spec)) => match spec.parse(&keyfilter_core::spec::Limits::default()) {
                 Err(wire::SpecWireError::Malformed(e)) => Err(e),
                 _ => Ok(r),
             },
@@ -225,8 +225,8 @@ fn any_spec() -> impl Strategy<Value = proto::FilterSpec> {
         .prop_map(|(arity, predicates)| proto::FilterSpec { arity, predicates })
 }
 
-fn small_limits() -> keyfilter::spec::Limits {
-    keyfilter::spec::Limits {
+fn small_limits() -> keyfilter_core::spec::Limits {
+    keyfilter_core::spec::Limits {
         max_arity: 3,
         max_predicates: 6,
         max_value_bytes: 4,
@@ -275,7 +275,7 @@ proptest! {
         match (generated, ours) {
             (Err(_), Err(wire::SpecWireError::Malformed(_))) => {}
             (Ok(generated), ours) => {
-                let expected = keyfilter::spec::validate(&generated.spec.unwrap(), &limits);
+                let expected = keyfilter_core::spec::validate(&generated.spec.unwrap().to_input(), &limits);
                 match (expected, ours) {
                     (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
                     (Err(a), Err(wire::SpecWireError::Invalid(b))) => prop_assert_eq!(a, b),

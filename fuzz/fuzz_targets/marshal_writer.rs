@@ -1,7 +1,7 @@
 //! `marshal_writer`: arbitrary code-object fields (any parameter names,
 //! ASCII / non-ASCII / long strings, constants `None`, `True`, `False`, bytes
 //! and frozensets of bytes, any code and line-table bytes, every version)
-//! through `keyfilter::codegen::marshal::write_code`.
+//! through `keyfilter_core::codegen::marshal::write_code`.
 //!
 //! Checks: the writer never panics, and its output reads back with the strict
 //! reader in `fuzz/src/lib.rs` (every declared length consistent, no trailing
@@ -12,9 +12,9 @@
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use keyfilter::codegen::marshal::{write_code, CodeObject};
-use keyfilter::codegen::select::Const;
-use keyfilter::codegen::{PyVersion, SUPPORTED};
+use keyfilter_core::codegen::marshal::{write_code, CodeObject};
+use keyfilter_core::codegen::select::Const;
+use keyfilter_core::codegen::{PyVersion, SUPPORTED};
 use keyfilter_fuzz::{read, Code, Obj};
 use libfuzzer_sys::fuzz_target;
 

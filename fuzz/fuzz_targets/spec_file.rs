@@ -1,4 +1,4 @@
-//! `spec_file`: bytes as the JSON spec file format (`keyfilter::spec::parse_spec_file`).
+//! `spec_file`: bytes as the JSON spec file format (`keyfilter_core::spec::parse_spec_file`).
 //!
 //! Checks: parsing never panics (nor does validating what it returns); a
 //! parsed spec rendered back with `spec_to_file_json` parses to the same wire
@@ -6,7 +6,7 @@
 
 #![no_main]
 
-use keyfilter::spec::{parse_spec_file, spec_to_file_json, validate, Limits};
+use keyfilter_core::spec::{parse_spec_file, spec_to_file_json, validate, Limits};
 use libfuzzer_sys::fuzz_target;
 // Links the capped allocator (see `keyfilter_fuzz::Capped`).
 use keyfilter_fuzz as _;

@@ -20,11 +20,11 @@
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
-use keyfilter::codegen::{dis, function_name, Function, SUPPORTED};
-use keyfilter::eval::{Matcher, PackedIndex};
-use keyfilter::plan::{Plan, Test};
+use keyfilter_core::codegen::{dis, function_name, Function, SUPPORTED};
+use keyfilter_core::eval::{Matcher, PackedIndex};
+use keyfilter_core::plan::{Plan, Test};
 use keyfilter::proto;
-use keyfilter::spec::{reference_matches, validate, Limits};
+use keyfilter_core::spec::{reference_matches, validate, Limits};
 use keyfilter_fuzz::{read, verify};
 use libfuzzer_sys::fuzz_target;
 
@@ -155,7 +155,7 @@ fn run(input: Input) {
     } else {
         Limits::default()
     };
-    let spec = match validate(&spec, &limits) {
+    let spec = match validate(&spec.to_input(), &limits) {
         Ok(spec) => spec,
         Err(e) => {
             assert!(!e.to_string().is_empty());
@@ -200,7 +200,7 @@ fn run(input: Input) {
     assert_eq!(mask, expected, "packed mask");
 
     // Bytecode, every version.
-    let name = function_name(&input.name).unwrap_or(keyfilter::codegen::DEFAULT_NAME);
+    let name = function_name(&input.name).unwrap_or(keyfilter_core::codegen::DEFAULT_NAME);
     for version in SUPPORTED {
         let function = Function::generate(&plan, version, name);
         let bytes = function.marshal();

@@ -20,11 +20,11 @@
 #![no_main]
 
 use bytes::{Buf, Bytes};
-use keyfilter::eval::{Matcher, PackedIndex, PackedKeys};
-use keyfilter::plan::Plan;
+use keyfilter_core::eval::{Matcher, PackedIndex, PackedKeys};
+use keyfilter_core::plan::Plan;
 use keyfilter::proto::{self, filter_request::Msg};
 use keyfilter::service::wire::{self, FilterMessage, PackedWire, RowKeys};
-use keyfilter::spec::{Op, Operand, Predicate, Spec};
+use keyfilter_core::spec::{Op, Operand, Predicate, Spec};
 use libfuzzer_sys::fuzz_target;
 // Links the capped allocator (see `keyfilter_fuzz::Capped`).
 use keyfilter_fuzz as _;
@@ -51,7 +51,7 @@ fn chunks(data: &[u8], at: usize) -> impl Buf + '_ {
 /// malformed one is `INTERNAL`, as a decode error is): for "does it decode",
 /// a spec that does not parse counts as a decode failure.
 fn spec_decodes(spec: Option<&wire::SpecWire>) -> bool {
-    let limits = keyfilter::spec::Limits::default();
+    let limits = keyfilter_core::spec::Limits::default();
     !matches!(spec.map(|s| s.parse(&limits)), Some(Err(wire::SpecWireError::Malformed(_))))
 }
 
@@ -130,9 +130,9 @@ fn filter_request(data: &[u8], split: usize) {
 /// The spec the server parses from the bytes it kept is the one `validate`
 /// makes of the generated type's spec, error for error.
 fn same_spec(ours: Option<&wire::SpecWire>, generated: Option<&proto::FilterSpec>) {
-    let limits = keyfilter::spec::Limits::default();
+    let limits = keyfilter_core::spec::Limits::default();
     match (ours, generated) {
-        (Some(ours), Some(generated)) => match (ours.parse(&limits), keyfilter::spec::validate(generated, &limits)) {
+        (Some(ours), Some(generated)) => match (ours.parse(&limits), keyfilter_core::spec::validate(&generated.to_input(), &limits)) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
             (Err(wire::SpecWireError::Invalid(a)), Err(b)) => assert_eq!(a, b),
             (a, b) => panic!("spec: parsed {a:?}, validated {b:?}"),

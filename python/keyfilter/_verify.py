@@ -583,7 +583,7 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
 
 def _check_shape(instrs: List[_Instr], consts: Tuple[object, ...], stacksize: int, facts: _Facts) -> None:
     """Accepts only the instruction sequence the generator emits (see
-    ``src/codegen/select.rs``), on top of the checks above, which make any
+    ``crates/keyfilter-core/src/codegen/select.rs``), on top of the checks above, which make any
     code safe to run; this makes it the generator's code::
 
         [RESUME 0]                                       3.11+

@@ -1,11 +1,12 @@
 //! `keyfilter._native`: the parts of the Python package that run in Rust.
 //!
 //! The Python layer (`python/keyfilter/`) owns the public API; this module gives
-//! it the core crate's spec validation and file format, the code generator and
-//! the native evaluator. A spec crosses the boundary in its wire form, as
-//! `(arity, [(field, op, value, values), ...])` with `op` the proto enum number,
-//! so that validation sees exactly what the server would see and reports
-//! exactly the server's message.
+//! it `keyfilter-core`'s spec validation and file format, the code generator,
+//! the native evaluator and the signed-message format, and `keyfilter-proto`'s
+//! messages for the client. A spec crosses the boundary as stated, as
+//! `(arity, [(field, op, value, values), ...])` with `op` the contract's enum
+//! number (the core's `SpecInput`), so that validation sees exactly what the
+//! server would see and reports exactly the server's message.
 
 use std::fmt::Write as _;
 use std::os::raw::c_char;
@@ -16,11 +17,12 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use keyfilter::codegen::{self, Function, PyVersion, SUPPORTED};
-use keyfilter::eval;
-use keyfilter::plan::Plan;
-use keyfilter::proto;
-use keyfilter::spec::{self, Limits};
+use keyfilter_core::codegen::{self, PyVersion, SUPPORTED};
+use keyfilter_core::eval;
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{self, Limits, PredicateInput, SpecInput};
+use keyfilter_core::{compile_python, Target};
+use keyfilter_proto as proto;
 
 /// One predicate as returned to Python: `(field, op, value, values)`.
 type PyPredicate<'py> = (u32, i32, Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>);
@@ -43,8 +45,13 @@ fn bytes_of(obj: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> PyResult<B
     }
 }
 
-/// Builds the wire spec from `(arity, predicates)`.
-fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<proto::FilterSpec> {
+/// The core's error as a `ValueError`, with the server's message.
+fn value_error(e: keyfilter_core::Error) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Reads the spec as stated from `(arity, predicates)`.
+fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<SpecInput> {
     let mut out = Vec::new();
     for (index, item) in predicates.try_iter()?.enumerate() {
         let item = item?;
@@ -55,24 +62,23 @@ fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<proto::Filte
             .enumerate()
             .map(|(j, v)| bytes_of(&v?, || format!("predicates[{index}].values[{j}]")))
             .collect::<PyResult<Vec<_>>>()?;
-        out.push(proto::Predicate {
+        out.push(PredicateInput {
             field,
             op,
             value,
             values,
         });
     }
-    Ok(proto::FilterSpec { arity, predicates: out })
+    Ok(SpecInput { arity, predicates: out })
 }
 
 /// Validates like the server does (default limits), with the server's message.
-fn validated(wire: &proto::FilterSpec) -> PyResult<spec::Spec> {
-    spec::validate(wire, &Limits::default()).map_err(|e| PyValueError::new_err(format!("spec.{e}")))
+fn validated(input: &SpecInput) -> PyResult<spec::Spec> {
+    keyfilter_core::validate(input, &Limits::default()).map_err(value_error)
 }
 
 fn parse_version(text: &str) -> PyResult<PyVersion> {
-    text.parse::<PyVersion>()
-        .map_err(|e| PyValueError::new_err(format!("python_version: {e}")))
+    text.parse::<PyVersion>().map_err(|e| value_error(e.into()))
 }
 
 /// Checks a spec as the server does; raises ValueError with the server's message.
@@ -117,21 +123,17 @@ fn compile_code<'py>(
     python_version: &str,
     name: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let version = parse_version(python_version)?;
-    let name = codegen::function_name(name).map_err(|e| PyValueError::new_err(format!("name: {e}")))?;
+    let target = Target::parse(python_version, name).map_err(value_error)?;
     let spec = validated(&wire_spec(arity, predicates)?)?;
-    let code = Function::generate(&Plan::new(&spec), version, name).marshal();
-    Ok(PyBytes::new(py, &code))
+    Ok(PyBytes::new(py, &compile_python(&spec, &target).marshal()))
 }
 
 /// Renders generated code the way CPython's `dis` would (for debugging).
 #[pyfunction]
 fn disassemble(arity: u32, predicates: &Bound<'_, PyAny>, python_version: &str, name: &str) -> PyResult<String> {
-    let version = parse_version(python_version)?;
-    let name = codegen::function_name(name).map_err(|e| PyValueError::new_err(format!("name: {e}")))?;
+    let target = Target::parse(python_version, name).map_err(value_error)?;
     let spec = validated(&wire_spec(arity, predicates)?)?;
-    let function = Function::generate(&Plan::new(&spec), version, name);
-    Ok(codegen::dis::disassemble(&function))
+    Ok(codegen::dis::disassemble(&compile_python(&spec, &target)))
 }
 
 /// `importlib.util.MAGIC_NUMBER` of a supported version's final releases.
@@ -534,7 +536,7 @@ fn encode_keys<'py>(
 fn encode_spec<'py>(py: Python<'py>, arity: u32, predicates: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(
         py,
-        &prost::Message::encode_to_vec(&wire_spec(arity, predicates)?),
+        &prost::Message::encode_to_vec(&proto::FilterSpec::from_input(&wire_spec(arity, predicates)?)),
     ))
 }
 
@@ -618,7 +620,7 @@ fn validated_sent_spec(spec: &[u8]) -> PyResult<spec::Spec> {
         max_in_values: usize::MAX,
         max_total_value_bytes: usize::MAX,
     };
-    spec::validate(&wire, &unbounded).map_err(|e| PyValueError::new_err(format!("spec.{e}")))
+    keyfilter_core::validate(&wire.to_input(), &unbounded).map_err(value_error)
 }
 
 /// SHA-256 of the canonical encoding of a validated spec (the server's
@@ -643,7 +645,7 @@ fn compile_signed_message<'py>(
     code: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
     let spec_digest = spec::canonical_digest(&validated_sent_spec(spec)?);
-    let signed = keyfilter::service::signing::SignedCompile {
+    let signed = keyfilter_core::signing::SignedCompile {
         key_id,
         spec_digest: &spec_digest,
         python_version,

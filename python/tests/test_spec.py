@@ -73,7 +73,7 @@ def test_str_value_error_says_to_encode():
         Spec(1).prefix(0, "eng/")
 
 
-# Each message is the server's: format!("spec.{e}") of keyfilter::spec::SpecError.
+# Each message is the server's: format!("spec.{e}") of keyfilter_core::spec::SpecError.
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::loadgen::{self, keys, Mode, Options};
-use crate::spec::parse_spec_file;
+use keyfilter_core::spec::parse_spec_file;
 
 /// Which RPC to drive.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,7 +110,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let spec = parse_spec_file(&text).with_context(|| format!("in spec file {}", path.display()))?;
-            (spec, path.display().to_string())
+            (crate::proto::FilterSpec::from_input(&spec), path.display().to_string())
         }
     };
     if !(0.0..=1.0).contains(&args.match_fraction) {

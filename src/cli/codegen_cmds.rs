@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::codegen::{function_name, Function, PyVersion};
-use crate::plan::Plan;
-use crate::spec::{parse_spec_file, validate, Limits};
+use keyfilter_core::codegen::{Function, PyVersion};
+use keyfilter_core::spec::{parse_spec_file, Limits};
+use keyfilter_core::{compile_python, validate, Target};
 
 /// What both commands take.
 #[derive(Debug, Args)]
@@ -20,7 +20,7 @@ pub struct SpecArgs {
     #[arg(long = "python", value_name = "VERSION")]
     python: PyVersion,
     /// Function name (`co_name`/`co_qualname`); an ASCII identifier.
-    #[arg(long, default_value = crate::codegen::DEFAULT_NAME)]
+    #[arg(long, default_value = keyfilter_core::codegen::DEFAULT_NAME)]
     name: String,
 }
 
@@ -47,10 +47,9 @@ fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
     } else {
         std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?
     };
-    let wire = parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
-    let spec = validate(&wire, &Limits::default()).with_context(|| format!("in spec file {}", args.spec.display()))?;
-    let name = function_name(&args.name)?;
-    Ok(Function::generate(&Plan::new(&spec), args.python, name))
+    let input = parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let spec = validate(&input, &Limits::default()).with_context(|| format!("in spec file {}", args.spec.display()))?;
+    Ok(compile_python(&spec, &Target::new(args.python, &args.name)?))
 }
 
 /// `keyfilter compile`: writes the marshal bytes.
@@ -64,6 +63,6 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
 
 /// `keyfilter dis`: prints the disassembly.
 pub fn dis(args: DisArgs) -> anyhow::Result<()> {
-    print!("{}", crate::codegen::dis::disassemble(&generate(&args.spec)?));
+    print!("{}", keyfilter_core::codegen::dis::disassemble(&generate(&args.spec)?));
     Ok(())
 }

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use crate::proto;
-use crate::spec::{reference_matches, Operand, Predicate, Spec};
+use keyfilter_core::spec::{reference_matches, Operand, Predicate, Spec};
 
 /// Shortest generated field value (constants themselves may be shorter).
 pub const MIN_FIELD: usize = 8;
@@ -242,11 +242,11 @@ pub fn generate(spec: &Spec, n: usize, match_fraction: f64, seed: u64) -> KeySet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{validate, Limits};
+    use keyfilter_core::spec::{validate, Limits};
 
     #[test]
     fn default_spec_keys_mix_matches_and_rejects() {
-        let spec = validate(&default_spec(), &Limits::default()).unwrap();
+        let spec = validate(&default_spec().to_input(), &Limits::default()).unwrap();
         let set = generate(&spec, 4000, 0.25, 1);
         let m = set.matched();
         assert!((800..1200).contains(&m), "{m} of 4000 match");

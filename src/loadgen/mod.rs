@@ -11,7 +11,7 @@
 //! Every run is bounded: `Match` by a duration and optionally a request count,
 //! `Filter` by a key count and a maximum duration (sending stops at the
 //! deadline; the report then says `completed: false`). Every answer is checked
-//! against the reference semantics ([`crate::spec::reference_matches`]).
+//! against the reference semantics ([`keyfilter_core::spec::reference_matches`]).
 
 pub mod codec;
 pub mod keys;
@@ -35,8 +35,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::proto::{
     filter_request, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, PackedKeys,
 };
-use crate::spec::{validate, Limits, Spec};
 use codec::PreEncoded;
+use keyfilter_core::spec::{validate, Limits, Spec};
 use keys::KeySet;
 
 /// Which RPC to drive.
@@ -368,7 +368,7 @@ fn prepare(set: &KeySet, size: usize, count: usize, encode: impl Fn(&[Vec<Bytes>
 /// Runs the load described by `options` on the current tokio runtime.
 pub async fn run(options: &Options, client_threads: usize) -> anyhow::Result<Report> {
     check_target(&options.target, options.allow_remote)?;
-    let spec = validate(&options.spec, &Limits::default()).map_err(|e| anyhow::anyhow!("the spec: {e}"))?;
+    let spec = validate(&options.spec.to_input(), &Limits::default()).map_err(|e| anyhow::anyhow!("the spec: {e}"))?;
     let distinct = options.distinct_keys.max(1);
     let set = keys::generate(&spec, distinct, options.match_fraction, options.seed);
     match options.mode {

@@ -21,6 +21,8 @@ use tonic::server::NamedService;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::service::CLIENT_RESET;
+
 /// Adds [`Admitted`] around a service.
 #[derive(Clone, Debug)]
 pub struct AdmissionLayer {
@@ -76,7 +78,7 @@ where
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
             // Counted apart from requests_total: a shed call never reached a handler.
-            super::metrics::load_shed();
+            crate::service::metrics::load_shed();
             let status = Status::resource_exhausted(format!(
                 "server overloaded: {} calls already in progress, open Filter streams included (max_concurrent_requests); retry later",
                 self.layer.limit
@@ -123,10 +125,6 @@ impl HttpBody for SlotBody {
         self.inner.size_hint()
     }
 }
-
-/// The message of the status a request body fails with when the client reset
-/// its stream (RST_STREAM CANCEL) before ending it.
-pub const CLIENT_RESET: &str = "the client reset the stream before it finished sending";
 
 /// A request body on which a client's reset stays an error.
 ///

@@ -182,11 +182,11 @@ where
         {
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(status) => {
-                let rpc = super::metrics::rpc_name(request.uri().path());
+                let rpc = crate::service::metrics::rpc_name(request.uri().path());
                 // Never log the token itself.
                 tracing::warn!(rpc, reason = status.message(), "rejected call");
-                super::metrics::rejected("unauthenticated");
-                super::metrics::observe::<()>(rpc, std::time::Instant::now(), &Err(status.clone()));
+                crate::service::metrics::rejected("unauthenticated");
+                crate::service::metrics::observe::<()>(rpc, std::time::Instant::now(), &Err(status.clone()));
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::{Security, ServerConfig};
 use crate::service::signing::Signer;
 use crate::service::ServiceConfig;
-use crate::spec::Limits;
+use keyfilter_core::spec::Limits;
 
 /// A duration written like `500ms`, `30s` or `2m`, in flags, env and the config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,12 +8,14 @@ use bytes::Bytes;
 use lru::LruCache;
 use tonic::Status;
 
+use super::errors::status;
 use super::wire::{CompileRequest, SpecWire};
 use super::KeyFilterService;
-use crate::codegen::{function_name, Function, PyVersion};
-use crate::plan::{Plan, Test};
 use crate::proto::CompileResponse;
-use crate::spec::canonical_digest;
+use keyfilter_core::codegen::PyVersion;
+use keyfilter_core::plan::{Plan, Test};
+use keyfilter_core::spec::canonical_digest;
+use keyfilter_core::{compile_plan, Target};
 
 /// Specs larger than this (as received) skip the first cache level: keeping
 /// their bytes would cost more than validating them again.
@@ -25,7 +27,7 @@ const ENTRY_OVERHEAD: usize = 128;
 /// First level: the request as received (its spec's bytes, copied).
 type ReceivedKey = (Bytes, PyVersion, String);
 /// Second level: what the request means.
-type PlanKey = (Plan, PyVersion, String);
+type PlanKey = (Plan, Target);
 
 /// One LRU level with a byte budget: entries are evicted, oldest first, until
 /// the new one fits. Keys come from requests, so the map's hash is keyed at
@@ -113,7 +115,7 @@ impl CompileCache {
         }
         let key = (Bytes::copy_from_slice(spec.as_bytes()), version, name.to_string());
         let hit = received.lock().expect("cache lock poisoned").get(&key)?;
-        crate::server::metrics::compile_cache(true);
+        crate::service::metrics::compile_cache(true);
         Some(hit)
     }
 
@@ -130,17 +132,17 @@ impl CompileCache {
     }
 
     /// The marshal bytes for `key`, generated on a miss.
-    pub fn get_or_generate(&self, key: (Plan, PyVersion, String)) -> Bytes {
+    pub fn get_or_generate(&self, key: PlanKey) -> Bytes {
         let Some(plans) = &self.plans else {
-            return Function::generate(&key.0, key.1, &key.2).marshal().into();
+            return compile_plan(&key.0, &key.1).marshal().into();
         };
         if let Some(hit) = plans.lock().expect("cache lock poisoned").get(&key) {
-            crate::server::metrics::compile_cache(true);
+            crate::service::metrics::compile_cache(true);
             return hit;
         }
-        crate::server::metrics::compile_cache(false);
-        let code: Bytes = Function::generate(&key.0, key.1, &key.2).marshal().into();
-        let weight = plan_bytes(&key.0) + key.2.len() + code.len() + ENTRY_OVERHEAD;
+        crate::service::metrics::compile_cache(false);
+        let code: Bytes = compile_plan(&key.0, &key.1).marshal().into();
+        let weight = plan_bytes(&key.0) + key.1.name.len() + code.len() + ENTRY_OVERHEAD;
         plans
             .lock()
             .expect("cache lock poisoned")
@@ -164,32 +166,26 @@ impl CompileCache {
 
 /// The code for a request: from the cache's first level, or validated,
 /// planned and taken from the second level (or generated), then remembered.
-fn code_for(
-    service: &KeyFilterService,
-    spec: Option<&SpecWire>,
-    version: PyVersion,
-    name: &str,
-) -> Result<Bytes, Status> {
+fn code_for(service: &KeyFilterService, spec: Option<&SpecWire>, target: Target, name: &str) -> Result<Bytes, Status> {
     let cache = &service.cache;
+    let version = target.version;
     if let Some(code) = spec.and_then(|spec| cache.get_received(spec, version, name)) {
         return Ok(code);
     }
-    let function_name = function_name(name).map_err(|e| Status::invalid_argument(format!("name: {e}")))?;
     let plan = service.plan(spec)?;
-    let code = cache.get_or_generate((plan, version, function_name.to_string()));
+    let code = cache.get_or_generate((plan, target));
     if let Some(spec) = spec {
         cache.put_received(spec, version, name, code.clone());
     }
     Ok(code)
 }
 
-/// Serves one `Compile` request (runs on a CPU slot when the spec is large).
+/// Serves one `Compile` request (runs on a CPU slot when the spec is large):
+/// `python_version`, `name`, then the spec are checked, in that order.
 pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Result<CompileResponse, Status> {
-    let version: PyVersion = request
-        .python_version
-        .parse()
-        .map_err(|e| Status::invalid_argument(format!("python_version: {e}")))?;
-    let code = code_for(service, request.spec.as_ref(), version, &request.name)?;
+    let target = Target::parse(&request.python_version, &request.name).map_err(status)?;
+    let version = target.version;
+    let code = code_for(service, request.spec.as_ref(), target, &request.name)?;
     // The version is echoed as the caller wrote it ("3.12" or "3.12.7").
     let python_version = request.python_version;
     let magic = version.magic();

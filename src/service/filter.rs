@@ -25,9 +25,15 @@ use tracing::Instrument;
 
 use super::wire::{FilterMessage as Msg, FilterRequest};
 use super::KeyFilterService;
-use crate::eval::Matcher;
 use crate::proto::FilterResponse;
-use crate::server::metrics;
+use crate::service::metrics;
+use keyfilter_core::eval::Matcher;
+
+/// The message of the status a request body fails with when the client reset
+/// its stream (RST_STREAM CANCEL) before ending it (the server's admission
+/// layer turns that reset into `ABORTED` with this message, so a stream the
+/// client abandoned is never counted as finished).
+pub const CLIENT_RESET: &str = "the client reset the stream before it finished sending";
 
 /// The response stream of `Filter`: every computed response, then the
 /// stream's error status if it failed.
@@ -106,7 +112,7 @@ async fn next(
             // The client reset the stream: cancelled, never a clean end
             // (see `server::admission::ResetIsNotTheEnd`).
             Ok(Err(status))
-                if status.code() == tonic::Code::Aborted && status.message() == crate::server::admission::CLIENT_RESET =>
+                if status.code() == tonic::Code::Aborted && status.message() == CLIENT_RESET =>
             {
                 Some(Err(Status::cancelled("Filter: the client reset the stream before it finished sending")))
             }

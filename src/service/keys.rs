@@ -4,7 +4,7 @@ use tonic::Status;
 
 use super::wire::MatchRequest;
 use super::work::{Cancel, SLICE_KEYS};
-use crate::eval::{Matcher, PackedKeys};
+use keyfilter_core::eval::{Matcher, PackedKeys};
 
 /// The keys of a `MatchRequest` (rows or packed, not both), at most `max_keys` of them.
 pub fn match_keys(request: &MatchRequest, arity: usize, max_keys: usize) -> Result<PackedKeys<'_>, Status> {

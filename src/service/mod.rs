@@ -6,11 +6,15 @@
 //! async workers. Nothing here decides semantics.
 
 mod compile;
+mod errors;
 mod filter;
 mod keys;
+pub mod metrics;
 pub mod signing;
 pub mod wire;
 mod work;
+
+pub use filter::CLIENT_RESET;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,11 +25,11 @@ pub use compile::CompileCache;
 pub use filter::FilterStream;
 pub use work::Cancel;
 
-use crate::eval::Matcher;
-use crate::plan::Plan;
 use crate::proto::{CompileResponse, MatchResponse};
-use crate::server::metrics;
-use crate::spec::{Limits, Spec};
+use keyfilter_core::eval::Matcher;
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{Limits, Spec};
+use keyfilter_core::Error;
 use wire::server::key_filter_server::KeyFilter;
 use wire::{CompileRequest, FilterRequest, MatchRequest, SpecWire, SpecWireError};
 
@@ -107,16 +111,10 @@ impl KeyFilterService {
     /// wrong. A spec that does not decode is `INTERNAL`, as for any message
     /// that does not parse.
     fn spec(&self, spec: Option<&SpecWire>) -> Result<Spec, Status> {
-        let spec = spec.ok_or_else(|| {
-            metrics::rejected("invalid_spec");
-            Status::invalid_argument("spec: missing")
-        })?;
+        let spec = spec.ok_or_else(|| errors::status(Error::MissingSpec))?;
         spec.parse(&self.config.limits).map_err(|e| match e {
             SpecWireError::Malformed(_) => Status::internal(e.to_string()),
-            SpecWireError::Invalid(e) => {
-                metrics::rejected("invalid_spec");
-                Status::invalid_argument(format!("spec.{e}"))
-            }
+            SpecWireError::Invalid(e) => errors::status(Error::Spec(e)),
         })
     }
 

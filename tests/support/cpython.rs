@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use bytes::Bytes;
-use keyfilter::codegen::{Function, PyVersion};
-use keyfilter::eval::Matcher;
-use keyfilter::plan::Plan;
 use keyfilter::proto::FilterSpec;
-use keyfilter::spec::{reference_matches, spec_to_file_json, validate, Limits};
+use keyfilter_core::codegen::{Function, PyVersion};
+use keyfilter_core::eval::Matcher;
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{reference_matches, spec_to_file_json, validate, Limits};
 use serde_json::{json, Value};
 
 pub fn repo() -> PathBuf {
@@ -69,7 +69,7 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
     let python = interpreter(version);
     let mut json_cases = Vec::new();
     for case in cases {
-        let spec = validate(&case.wire, &Limits::default()).unwrap();
+        let spec = validate(&case.wire.to_input(), &Limits::default()).unwrap();
         let plan = Plan::new(&spec);
         let matcher = Matcher::new(&plan);
         let expected: Vec<bool> = case
@@ -124,7 +124,9 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
         panic!(
             "CPython {version} did not finish ({}): last case started: {last:?}\nspec: {}\nstderr: {}",
             output.status,
-            culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default(),
+            culprit
+                .map(|c| spec_to_file_json(&c.wire.to_input()))
+                .unwrap_or_default(),
             String::from_utf8_lossy(&output.stderr)
                 .chars()
                 .take(4000)
@@ -147,7 +149,9 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
             "CPython {version}: {} failing cases; first: {}\nspec: {}",
             failures.len(),
             serde_json::to_string_pretty(first).unwrap(),
-            culprit.map(|c| spec_to_file_json(&c.wire)).unwrap_or_default()
+            culprit
+                .map(|c| spec_to_file_json(&c.wire.to_input()))
+                .unwrap_or_default()
         );
     }
     assert_eq!(result["cases"].as_u64().unwrap() as usize, cases.len());

@@ -13,7 +13,7 @@ use prost::DecodeError;
 use tonic::Status;
 
 use super::decode_error;
-use crate::eval::PackedKeys;
+use keyfilter_core::eval::PackedKeys;
 
 /// A varint from a slice; values below 128 take one compare.
 #[inline(always)]
@@ -87,7 +87,7 @@ fn with_delimited<B: Buf>(
 
 /// `INVALID_ARGUMENT` for a batch of more keys than the limit allows.
 fn too_many_keys(what: &impl std::fmt::Display, keys: u64, max: usize) -> Status {
-    crate::server::metrics::rejected("keys_per_request");
+    crate::service::metrics::rejected("keys_per_request");
     Status::invalid_argument(format!(
         "{what}: {keys} keys, above the limit of {max} keys per request (max_keys_per_request)"
     ))

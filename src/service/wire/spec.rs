@@ -8,7 +8,7 @@
 //! request only slices the spec's bytes; [`SpecWire::parse`] then walks them
 //! twice: once to check the encoding and count the predicates (allocating
 //! nothing), then to validate predicate by predicate through the same
-//! [`SpecBuilder`] that [`validate`](crate::spec::validate) uses, so the
+//! [`SpecBuilder`] that [`validate`](keyfilter_core::spec::validate) uses, so the
 //! result and the first error are exactly those of decoding with the
 //! generated type and validating (`tests/wire_decoding.rs` checks this).
 //! Values are copied out as they are accepted: the spec kept by a stream or a
@@ -18,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-use crate::spec::{Limits, Spec, SpecBuilder, SpecError};
+use keyfilter_core::spec::{Limits, Spec, SpecBuilder, SpecError};
 
 /// Why a received spec was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -289,7 +289,10 @@ mod tests {
         };
         let limits = Limits::default();
         let parsed = SpecWire::from_message(&spec).parse(&limits).unwrap();
-        assert_eq!(parsed, crate::spec::validate(&spec, &limits).unwrap());
+        assert_eq!(
+            parsed,
+            keyfilter_core::spec::validate(&spec.to_input(), &limits).unwrap()
+        );
     }
 
     #[test]
@@ -320,7 +323,7 @@ mod tests {
         };
         let wire = SpecWire::from_message(&spec);
         let parsed = wire.parse(&Limits::default()).unwrap();
-        let crate::spec::Operand::Value(value) = &parsed.predicates[0].operand else {
+        let keyfilter_core::spec::Operand::Value(value) = &parsed.predicates[0].operand else {
             panic!("{parsed:?}")
         };
         let inside = wire.as_bytes().as_ptr_range();

@@ -95,8 +95,7 @@ fn emit_return_const(asm: &mut Assembler, version: PyVersion, index: u32) {
 /// Selects the instructions for `plan` on `version`, and assembles them.
 pub fn select(plan: &Plan, version: PyVersion) -> Selected {
     let mut pool = ConstPool::default();
-    if version <= PyVersion::V3_13 {
-        // CPython's convention up to 3.13 (co_consts[0] is None for lambdas).
+    if version.record().none_first_const {
         pool.get(Const::None);
     }
     let mut asm = Assembler::new(version);

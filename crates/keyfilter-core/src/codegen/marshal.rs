@@ -4,7 +4,7 @@
 //! No object is written with FLAG_REF, so there are no back-references.
 
 use super::select::Const;
-use super::version::PyVersion;
+use super::version::{CodeLayout, PyVersion};
 
 /// Every field of a code object that the stream carries, for our shape.
 #[derive(Debug)]
@@ -27,25 +27,6 @@ pub struct CodeObject<'a> {
     pub first_line: u32,
     /// `co_lnotab` (3.9) or `co_linetable` (3.10+)
     pub linetable: &'a [u8],
-}
-
-/// `CO_OPTIMIZED | CO_NEWLOCALS`, plus `CO_NOFREE` before 3.11 (as CPython writes them).
-fn flags(version: PyVersion) -> u32 {
-    if version <= PyVersion::V3_10 {
-        0x43
-    } else {
-        0x3
-    }
-}
-
-/// Kind byte of a positional parameter in `co_localspluskinds` (3.11+):
-/// `CO_FAST_LOCAL`, plus `CO_FAST_ARG_POS | CO_FAST_ARG_KW` from 3.14.
-fn param_kind(version: PyVersion) -> u8 {
-    if version >= PyVersion::V3_14 {
-        0x26
-    } else {
-        0x20
-    }
 }
 
 struct Writer(Vec<u8>);
@@ -113,38 +94,42 @@ impl Writer {
 pub fn write_code(co: &CodeObject<'_>) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64 + co.code.len() * 2));
     let nparams = co.param_names.len();
+    let record = co.version.record();
     w.0.push(b'c');
     w.len(nparams); // argcount
     w.u32(0); // posonlyargcount
     w.u32(0); // kwonlyargcount
-    if co.version <= PyVersion::V3_10 {
+    if record.layout == CodeLayout::Varnames {
         w.len(nparams); // nlocals
     }
     w.u32(co.stacksize);
-    w.u32(flags(co.version));
+    w.u32(record.code_flags);
     w.bytes(co.code);
     w.tuple_header(co.consts.len());
     for c in co.consts {
         w.const_(c);
     }
     w.tuple_header(0); // names
-    if co.version <= PyVersion::V3_10 {
-        w.str_tuple(co.param_names); // varnames
-        w.tuple_header(0); // freevars
-        w.tuple_header(0); // cellvars
-        w.str(co.filename);
-        w.str(co.name);
-        w.u32(co.first_line);
-        w.bytes(co.linetable);
-    } else {
-        w.str_tuple(co.param_names); // localsplusnames
-        w.bytes(&vec![param_kind(co.version); nparams]); // localspluskinds
-        w.str(co.filename);
-        w.str(co.name);
-        w.str(co.name); // qualname
-        w.u32(co.first_line);
-        w.bytes(co.linetable);
-        w.bytes(b""); // exceptiontable
+    match record.layout {
+        CodeLayout::Varnames => {
+            w.str_tuple(co.param_names); // varnames
+            w.tuple_header(0); // freevars
+            w.tuple_header(0); // cellvars
+            w.str(co.filename);
+            w.str(co.name);
+            w.u32(co.first_line);
+            w.bytes(co.linetable);
+        }
+        CodeLayout::LocalsPlus { param_kind } => {
+            w.str_tuple(co.param_names); // localsplusnames
+            w.bytes(&vec![param_kind; nparams]); // localspluskinds
+            w.str(co.filename);
+            w.str(co.name);
+            w.str(co.name); // qualname
+            w.u32(co.first_line);
+            w.bytes(co.linetable);
+            w.bytes(b""); // exceptiontable
+        }
     }
     w.0
 }

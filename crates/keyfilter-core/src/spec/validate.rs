@@ -1,10 +1,9 @@
-//! Turning a wire-format spec into a [`Spec`], with a precise error for each fault.
+//! Turning a [`SpecInput`] into a [`Spec`], with a precise error for each fault.
 
 use bytes::Bytes;
 
 use super::limits::VALUE_OVERHEAD;
-use super::{Limits, Op, Operand, Predicate, Spec};
-use crate::proto;
+use super::{Limits, Op, Operand, Predicate, Spec, SpecInput, OP_UNSPECIFIED};
 
 /// Why a spec was rejected. The message names the predicate (by index) and its
 /// field, so a caller can find the fault in a spec of thousands of predicates.
@@ -53,18 +52,11 @@ pub enum SpecError {
 }
 
 fn op_from_wire(index: usize, field: u32, op: i32) -> Result<Op, SpecError> {
-    Ok(match proto::Op::try_from(op) {
-        Ok(proto::Op::Unspecified) => return Err(SpecError::OpUnspecified { index, field }),
-        Err(_) => return Err(SpecError::UnknownOp { index, field, op }),
-        Ok(proto::Op::Eq) => Op::Eq,
-        Ok(proto::Op::Ne) => Op::Ne,
-        Ok(proto::Op::Lt) => Op::Lt,
-        Ok(proto::Op::Le) => Op::Le,
-        Ok(proto::Op::Gt) => Op::Gt,
-        Ok(proto::Op::Ge) => Op::Ge,
-        Ok(proto::Op::Prefix) => Op::Prefix,
-        Ok(proto::Op::In) => Op::In,
-    })
+    match Op::from_number(op) {
+        Some(op) => Ok(op),
+        None if op == OP_UNSPECIFIED => Err(SpecError::OpUnspecified { index, field }),
+        None => Err(SpecError::UnknownOp { index, field, op }),
+    }
 }
 
 /// Checks `spec` against the contract and `limits` and returns its validated form.
@@ -72,7 +64,7 @@ fn op_from_wire(index: usize, field: u32, op: i32) -> Result<Op, SpecError> {
 /// proto3 cannot tell an empty `value` from an absent one, so an empty `value`
 /// on an `IN` predicate is accepted (it is indistinguishable from "not set"),
 /// and `EQ b""` is a legal predicate.
-pub fn validate(spec: &proto::FilterSpec, limits: &Limits) -> Result<Spec, SpecError> {
+pub fn validate(spec: &SpecInput, limits: &Limits) -> Result<Spec, SpecError> {
     let mut builder = SpecBuilder::new(spec.arity, spec.predicates.len(), limits)?;
     for p in &spec.predicates {
         builder.push(p.field, p.op, &p.value, &p.values)?;

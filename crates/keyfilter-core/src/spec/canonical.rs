@@ -1,7 +1,7 @@
 //! A canonical byte encoding of a validated [`Spec`], and its SHA-256 digest.
 //!
 //! A signed `Compile` answer names the request it was made for by this digest
-//! (see `service::signing`), so two different specs must never encode alike,
+//! (see [`signing`](crate::signing)), so two different specs must never encode alike,
 //! whatever their values contain. Every variable-length part is therefore
 //! length-prefixed, and the operator fixes which operand follows. The encoding
 //! is of the spec *as validated*: wire details that validation drops (an empty
@@ -26,24 +26,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Op, Operand, Spec};
+use super::{Operand, Spec};
 
 /// Domain tag at the start of the canonical encoding.
 pub const CANONICAL_TAG: &[u8] = b"keyfilter-spec-v1\0";
-
-/// The proto enum number of `op`, which the encoding uses.
-fn op_code(op: Op) -> u8 {
-    match op {
-        Op::Eq => 1,
-        Op::Ne => 2,
-        Op::Lt => 3,
-        Op::Le => 4,
-        Op::Gt => 5,
-        Op::Ge => 6,
-        Op::Prefix => 7,
-        Op::In => 8,
-    }
-}
 
 /// Feeds the canonical encoding of `spec` to `out`, piece by piece (so the
 /// digest of a large spec needs no copy of it).
@@ -54,7 +40,8 @@ pub fn write_canonical(spec: &Spec, out: &mut impl FnMut(&[u8])) {
     out(&len(spec.predicates.len()));
     for p in &spec.predicates {
         out(&p.field.to_be_bytes());
-        out(&[op_code(p.op)]);
+        // Contract numbers are 1 to 8: one byte.
+        out(&[p.op.number() as u8]);
         match &p.operand {
             Operand::Values(values) => {
                 out(&len(values.len()));
@@ -91,7 +78,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::spec::Predicate;
+    use crate::spec::{Op, Predicate};
 
     /// Reads the canonical encoding back: a spec is recovered from its bytes,
     /// so no two specs share an encoding (the round trip below checks it).
@@ -123,7 +110,7 @@ mod tests {
             let code = take(b, 1)?[0];
             let op = [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Prefix, Op::In]
                 .into_iter()
-                .find(|op| op_code(*op) == code)?;
+                .find(|op| op.number() == i32::from(code))?;
             let operand = if op == Op::In {
                 let n = u64_(b)?;
                 Operand::Values((0..n).map(|_| value(b)).collect::<Option<_>>()?)

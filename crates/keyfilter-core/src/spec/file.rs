@@ -16,13 +16,13 @@
 //! `b"..."` literal (`\\xHH`, `\\n`, `\\r`, `\\t`, `\\0`, `\\\\`; other characters
 //! stand for their UTF-8 bytes), or an object `{"hex": "..."}`. Ops are named
 //! `eq ne lt le gt ge prefix in` or written `== != < <= > >=`.
-//! The result is a wire [`FilterSpec`](crate::proto::FilterSpec): validation
-//! (field ranges, limits) is the same as for a spec received over gRPC.
+//! The result is a [`SpecInput`]: validation (field ranges, limits) is the
+//! same as for a spec received over gRPC.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::proto;
+use super::{Op, PredicateInput, SpecInput};
 
 /// A spec file that is not well-formed; the message names the JSON path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +42,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> SpecFileError {
 }
 
 /// Parses a spec file's text into a wire spec.
-pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
+pub fn parse_spec_file(text: &str) -> Result<SpecInput, SpecFileError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
     let obj = doc.as_object().ok_or_else(|| err("$", "expected an object"))?;
     reject_unknown(obj, "$", &["arity", "predicates"])?;
@@ -57,10 +57,10 @@ pub fn parse_spec_file(text: &str) -> Result<proto::FilterSpec, SpecFileError> {
             predicates.push(parse_predicate(p, &format!("predicates[{i}]"))?);
         }
     }
-    Ok(proto::FilterSpec { arity, predicates })
+    Ok(SpecInput { arity, predicates })
 }
 
-fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileError> {
+fn parse_predicate(v: &Value, path: &str) -> Result<PredicateInput, SpecFileError> {
     let obj = v.as_object().ok_or_else(|| err(path, "expected an object"))?;
     reject_unknown(obj, path, &["field", "op", "value", "values"])?;
     let field = as_u32(
@@ -90,33 +90,33 @@ fn parse_predicate(v: &Value, path: &str) -> Result<proto::Predicate, SpecFileEr
         Some(_) => return Err(err(format!("{path}.values"), "expected a list")),
         None => Vec::new(),
     };
-    if op == proto::Op::In && obj.contains_key("value") {
+    if op == Op::In && obj.contains_key("value") {
         return Err(err(path, "op `in` takes `values`, not `value`"));
     }
-    if op != proto::Op::In && obj.contains_key("values") {
+    if op != Op::In && obj.contains_key("values") {
         return Err(err(path, format!("op `{op_text}` takes `value`, not `values`")));
     }
-    if op != proto::Op::In && !obj.contains_key("value") {
+    if op != Op::In && !obj.contains_key("value") {
         return Err(err(path, format!("op `{op_text}` needs a `value`")));
     }
-    Ok(proto::Predicate {
+    Ok(PredicateInput {
         field,
-        op: op as i32,
+        op: op.number(),
         value,
         values,
     })
 }
 
-fn op_from_text(text: &str) -> Option<proto::Op> {
+fn op_from_text(text: &str) -> Option<Op> {
     Some(match text.to_ascii_lowercase().as_str() {
-        "eq" | "==" => proto::Op::Eq,
-        "ne" | "!=" => proto::Op::Ne,
-        "lt" | "<" => proto::Op::Lt,
-        "le" | "<=" => proto::Op::Le,
-        "gt" | ">" => proto::Op::Gt,
-        "ge" | ">=" => proto::Op::Ge,
-        "prefix" | "startswith" => proto::Op::Prefix,
-        "in" => proto::Op::In,
+        "eq" | "==" => Op::Eq,
+        "ne" | "!=" => Op::Ne,
+        "lt" | "<" => Op::Lt,
+        "le" | "<=" => Op::Le,
+        "gt" | ">" => Op::Gt,
+        "ge" | ">=" => Op::Ge,
+        "prefix" | "startswith" => Op::Prefix,
+        "in" => Op::In,
         _ => return None,
     })
 }
@@ -211,17 +211,23 @@ fn escape(bytes: &[u8]) -> String {
     s
 }
 
-/// Renders a wire spec in the spec file format (the inverse of [`parse_spec_file`]).
-pub fn spec_to_file_json(spec: &proto::FilterSpec) -> String {
+/// Renders a spec as stated in the spec file format (the inverse of
+/// [`parse_spec_file`]); an operator number the contract does not define is
+/// written as that number.
+pub fn spec_to_file_json(spec: &SpecInput) -> String {
     let predicates: Vec<Value> = spec
         .predicates
         .iter()
         .map(|p| {
-            let op = proto::Op::try_from(p.op).map(|o| o.as_str_name().to_ascii_lowercase());
+            let op = match Op::from_number(p.op) {
+                Some(op) => Some(op.name().to_string()),
+                None if p.op == super::OP_UNSPECIFIED => Some("op_unspecified".to_string()),
+                None => None,
+            };
             let mut obj = Map::new();
             obj.insert("field".into(), p.field.into());
-            obj.insert("op".into(), op.unwrap_or_else(|_| p.op.to_string()).into());
-            if p.op == proto::Op::In as i32 {
+            obj.insert("op".into(), op.unwrap_or_else(|| p.op.to_string()).into());
+            if p.op == Op::In.number() {
                 obj.insert(
                     "values".into(),
                     p.values.iter().map(|v| Value::from(escape(v))).collect(),
@@ -257,7 +263,7 @@ mod tests {
         .unwrap();
         assert_eq!(spec.arity, 2);
         assert_eq!(&spec.predicates[0].value[..], b"a\xff\n");
-        assert_eq!(spec.predicates[1].op, proto::Op::In as i32);
+        assert_eq!(spec.predicates[1].op, Op::In.number());
         assert_eq!(
             spec.predicates[1].values,
             vec![Bytes::from_static(b"\x00\xff"), Bytes::from_static(b"z")]

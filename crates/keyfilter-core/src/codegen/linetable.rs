@@ -2,15 +2,15 @@
 //! (cpython-codegen.md §11). A table must cover every code unit: a short one
 //! breaks tracebacks (`traceback.format_exc()` itself raises on 3.12+).
 
-use super::version::PyVersion;
+use super::version::{LineTableKind, PyVersion};
 
 /// The line table for `code_len` bytes of `co_code`, all on the first line.
 pub fn single_line(version: PyVersion, code_len: usize) -> Vec<u8> {
-    match version {
+    match version.record().line_table {
         // co_lnotab: empty means every instruction is on co_firstlineno.
-        PyVersion::V3_9 => Vec::new(),
+        LineTableKind::Lnotab => Vec::new(),
         // PEP 626: (byte delta <= 254, line delta) pairs.
-        PyVersion::V3_10 => {
+        LineTableKind::Pep626 => {
             let mut out = Vec::new();
             let mut left = code_len;
             while left > 0 {
@@ -21,7 +21,7 @@ pub fn single_line(version: PyVersion, code_len: usize) -> Vec<u8> {
             out
         }
         // PEP 657: entries of 1-8 code units; code 13 = "no column", svarint line delta 0.
-        _ => {
+        LineTableKind::Pep657 => {
             let mut out = Vec::new();
             let mut left = code_len / 2;
             while left > 0 {

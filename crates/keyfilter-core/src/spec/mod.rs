@@ -1,19 +1,23 @@
 //! The validated form of a filter spec, and how to get one.
 //!
-//! A [`Spec`] is what is left of a [`proto::FilterSpec`](crate::proto::FilterSpec)
-//! once [`validate`] has accepted it: every predicate names a field below the
+//! A [`Spec`] is what is left of a [`SpecInput`] (the contract's `FilterSpec`,
+//! as stated by a caller) once [`validate`] has accepted it: every predicate names a field below the
 //! arity, carries a known operator and exactly the operands that operator takes,
 //! and every size is within the configured [`Limits`]. Everything downstream
 //! (the planner, the native evaluator, the CPython emitters) can therefore assume
 //! a well-formed spec and never fails on one.
 
 pub mod canonical;
+#[cfg(feature = "spec-file")]
 mod file;
+mod input;
 mod limits;
 mod validate;
 
 pub use canonical::canonical_digest;
+#[cfg(feature = "spec-file")]
 pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
+pub use input::{PredicateInput, SpecInput, OP_UNSPECIFIED};
 pub use limits::{Limits, VALUE_OVERHEAD};
 pub use validate::{validate, SpecBuilder, SpecError};
 
@@ -41,6 +45,28 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operator, in the order of their contract numbers.
+    pub const ALL: [Op; 8] = [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Prefix, Op::In];
+
+    /// The operator's number in the contract's `Op` enum (`EQ = 1` to `IN = 8`).
+    pub fn number(self) -> i32 {
+        match self {
+            Op::Eq => 1,
+            Op::Ne => 2,
+            Op::Lt => 3,
+            Op::Le => 4,
+            Op::Gt => 5,
+            Op::Ge => 6,
+            Op::Prefix => 7,
+            Op::In => 8,
+        }
+    }
+
+    /// The operator with contract number `n`, if the contract defines one.
+    pub fn from_number(n: i32) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.number() == n)
+    }
+
     /// The lowercase name used in spec files and messages (`eq`, `prefix`, ...).
     pub fn name(self) -> &'static str {
         match self {

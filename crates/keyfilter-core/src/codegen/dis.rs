@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::select::Const;
-use super::version::{JumpEncoding, Opcode, PyVersion};
+use super::version::{JumpEncoding, Opcode};
 use super::{Function, FILENAME};
 
 const CMP_OP: [&str; 6] = ["<", "<=", "==", "!=", ">", ">="];
@@ -114,19 +114,15 @@ pub fn disassemble(f: &Function) -> String {
                 f.consts.get(ins.arg as usize).map(const_repr).unwrap_or_default()
             }
             Some(Opcode::CompareOp) => {
-                let shift = match v {
-                    PyVersion::V3_9 | PyVersion::V3_10 | PyVersion::V3_11 => 0,
-                    PyVersion::V3_12 => 4,
-                    _ => 5,
-                };
-                let sym = CMP_OP.get((ins.arg >> shift) as usize).copied().unwrap_or("?");
-                if shift == 5 && ins.arg & 16 != 0 {
+                let (cmp, bool_) = v.record().compare.decode(ins.arg);
+                let sym = CMP_OP.get(cmp as usize).copied().unwrap_or("?");
+                if bool_ {
                     format!("bool({sym})")
                 } else {
                     sym.to_string()
                 }
             }
-            Some(Opcode::ContainsOp) if v >= PyVersion::V3_13 => "in".into(),
+            Some(Opcode::ContainsOp) if v.record().contains_op_shows_in => "in".into(),
             Some(Opcode::PopJumpIfFalse) => {
                 let caches = v.opcode(Opcode::PopJumpIfFalse).map_or(0, |(_, c)| c as usize);
                 let target = match v.jump_encoding() {
