@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use crate::proto;
-use keyfilter_core::spec::{reference_matches, Operand, Predicate, Spec};
+use keyfilter_core::spec::{reference_matches, Op, Operand, Predicate, PredicateInput, Spec, SpecInput};
 
 /// Shortest generated field value (constants themselves may be shorter).
 pub const MIN_FIELD: usize = 8;
@@ -22,21 +22,21 @@ pub const MAX_FIELD: usize = 16;
 /// The default benchmark spec: 3 fields, `eq` on field 0, `ge`/`lt` on field 1,
 /// `prefix` on field 2.
 pub fn default_spec() -> proto::FilterSpec {
-    let p = |field: u32, op: proto::Op, value: &'static [u8]| proto::Predicate {
+    let p = |field: u32, op: Op, value: &'static [u8]| PredicateInput {
         field,
-        op: op as i32,
+        op: op.number(),
         value: Bytes::from_static(value),
         values: vec![],
     };
-    proto::FilterSpec {
+    proto::FilterSpec::from_input(&SpecInput {
         arity: 3,
         predicates: vec![
-            p(0, proto::Op::Eq, b"tenant-0042"),
-            p(1, proto::Op::Ge, b"2024-01-01"),
-            p(1, proto::Op::Lt, b"2024-07-01"),
-            p(2, proto::Op::Prefix, b"user/"),
+            p(0, Op::Eq, b"tenant-0042"),
+            p(1, Op::Ge, b"2024-01-01"),
+            p(1, Op::Lt, b"2024-07-01"),
+            p(2, Op::Prefix, b"user/"),
         ],
-    }
+    })
 }
 
 /// A small, fast, deterministic generator (SplitMix64): the benchmark must not
