@@ -259,9 +259,9 @@ class Spec:
         """An independent copy (predicates are immutable and shared)."""
         return Spec(self._arity, self._predicates)
 
-    def _wire(self) -> Tuple[int, List[Tuple[int, int, bytes, Tuple[bytes, ...]]]]:
-        """``(arity, [(field, op, value, values), ...])``: the form _native reads."""
-        return (self._arity, [p._wire() for p in self._predicates])
+    def _wire(self) -> Tuple[int, List[Tuple[int, int, bytes, Tuple[bytes, ...]]], None]:
+        """``(arity, [(field, op, value, values), ...], expr)``: the form _native reads."""
+        return (self._arity, [p._wire() for p in self._predicates], None)
 
     def validate(self) -> Spec:
         """Checks the spec exactly as the server does (default limits).
@@ -286,7 +286,7 @@ class Spec:
         """
         if not isinstance(text, str):
             raise TypeError(f"from_json() expects str, not {type(text).__name__}")
-        arity, predicates = _native.spec_from_json(text)
+        arity, predicates, _expr = _native.spec_from_json(text)
         return cls(arity, (Predicate(f, op, v, vs) for f, op, v, vs in predicates))
 
     def to_proto(self) -> Any:
