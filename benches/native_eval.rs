@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use keyfilter::proto::{FilterSpec, Op, Predicate};
+use keyfilter::proto::{expr, Expr, ExprList, FilterSpec, Op, Predicate};
 use keyfilter_core::eval::{Matcher, PackedIndex};
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{validate, Limits};
@@ -150,5 +150,69 @@ fn bench_packed(
     });
 }
 
-criterion_group!(benches, bench);
+/// An expression leaf.
+fn leaf(field: u32, op: Op, value: &str) -> Expr {
+    Expr {
+        node: Some(expr::Node::Predicate(pred(field, op, value))),
+    }
+}
+
+fn group_of(all: bool, items: Vec<Expr>) -> Expr {
+    let list = ExprList { items };
+    Expr {
+        node: Some(if all {
+            expr::Node::All(list)
+        } else {
+            expr::Node::Any(list)
+        }),
+    }
+}
+
+/// Expressions: an OR of 4 ranges on one field, and a 3-level mixed tree.
+fn bench_expressions(c: &mut Criterion) {
+    let mut group = c.benchmark_group("native_eval_expr");
+    group.throughput(Throughput::Elements(KEYS as u64));
+    let range = |lo: &str, hi: &str| group_of(true, vec![leaf(1, Op::Ge, lo), leaf(1, Op::Lt, hi)]);
+    let or_of_ranges = group_of(
+        false,
+        vec![
+            range("2024-01", "2024-02"),
+            range("2024-04", "2024-05"),
+            range("2024-07", "2024-08"),
+            range("2024-10", "2024-11"),
+        ],
+    );
+    let mixed = group_of(
+        true,
+        vec![
+            group_of(false, vec![leaf(0, Op::Eq, "org0001"), leaf(0, Op::Eq, "org0003")]),
+            group_of(
+                false,
+                vec![
+                    group_of(true, vec![leaf(2, Op::Prefix, "eng/"), leaf(2, Op::Suffix, "7")]),
+                    Expr {
+                        node: Some(expr::Node::Negate(Box::new(leaf(2, Op::Contains, "000")))),
+                    },
+                ],
+            ),
+            range("2024-03", "2024-10"),
+        ],
+    );
+    for (name, e) in [("or-of-4-ranges", or_of_ranges), ("3-level-mixed", mixed)] {
+        let wire = FilterSpec {
+            arity: 3,
+            predicates: vec![],
+            expr: Some(e),
+        };
+        let spec = validate(&wire.to_input(), &Limits::default()).unwrap();
+        let matcher = Matcher::new(&Plan::new(&spec));
+        let rows = keys(3);
+        group.bench_with_input(BenchmarkId::new("rows", name), &rows, |b, rows| {
+            b.iter(|| rows.iter().filter(|k| matcher.matches(k)).count())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_expressions);
 criterion_main!(benches);
