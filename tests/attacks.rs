@@ -891,3 +891,38 @@ async fn h_a_reset_filter_stream_is_not_counted_as_ok() {
     }
     target.survived(attack).await;
 }
+
+/// Expression bomb: one `any` of 1,900,000 empty items (2 bytes each, under
+/// the 4 MiB message limit) would be 1.9 M decoded `Expr` structs; the nodes
+/// are counted on the encoded bytes and refused before any is decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_expression_node_bomb_is_counted_before_decoding() {
+    let attack = "an expression of 1.9 M empty nodes";
+    const ITEMS: usize = 1_900_000;
+    // ExprList { items: [Expr {}; ITEMS] }
+    let mut list = Vec::with_capacity(2 * ITEMS);
+    for _ in 0..ITEMS {
+        list.extend([0x0a, 0x00]);
+    }
+    // Expr { any: list }
+    let mut expr = len_field(3, list.len() as u64);
+    expr.extend_from_slice(&list);
+    // FilterSpec { arity: 1, expr }
+    let mut spec = vec![0x08, 0x01];
+    spec.extend(len_field(3, expr.len() as u64));
+    spec.extend_from_slice(&expr);
+    // MatchRequest { spec }
+    let mut request = len_field(1, spec.len() as u64);
+    request.extend_from_slice(&spec);
+    let mut target = Target::start(&[]).await;
+    let reply = raw_call(target.addr, "Match", vec![framed(&request, false)], &[]).await;
+    target.assert_alive(attack);
+    reply.assert_status(
+        attack,
+        Code::InvalidArgument,
+        &["spec.expr.any.items[99999]", "max_expr_nodes"],
+    );
+    target.survived(attack).await;
+    // The 4 MiB request is held by tonic (twice at most) and walked, nothing more.
+    assert_hwm_below(&target, attack, BOMB_DEFAULT_HWM);
+}

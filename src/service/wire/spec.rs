@@ -146,12 +146,30 @@ impl SpecWire {
             }
         }
         if !exprs.is_empty() {
+            // The encoded nodes, counted in preorder against the limits. Decoding
+            // can only merge nodes (protobuf merges repeated fields), never add
+            // any, so an encoding within twice the node limit and within the
+            // deepest depth any server accepts decodes into a bounded tree,
+            // which is then checked exactly as `validate` checks it. Past
+            // those, the first encoded node past a limit is the error.
             let mut shape = ShapeCheck::new(limits, builder.predicate_count());
+            let mut fault = None;
             for occurrence in &exprs {
-                walk_expr(occurrence, &mut String::from("expr"), 1, &mut shape)?;
+                if let Err(e) = walk_expr(occurrence, &mut String::from("expr"), 1, &mut shape) {
+                    fault.get_or_insert(e);
+                }
             }
-            // Within the limits: at most max_expr_nodes nodes, each at most
-            // max_expr_depth levels deep, so decoding them is bounded.
+            let wider = Limits {
+                max_expr_depth: MAX_DECODED_DEPTH,
+                max_expr_nodes: limits.max_expr_nodes.saturating_mul(2),
+                ..limits.clone()
+            };
+            let mut bounded = ShapeCheck::new(&wider, builder.predicate_count());
+            for occurrence in &exprs {
+                if walk_expr(occurrence, &mut String::from("expr"), 1, &mut bounded).is_err() {
+                    return Err(fault.expect("past the wider bounds is past the limits"));
+                }
+            }
             let mut expr = crate::proto::Expr::default();
             for occurrence in &exprs {
                 prost::Message::merge(&mut expr, *occurrence).map_err(SpecWireError::Malformed)?;
@@ -189,6 +207,11 @@ fn take_delimited<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
 
 /// How deep protobuf decoders nest messages (prost's recursion limit).
 const PROTOBUF_DEPTH: usize = 100;
+
+/// The deepest expression decoded with the generated type: the most any
+/// server accepts (`max_expr_depth` is at most 48), well within
+/// [`PROTOBUF_DEPTH`] (48 levels of `all` are 96 nested messages at most).
+const MAX_DECODED_DEPTH: usize = 48;
 
 /// Checks the encoding of one `Expr` at `depth` (the root is 1), down to
 /// `max_depth` levels; deeper nodes are skipped whole (validation refuses them).
