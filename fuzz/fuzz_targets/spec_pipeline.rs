@@ -3,7 +3,8 @@
 //! that bounds touch, overlap and tie) through the whole pipeline.
 //!
 //! Checks:
-//! - `spec::validate` never panics, with the default limits or tight ones;
+//! - `spec::validate` never panics, with the default limits or tight ones, on
+//!   specs with an optional expression tree (every node kind, up to 6 levels);
 //! - on an accepted spec, `Plan::new` keeps its documented shape (fields below
 //!   the arity, `IN` sets sorted, unique, of at least two values);
 //! - the native `Matcher` (per key and over a packed batch) agrees with
@@ -73,7 +74,7 @@ impl Value {
 struct Pred {
     /// Below the arity, except from 240 up (out of range by 0 to 2).
     field: u8,
-    /// One of the eight defined ops, except from 240 up (0, negative, unknown).
+    /// One of the ten defined ops, except from 240 up (0, negative, unknown).
     op: u8,
     value: Value,
     values: Vec<Value>,
@@ -86,7 +87,7 @@ impl Pred {
     fn wire(&self, arity: u32) -> proto::Predicate {
         const BAD_OPS: [i32; 8] = [0, -1, 11, 12, i32::MAX, i32::MIN, 255, -8];
         let op = if self.op < 240 {
-            1 + (self.op % 8) as i32
+            1 + (self.op % 10) as i32
         } else {
             BAD_OPS[self.op as usize % 8]
         };
@@ -124,6 +125,35 @@ struct Input {
     /// indices and jumps need `EXTENDED_ARG`.
     bulk: u8,
     bulk_count: u8,
+    /// An expression, as a preorder list of nodes (see [`build_expr`]).
+    expr: Option<Vec<Node>>,
+}
+
+/// One node of an expression in preorder: a group takes the next `n % 4` nodes.
+#[derive(Arbitrary, Debug)]
+enum Node {
+    Leaf(Pred),
+    All(u8),
+    Any(u8),
+    Not,
+    Unset,
+}
+
+/// The tree of a preorder list, at most 6 levels deep (a missing node is a
+/// leaf that always holds: an empty `all`).
+fn build_expr(nodes: &mut std::slice::Iter<'_, Node>, arity: u32, depth: u32) -> proto::Expr {
+    use proto::expr::Node as N;
+    let group = |items| proto::ExprList { items };
+    let node = match nodes.next() {
+        None => Some(N::All(group(vec![]))),
+        Some(_) if depth >= 6 => Some(N::All(group(vec![]))),
+        Some(Node::Leaf(p)) => Some(N::Predicate(p.wire(arity))),
+        Some(Node::All(n)) => Some(N::All(group((0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect()))),
+        Some(Node::Any(n)) => Some(N::Any(group((0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect()))),
+        Some(Node::Not) => Some(N::Negate(Box::new(build_expr(nodes, arity, depth + 1)))),
+        Some(Node::Unset) => None,
+    };
+    proto::Expr { node }
 }
 
 fuzz_target!(|input: Input| run(input));
@@ -132,7 +162,8 @@ fn run(input: Input) {
     let arity = (input.arity % 9) as u32;
     let spec = proto::FilterSpec {
         arity,
-        predicates: input.predicates.iter().map(|p| p.wire(arity)).collect(), expr: None,
+        predicates: input.predicates.iter().map(|p| p.wire(arity)).collect(),
+        expr: input.expr.as_ref().map(|nodes| build_expr(&mut nodes.iter(), arity, 1)),
     };
     let mut spec = spec;
     if input.bulk == 255 && arity > 0 {
@@ -151,6 +182,8 @@ fn run(input: Input) {
             max_value_bytes: 12,
             max_in_values: 5,
             max_total_value_bytes: 400,
+            max_expr_depth: 4,
+            max_expr_nodes: 12,
         }
     } else {
         Limits::default()
@@ -164,9 +197,9 @@ fn run(input: Input) {
     };
     let plan = Plan::new(&spec);
     assert_eq!(plan.arity, arity);
-    for check in plan.checks() {
+    for check in plan.leaves() {
         assert!(check.field < arity, "{plan:?}");
-        if let Test::In(values) = &check.test {
+        if let Test::In(values) | Test::NotIn(values) = &check.test {
             assert!(values.len() >= 2 && values.windows(2).all(|w| w[0] < w[1]), "{plan:?}");
         }
     }
@@ -219,7 +252,7 @@ fn run(input: Input) {
         }
         // `dis` looks up jump targets linearly (quadratic in the size of the
         // function, fine for the CLI): only small functions, to keep the pace.
-        if plan.checks().len() <= 64 {
+        if plan.leaves().len() <= 64 {
             assert!(!dis::disassemble(&function).is_empty());
         }
     }

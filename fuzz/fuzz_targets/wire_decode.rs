@@ -24,7 +24,7 @@ use keyfilter_core::eval::{Matcher, PackedIndex, PackedKeys};
 use keyfilter_core::plan::Plan;
 use keyfilter::proto::{self, filter_request::Msg};
 use keyfilter::service::wire::{self, FilterMessage, PackedWire, RowKeys};
-use keyfilter_core::spec::{Op, Operand, Predicate, Spec};
+use keyfilter_core::spec::{Op, Operand, Predicate, Spec, SpecError};
 use libfuzzer_sys::fuzz_target;
 // Links the capped allocator (see `keyfilter_fuzz::Capped`).
 use keyfilter_fuzz as _;
@@ -55,6 +55,17 @@ fn spec_decodes(spec: Option<&wire::SpecWire>) -> bool {
     !matches!(spec.map(|s| s.parse(&limits)), Some(Err(wire::SpecWireError::Malformed(_))))
 }
 
+/// An expression nested past the depth limit is refused by that limit
+/// whatever lies below it (even nesting the generated decoder refuses to
+/// read, or cannot decode): the one case where the two readings may differ.
+fn too_deep(spec: Option<&wire::SpecWire>) -> bool {
+    let limits = keyfilter_core::spec::Limits::default();
+    matches!(
+        spec.map(|s| s.parse(&limits)),
+        Some(Err(wire::SpecWireError::Invalid(SpecError::ExprTooDeep { .. })))
+    )
+}
+
 #[allow(deprecated)] // DecodeError::new: a stand-in error, only compared by is_ok
 fn match_request(data: &[u8], split: usize) {
     let ours = wire::MatchRequest::decode(data).and_then(|r| {
@@ -66,6 +77,9 @@ fn match_request(data: &[u8], split: usize) {
     });
     let split_ours = wire::MatchRequest::decode(chunks(data, split));
     let generated = proto::MatchRequest::decode(data);
+    if generated.is_err() && ours.as_ref().is_ok_and(|r| too_deep(r.spec.as_ref())) {
+        return;
+    }
     assert_eq!(
         ours.is_ok(),
         generated.is_ok(),
@@ -107,6 +121,10 @@ fn filter_request(data: &[u8], split: usize) {
     });
     let split_ours = wire::FilterRequest::decode(chunks(data, split));
     let generated = proto::FilterRequest::decode(data);
+    let deep = |r: &wire::FilterRequest| matches!(&r.msg, Some(FilterMessage::Spec(spec)) if too_deep(Some(spec)));
+    if generated.is_err() && ours.as_ref().is_ok_and(deep) {
+        return;
+    }
     assert_eq!(
         ours.is_ok(),
         generated.is_ok(),
@@ -134,6 +152,17 @@ fn same_spec(ours: Option<&wire::SpecWire>, generated: Option<&proto::FilterSpec
     match (ours, generated) {
         (Some(ours), Some(generated)) => match (ours.parse(&limits), keyfilter_core::spec::validate(&generated.to_input(), &limits)) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
+            // Repeated fields, which decoding merges, can make the first node
+            // past a limit another one in the encoding than in the decoded
+            // tree (past the decoded bounds only); never another fault.
+            (
+                Err(wire::SpecWireError::Invalid(SpecError::ExprTooDeep { .. })),
+                Err(SpecError::ExprTooDeep { .. }),
+            )
+            | (
+                Err(wire::SpecWireError::Invalid(SpecError::TooManyNodes { .. })),
+                Err(SpecError::TooManyNodes { .. }),
+            ) => {}
             (Err(wire::SpecWireError::Invalid(a)), Err(b)) => assert_eq!(a, b),
             (a, b) => panic!("spec: parsed {a:?}, validated {b:?}"),
         },

@@ -35,6 +35,8 @@ pub enum Obj {
     Tuple(Vec<Obj>),
     /// `>`
     FrozenSet(Vec<Obj>),
+    /// `i`
+    Int(i32),
     /// `c`
     Code(Box<Code>),
 }
@@ -156,6 +158,7 @@ impl Reader<'_> {
                 Obj::FrozenSet(self.items(n, depth)?)
             }
             b'c' => Obj::Code(Box::new(self.code(depth)?)),
+            b'i' => Obj::Int(self.u32()? as i32),
             other => return Err(format!("type code {other:#04x} at {at}")),
         })
     }
@@ -296,6 +299,8 @@ pub fn verify(obj: &Obj, version: PyVersion, arity: usize, name: &str) -> Result
     for c in consts {
         match c {
             Obj::None | Obj::Bool(_) | Obj::Bytes(_) => {}
+            // A suffix's start, `-len(value)`.
+            Obj::Int(n) if *n < 0 => {}
             Obj::FrozenSet(items) if items.iter().all(|i| matches!(i, Obj::Bytes(_))) => {}
             other => return Err(format!("constant {other:?}")),
         }
@@ -420,7 +425,10 @@ impl Verified {
                 Opcode::CompareOp => {
                     let (_, exact) = decode_compare(self.version, ins.arg)
                         .ok_or_else(|| format!("COMPARE_OP {} at {}", ins.arg, ins.start))?;
-                    let jumps = self.ins.get(k + 1).is_some_and(|i| i.op == Opcode::PopJumpIfFalse);
+                    let jumps = self
+                        .ins
+                        .get(k + 1)
+                        .is_some_and(|i| matches!(i.op, Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue));
                     if jumps && !exact {
                         return Err(format!(
                             "COMPARE_OP at {} feeds a jump without an exact bool",
@@ -435,7 +443,15 @@ impl Verified {
                     }
                     pop(d, 2)? + 1
                 }
-                Opcode::PopJumpIfFalse => {
+                Opcode::BuildSlice => {
+                    if ins.arg != 2 {
+                        return Err(format!("BUILD_SLICE {} at {}", ins.arg, ins.start));
+                    }
+                    pop(d, 2)? + 1
+                }
+                Opcode::BinarySubscr => pop(d, 2)? + 1,
+                Opcode::BinarySlice => pop(d, 3)? + 1,
+                Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue => {
                     let d = pop(d, 1)?;
                     let target = self.jump_target(ins);
                     if target <= ins.start {
@@ -486,12 +502,27 @@ impl Verified {
         enum V<'a> {
             Bytes(&'a [u8]),
             Const(&'a Obj),
+            /// `slice(start, None)`
+            Slice(i32),
+        }
+        /// `x[start:]`, as Python slices.
+        fn slice_from(x: &[u8], start: i32) -> &[u8] {
+            let n = x.len() as i64;
+            let s = if start < 0 { (n + start as i64).max(0) } else { (start as i64).min(n) };
+            &x[s as usize..]
+        }
+        fn start_stop<'a>(start: V<'a>, stop: V<'a>) -> Result<i32, String> {
+            match (start, stop) {
+                (V::Const(Obj::Int(n)), V::Const(Obj::None)) => Ok(*n),
+                _ => Err("a slice other than [int:None]".into()),
+            }
         }
         fn as_bytes<'a>(v: V<'a>) -> Result<&'a [u8], String> {
             match v {
                 V::Bytes(b) => Ok(b),
                 V::Const(Obj::Bytes(b)) => Ok(b),
                 V::Const(other) => Err(format!("TypeError: comparison with {other:?}")),
+                V::Slice(_) => Err("TypeError: comparison with a slice".into()),
             }
         }
         fn as_bool(v: V<'_>) -> Result<bool, String> {
@@ -526,15 +557,37 @@ impl Verified {
                     }));
                 }
                 Opcode::ContainsOp => {
-                    let (set, x) = (stack.pop().unwrap(), stack.pop().unwrap());
+                    let (container, x) = (stack.pop().unwrap(), stack.pop().unwrap());
                     let x = as_bytes(x)?;
-                    let V::Const(Obj::FrozenSet(items)) = set else {
-                        return Err("CONTAINS_OP on something other than a frozenset".into());
+                    let found = match container {
+                        V::Const(Obj::FrozenSet(items)) => items.iter().any(|i| matches!(i, Obj::Bytes(b) if b == x)),
+                        // `x in field`: a substring test.
+                        V::Bytes(field) => x.is_empty() || field.windows(x.len()).any(|w| w == x),
+                        _ => return Err("CONTAINS_OP on something other than a frozenset or a field".into()),
                     };
-                    stack.push(truth(items.iter().any(|i| matches!(i, Obj::Bytes(b) if b == x))));
+                    stack.push(truth(found));
                 }
-                Opcode::PopJumpIfFalse => {
-                    if !as_bool(stack.pop().unwrap())? {
+                Opcode::BuildSlice => {
+                    let (stop, start) = (stack.pop().unwrap(), stack.pop().unwrap());
+                    stack.push(V::Slice(start_stop(start, stop)?));
+                }
+                Opcode::BinarySubscr => {
+                    let (index, x) = (stack.pop().unwrap(), stack.pop().unwrap());
+                    let (V::Slice(start), V::Bytes(x)) = (index, x) else {
+                        return Err("BINARY_SUBSCR of something other than field[slice]".into());
+                    };
+                    stack.push(V::Bytes(slice_from(x, start)));
+                }
+                Opcode::BinarySlice => {
+                    let (stop, start, x) = (stack.pop().unwrap(), stack.pop().unwrap(), stack.pop().unwrap());
+                    let V::Bytes(x) = x else {
+                        return Err("BINARY_SLICE of something other than a field".into());
+                    };
+                    stack.push(V::Bytes(slice_from(x, start_stop(start, stop)?)));
+                }
+                Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue => {
+                    let want = ins.op == Opcode::PopJumpIfTrue;
+                    if as_bool(stack.pop().unwrap())? == want {
                         let target = self.jump_target(ins);
                         k = self.index_at(target).unwrap();
                     }
