@@ -454,6 +454,58 @@ HOSTILE: Dict[str, int] = {
     "true_returns_bytes": 3, "true_returns_none": 3, "true_returns_false": 3,
     "stacksize_2": 2, "stacksize_4": 4,
 }
+# The part of the refusal that names the reason, per change of the control
+# (or one of several, where an opcode exists only on some versions).
+REASONS: Dict[str, object] = {
+    "cmp_frozenset": "emits CONTAINS_OP here",
+    "cmp_negint": "emits LOAD_CONST here",  # -n starts a SUFFIX: LOAD_CONST None must follow
+    "cmp_none": "LOAD_CONST of a bytes, a frozenset or a suffix start -n",
+    "cmp_bool": "LOAD_CONST of a bytes, a frozenset or a suffix start -n",
+    "cmp_no_bool_flag": "does not test the bool of a comparison",
+    "unary_not": "UNARY_NOT",
+    "nop": "NOP",
+    "to_bool": "TO_BOOL",
+    "copy_pop": "COPY",
+    "mixed_loads": "two different opcodes",
+    "jump_to_next_leaf": "the generator jumps to a later leaf but the next",
+    "jump_into_a_leaf": "the stack differs between the paths",
+    "jump_into_a_return": "the stack differs between the paths",
+    "three_terminals": "nothing after the return False",
+    "last_jump_to_true": "the generator jumps to a later leaf but the next",
+    "backward_jump": "which is not a later instruction",
+    "terminals_swapped": "unreachable",
+    "contains_reversed": "emits COMPARE_OP here",
+    "contains_frozenset": "LOAD_CONST of a non-empty bytes before LOAD_FAST",
+    "contains_empty": "`b'' in k` is folded to True",
+    "contains_not_in": "has argument 1, expected 0",
+    "subscr_without_slice": ("does not subscript with a slice", "opcode BINARY_SUBSCR"),  # 3.12+: not allowed
+    "build_slice_3": ("has argument 3, expected 2", "opcode BUILD_SLICE"),
+    "build_slice_then_subscr": "is not allowed",
+    "suffix_start_bytes": "emits COMPARE_OP here",
+    "suffix_len_mismatch": "a suffix of 2 bytes",
+    "suffix_stop_not_none": "None (the slice's stop)",
+    "suffix_stop_bytes": "None (the slice's stop)",
+    "suffix_value_frozenset": "the suffix (bytes)",
+    "suffix_ne": "COMPARE_OP == with the bool flag",
+    "suffix_lt": "COMPARE_OP == with the bool flag",
+    "in_empty_set": "`k in {}` is folded to False",
+    "in_bytes": "emits COMPARE_OP here",
+    "return_const": "the generator emits POP_JUMP_IF_FALSE here",  # RETURN_CONST: held to the AND chain
+    "load_common_constant": "LOAD_COMMON_CONSTANT",
+    "true_returns_bytes": "return True",
+    "true_returns_none": "return True",
+    "true_returns_false": "return True",
+    "stacksize_2": "the stack reaches 3 items, but co_stacksize is 2",
+    "stacksize_4": "co_stacksize is 4; the generator writes 3",
+}
+
+
+def refused_for_its_reason(change: str, message: str) -> bool:
+    """Whether ``message`` gives (one of) the reason(s) REASONS names for ``change``."""
+    reason = REASONS[change]
+    return any(r in message for r in (reason if isinstance(reason, tuple) else (reason,)))
+
+
 # Accepted controls: the program as is, and (3.14+) with every load a LOAD_FAST_BORROW.
 CONTROLS = ["", "borrow"]
 

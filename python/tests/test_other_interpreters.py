@@ -248,8 +248,10 @@ def _run_expr_cases():
     for case in data["refuse"]:
         try:
             load_code(bytes.fromhex(case["code"]), case["arity"])
-        except ValueError:
+        except ValueError as e:
             out["refused"] += 1
+            if case.get("reasons") and not any(r in str(e) for r in case["reasons"]):
+                out["failures"].append("%s refused for another reason: %s" % (case["id"], e))
             continue
         out["accepted_bad"].append(case["id"])
     print("RESULT " + json.dumps(out))
@@ -266,6 +268,14 @@ def _python_for(version: str) -> str:
     if python is None:
         pytest.fail(f"CPython {version} not found: run `bash scripts/fetch-pythons.sh` first")
     return python
+
+
+def _reasons(change):
+    """The reasons (any one will do) for refusing a hostile change, as a list."""
+    import expr_support as E
+
+    reason = E.REASONS[change]
+    return list(reason) if isinstance(reason, tuple) else [reason]
 
 
 def _expr_cases(ver):
@@ -330,7 +340,8 @@ def _expr_cases(ver):
         counts[vname] = hits
         assert hits >= 2, (vname, hits)
     hostile = [c for c in E.HOSTILE if E.writable(ver, c)]
-    refuse += [{"id": f"hostile {c}", "arity": 2, "code": E.hostile_program(ver, c).hex()} for c in hostile]
+    refuse += [{"id": f"hostile {c}", "arity": 2, "code": E.hostile_program(ver, c).hex(), "reasons": _reasons(c)}
+               for c in hostile]
     counts["hostile"] = len(hostile)
     # Another version's code for the same trees (where it differs: a single
     # CONTAINS leaf, say, is the same bytes on 3.11 and 3.12).
@@ -364,3 +375,80 @@ def test_expression_shape_on_real_interpreter(version, tmp_path):
     # Every leaf that can take both outcomes was given both by some key.
     assert counts["leaves_both_outcomes"] == counts["leaves_possible"]
     assert result["calls"] > 3000
+
+
+MUTANT_HARNESS = r'''
+
+def _run_mutants():
+    import json, sys, types
+    data = json.load(open(sys.argv[1]))
+    out = {"minor": sys.version_info[1], "mutants": 0, "accepted": 0, "failures": []}
+    for case in data["cases"]:
+        raw, n = bytes.fromhex(case["code"]), case["arity"]
+        code = load_code(raw, n)
+        keys = [[bytes.fromhex(x) for x in k] for k in case["keys"]]
+        start = raw.find(code.co_code)
+        operands = {start + i for i in operand_bytes(code)}
+        for pos in range(start, start + len(code.co_code)):
+            for value in range(256):
+                if value == raw[pos]:
+                    continue
+                out["mutants"] += 1
+                try:
+                    got = load_code(raw[:pos] + bytes([value]) + raw[pos + 1 :], n)
+                except ValueError:
+                    continue
+                out["accepted"] += 1
+                where = "%s byte %d %#04x -> %#04x" % (case["id"], pos, raw[pos], value)
+                if pos not in operands:
+                    out["failures"].append(where + ": a structural byte was changed and accepted")
+                    continue
+                f = types.FunctionType(got, {"__builtins__": {}}, got.co_name)
+                same = got.co_code == code.co_code and got.co_consts == code.co_consts
+                for key, want in zip(keys, case["expected"]):
+                    result = f(*key)
+                    if type(result) is not bool or result != interpret(got, key) or (same and result != want):
+                        out["failures"].append("%s: %r on %r" % (where, result, key))
+                        break
+    print("RESULT " + json.dumps(out))
+
+
+_run_mutants()
+'''
+
+
+@pytest.mark.parametrize("version", keyfilter.SUPPORTED_VERSIONS)
+def test_expression_mutants_on_real_interpreter(version, tmp_path):
+    """test_verifier_expr_properties' co_code mutants, run by each interpreter on its own code."""
+    import inspect
+
+    import expr_support as E
+    import test_verifier_expr_properties as props
+
+    python = _python_for(version)
+    ver = tuple(int(x) for x in version.split("."))
+    rng = random.Random(4000 + ver[1])
+    cases = []
+    for i, (n, tree) in enumerate(props.FIXED_TREES[:2]):
+        keys = E.make_keys(rng, n, tree, 8)
+        cases.append({"id": f"tree{i}", "arity": n, "code": E.RX.generate(ver, n, tree, preset="min").hex(),
+                      "keys": [[x.hex() for x in k] for k in keys], "expected": [E.RX.evaluate(tree, k) for k in keys]})
+    data = tmp_path / "mutant_cases.json"
+    data.write_text(json.dumps({"cases": cases}))
+    helpers = "\n".join(
+        ["import dis", "from typing import List, Sequence, Set"]
+        + [f"{name} = {getattr(props, name)!r}" for name in ("_LOADS", "_JUMPS", "_OPERAND_OPS")]
+        + ["import operator", "_CMP = {'<': operator.lt, '<=': operator.le, '==': operator.eq, '!=': operator.ne, "
+           "'>': operator.gt, '>=': operator.ge}"]
+        + [inspect.getsource(props.interpret), inspect.getsource(props.operand_bytes)]
+    )
+    script = tmp_path / "verify_mutants_run.py"
+    script.write_text(Path(_verify.__file__).read_text() + "\n" + helpers + MUTANT_HARNESS)
+    run = subprocess.run([python, str(script), str(data)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, f"{python} failed ({run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    result = json.loads(lines[-1][len("RESULT ") :])
+    print(f"\n{version}: {result['mutants']} co_code mutants, {result['accepted']} accepted")
+    assert result["minor"] == ver[1]
+    assert result["failures"] == []
+    assert result["mutants"] > 10000 and result["accepted"] > 0
