@@ -101,7 +101,7 @@ def _allowed_opnames(minor: int) -> Dict[str, str]:
         "CONTAINS_OP": "contains",
         "RETURN_VALUE": "return_value",
         "EXTENDED_ARG": "extended_arg",
-        ("LOAD_FAST_BORROW" if minor >= 14 else "LOAD_FAST"): "load_fast",
+        _and_load(minor): "load_fast",
         ("POP_JUMP_FORWARD_IF_FALSE" if minor == 11 else "POP_JUMP_IF_FALSE"): "jump_if_false",
         ("POP_JUMP_FORWARD_IF_TRUE" if minor == 11 else "POP_JUMP_IF_TRUE"): "jump_if_true",
     }

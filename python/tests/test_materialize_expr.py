@@ -53,3 +53,20 @@ def test_a_positive_int_constant_is_refused():
     assert data.count(marker) == 1
     with pytest.raises(ValueError, match="co_consts.* is the int 3"):
         keyfilter.materialize(data.replace(marker, b"i" + (3).to_bytes(4, "little")), 1)
+
+
+def test_marshal_round_trip_is_accepted():
+    # marshal.dumps flags shared objects (the small int -3, None, True...) with
+    # FLAG_REF and may refer back to them: the parser reads both forms.
+    import marshal
+
+    trees = [
+        ([(b"axyz",), (b"xy",)], ("suffix", 0, b"xyz")),
+        ([(b"zabc", b"xbc"), (b"q", b"zxbc")], ("or", [("suffix", 0, b"abc"), ("not", ("suffix", 1, b"xbc"))])),
+    ]
+    for keys, tree in trees:
+        data = E.RX.generate(VER, len(keys[0]), tree, preset="min")
+        again = marshal.dumps(marshal.loads(data))
+        assert again != data  # written with references
+        f = keyfilter.materialize(again, len(keys[0]))
+        assert [f(*k) for k in keys] == [True, False]
