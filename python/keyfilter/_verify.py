@@ -11,21 +11,24 @@ exactly the shape keyfilter's generator emits:
   (so distinct), nothing else: no names,
   no free or cell variables, no other locals, no ``*args``/``**kwargs``, not a
   generator or coroutine, an empty exception table;
-* constants only ``None``, ``bool``, ``bytes`` and frozensets of ``bytes``
-  (so no nested code objects);
+* constants only ``None``, ``bool``, ``bytes``, frozensets of ``bytes`` and
+  negative ``int``\ s (a SUFFIX leaf's slice start; so no nested code objects);
 * instructions only from a small per-version allowlist (``RESUME``,
   ``LOAD_FAST``/``LOAD_FAST_BORROW``, ``LOAD_CONST``, ``COMPARE_OP``,
-  ``CONTAINS_OP 0``, ``POP_JUMP_IF_FALSE``/``POP_JUMP_FORWARD_IF_FALSE``,
-  ``NOT_TAKEN``, ``RETURN_VALUE``, ``RETURN_CONST``, ``EXTENDED_ARG`` and the
-  inline ``CACHE`` units), each argument in range, jumps forward onto an
-  instruction, no unreachable code, no path running off the end, and a stack
-  simulated along every path that never underflows and never exceeds
-  ``co_stacksize``;
-* and then exactly the generator's instruction sequence (:func:`_check_shape`):
+  ``CONTAINS_OP 0``, ``POP_JUMP_IF_FALSE``/``POP_JUMP_IF_TRUE`` (3.11: the
+  ``FORWARD`` ones), ``NOT_TAKEN``, ``BUILD_SLICE 2`` + ``BINARY_SUBSCR``
+  (3.9-3.11) or ``BINARY_SLICE`` (3.12+), ``RETURN_VALUE``, ``RETURN_CONST``,
+  ``EXTENDED_ARG`` and the inline ``CACHE`` units), each argument in range,
+  jumps forward onto an instruction, no unreachable code, no path running off
+  the end, and a stack simulated along every path that never underflows and
+  never exceeds ``co_stacksize``;
+* and then exactly one of the generator's two instruction sequences
+  (:func:`_check_shape`): the AND chain or the boolean expression, with
   ``RESUME 0`` first and unprefixed, ``EXTENDED_ARG`` only where an argument
   needs it (never a first prefix of 0), every inline cache unit zero, each
-  check's loads and test in order, every jump to the shared ``return False``,
-  a bool returned, and the generator's ``co_stacksize``;
+  leaf's loads and test in order with constants of the right type in the right
+  place, jumps only to the places the generator jumps to, a bool returned, and
+  the generator's ``co_stacksize``;
 * the line table the generator writes (every instruction on line 1), since
   CPython reads line tables without bounds checks.
 
@@ -48,7 +51,7 @@ import marshal
 import opcode
 import sys
 import types
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 __all__ = ["load_code", "verify", "single_line_table"]
 
@@ -57,7 +60,7 @@ CO_NEWLOCALS = 0x2
 CO_NOFREE = 0x40
 _REQUIRED_FLAGS = CO_OPTIMIZED | CO_NEWLOCALS
 _ALLOWED_FLAGS = CO_OPTIMIZED | CO_NEWLOCALS | CO_NOFREE
-# Generated code needs at most 2; anything much larger is not ours.
+# Generated code needs at most 3; anything much larger is not ours.
 _MAX_STACKSIZE = 16
 _CMP_MASKS = (2, 10, 8, 7, 4, 12)  # <, <=, ==, !=, >, >=
 
@@ -90,16 +93,20 @@ def single_line_table(minor: int, code_len: int) -> bytes:
 
 
 def _allowed_opnames(minor: int) -> Dict[str, str]:
-    """Allowed opcode names on CPython 3.<minor> -> their role."""
+    """Allowed opcode names on CPython 3.<minor> -> their role. Only what one of
+    the generator's two shapes emits on that version (see :func:`_check_shape`)."""
     names = {
         "LOAD_CONST": "load_const",
         "COMPARE_OP": "compare",
         "CONTAINS_OP": "contains",
         "RETURN_VALUE": "return_value",
         "EXTENDED_ARG": "extended_arg",
-        ("LOAD_FAST_BORROW" if minor >= 14 else "LOAD_FAST"): "load_fast",
+        _and_load(minor): "load_fast",
         ("POP_JUMP_FORWARD_IF_FALSE" if minor == 11 else "POP_JUMP_IF_FALSE"): "jump_if_false",
+        ("POP_JUMP_FORWARD_IF_TRUE" if minor == 11 else "POP_JUMP_IF_TRUE"): "jump_if_true",
     }
+    for name in _EXPR_LOADS.get(minor, ()):
+        names[name] = "load_fast"
     if minor >= 11:
         names["RESUME"] = "resume"
         names["CACHE"] = "cache"
@@ -107,21 +114,45 @@ def _allowed_opnames(minor: int) -> Dict[str, str]:
         names["NOT_TAKEN"] = "not_taken"
     if minor in (12, 13):
         names["RETURN_CONST"] = "return_const"
+    # A SUFFIX leaf's `k[-n:]`, in the one form the generator uses per version.
+    if minor <= 11:
+        names["BUILD_SLICE"] = "build_slice"
+        names["BINARY_SUBSCR"] = "binary_subscr"
+    else:
+        names["BINARY_SLICE"] = "binary_slice"
     return names
+
+
+def _and_load(minor: int) -> str:
+    """The parameter load of the AND-chain shape (what the generator has always emitted)."""
+    return "LOAD_FAST_BORROW" if minor >= 14 else "LOAD_FAST"
+
+
+# The parameter loads the expression shape may use on 3.14+, one kind per code
+# object: refgen_expr's preset `min` (the spec of that shape) loads with plain
+# LOAD_FAST, the AND chain with LOAD_FAST_BORROW; both only read a parameter.
+# Before 3.14 there is only LOAD_FAST.
+_EXPR_LOADS: Dict[int, Tuple[str, ...]] = {14: ("LOAD_FAST", "LOAD_FAST_BORROW"), 15: ("LOAD_FAST", "LOAD_FAST_BORROW")}
+
+
+def _compare_arg(minor: int, cmp: int, exact_bool: bool) -> int:
+    """COMPARE_OP's argument for comparison ``cmp`` (index in ``cmp_op``); on
+    3.13+ ``exact_bool`` sets bit 16, which coerces the result to a bool."""
+    if minor <= 11:
+        return cmp
+    if minor == 12:
+        return (cmp << 4) | _CMP_MASKS[cmp]
+    return (cmp << 5) | (16 if exact_bool else 0) | _CMP_MASKS[cmp]
 
 
 def _compare_args(minor: int) -> Dict[int, bool]:
     """Valid COMPARE_OP arguments -> whether the result is an exact bool that
-    POP_JUMP_IF_FALSE may consume (3.13+ needs bit 16 for that)."""
+    a conditional jump may consume (3.13+ needs bit 16 for that)."""
     out: Dict[int, bool] = {}
-    for cmp, mask in enumerate(_CMP_MASKS):
-        if minor <= 11:
-            out[cmp] = True
-        elif minor == 12:
-            out[(cmp << 4) | mask] = True
-        else:
-            out[(cmp << 5) | mask] = False
-            out[(cmp << 5) | 16 | mask] = True
+    for cmp in range(len(_CMP_MASKS)):
+        out[_compare_arg(minor, cmp, True)] = True
+        if minor >= 13:
+            out[_compare_arg(minor, cmp, False)] = False
     return out
 
 
@@ -158,6 +189,13 @@ class _Facts:
             self.caches[op] = 0 if role == "cache" else _cache_entries(op, name)
         self.cache_op = dis.opmap.get("CACHE") if minor >= 11 else None
         self.compare_args = _compare_args(minor)
+        self.and_load = dis.opmap[_and_load(minor)]
+        self.expr_loads = {dis.opmap[n] for n in _EXPR_LOADS.get(minor, (_and_load(minor),))}
+        # One name per role, for messages ("the generator emits LOAD_CONST here").
+        self.role_names: Dict[str, str] = {}
+        for op, role in sorted(self.roles.items()):
+            self.role_names.setdefault(role, self.names[op])
+        self.role_names["load_fast"] = self.names[self.and_load]
 
 
 _FACTS: Optional[_Facts] = None
@@ -227,12 +265,12 @@ class _Reader:
 
     def value(self, where: str, kinds: str) -> object:
         """One object of the kinds allowed here: b(ytes) s(tr) n(one/bool)
-        f(rozenset of bytes) t(uple of str)."""
+        f(rozenset of bytes) t(uple of str) i(nt, the 32-bit form)."""
         at = self.pos
         code, flagged = self.type_code()
         if code == "r":
             value = self._back_reference()
-            kind = {bytes: "b", str: "s", type(None): "n", bool: "n", frozenset: "f", tuple: "t"}.get(type(value))
+            kind = {bytes: "b", str: "s", type(None): "n", bool: "n", frozenset: "f", tuple: "t", int: "i"}.get(type(value))
             if kind is None or kind not in kinds:
                 raise _fail(f"{where} is a {type(value).__name__}")
             return value
@@ -250,6 +288,11 @@ class _Reader:
             return self._done(slot, text)
         if code in "NTF" and "n" in kinds:
             return {"N": None, "T": True, "F": False}[code]
+        if code == "i" and "i" in kinds:
+            # Only TYPE_INT (32 bits); TYPE_LONG ('l') stays refused: the
+            # generator's ints are slice starts -n with n the length of a value.
+            slot = self._ref(flagged)
+            return self._done(slot, self.i32())
         if code == ">" and "f" in kinds:
             slot = self._ref(flagged)
             n = self.i32()
@@ -300,7 +343,7 @@ def _parse_code(data: bytes, minor: int) -> types.SimpleNamespace:
     n = r.take(1)[0] if code_t == ")" else r.i32()
     if n < 0 or n > len(data):
         raise r._bad(f"bad co_consts size {n}")
-    co.co_consts = tuple(r.value(f"co_consts[{i}]", "bnf") for i in range(n))
+    co.co_consts = tuple(r.value(f"co_consts[{i}]", "bnfi") for i in range(n))
     r._done(slot, co.co_consts)
     co.co_names = r.value("co_names", "t")
     if minor <= 10:
@@ -397,10 +440,16 @@ def _check_header(code: types.CodeType, arity: int) -> None:
 
 
 def _check_consts(consts: Tuple[object, ...]) -> None:
+    """Only the constant types the generator writes: None, bool, bytes,
+    frozensets of bytes, and negative 32-bit ints (a SUFFIX leaf's ``-n``)."""
     for i, c in enumerate(consts):
         t = type(c)
         if c is None or t is bool or t is bytes:
             continue
+        if t is int:
+            if -(2**31) <= c <= -1:  # type: ignore[operator]
+                continue
+            raise _fail(f"co_consts[{i}] is the int {c}; only negative 32-bit ints (suffix lengths) are allowed")
         if t is frozenset:
             bad = next((type(x).__name__ for x in c if type(x) is not bytes), None)  # type: ignore[union-attr]
             if bad is None:
@@ -408,7 +457,10 @@ def _check_consts(consts: Tuple[object, ...]) -> None:
             raise _fail(f"co_consts[{i}] is a frozenset holding a {bad}; only bytes are allowed in sets")
         if t is types.CodeType:
             raise _fail(f"co_consts[{i}] is a nested code object")
-        raise _fail(f"co_consts[{i}] is a {t.__name__}; only None, bool, bytes and frozensets of bytes are allowed")
+        raise _fail(
+            f"co_consts[{i}] is a {t.__name__}; only None, bool, bytes, frozensets of bytes "
+            f"and negative ints are allowed"
+        )
 
 
 def _check_line_table(code: types.CodeType, minor: int) -> None:
@@ -506,7 +558,9 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
 
     # One pass in code order: jumps only go forward, so every edge into an
     # instruction is known when it is reached. A stack is a tuple of kinds:
-    # "v" any value, "b" an exact bool (what POP_JUMP_IF_FALSE may consume).
+    # "v" any value, "b" an exact bool (what a conditional jump may consume:
+    # 3.13+ jumps do not truth-test), "s" a slice (what only BINARY_SUBSCR
+    # may consume).
     incoming: Dict[int, List[Tuple[str, ...]]] = {}
     state: Optional[Tuple[str, ...]] = ()  # None: not reachable by falling through
     max_depth = 0
@@ -523,9 +577,13 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
             raise _fail(f"the stack differs between the paths into {at}")
         stack = list(sources[0])
 
-        def pop(count: int) -> None:
+        def pop(count: int, slice_on_top: bool = False) -> None:
+            """Pops ``count`` items; a slice only where ``slice_on_top`` expects one, on top."""
             if len(stack) < count:
                 raise _fail(f"{at} pops {count} items from a stack of {len(stack)}")
+            popped = stack[len(stack) - count :]
+            if (popped[-1] == "s") != slice_on_top or "s" in popped[:-1]:
+                raise _fail(f"{at} " + ("does not subscript with a slice" if slice_on_top else "consumes a slice"))
             del stack[len(stack) - count :]
 
         if role == "resume":
@@ -533,7 +591,7 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
                 raise _fail(f"{at}: RESUME must be the first instruction, at offset 0, with argument 0")
         elif minor >= 11 and k == 0:
             raise _fail(f"{at}: the code must start with RESUME")
-        if role in ("not_taken", "return_value", "contains") and ins.arg != 0:
+        if role in ("not_taken", "return_value", "contains", "binary_subscr", "binary_slice") and ins.arg != 0:
             raise _fail(f"{at} has argument {ins.arg}, expected 0")
 
         if role == "load_fast":
@@ -552,7 +610,18 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
         elif role == "contains":
             pop(2)
             stack.append("b")
-        elif role == "jump_if_false":
+        elif role == "build_slice":
+            if ins.arg != 2:  # BUILD_SLICE 3 (a step) is never emitted
+                raise _fail(f"{at} has argument {ins.arg}, expected 2")
+            pop(2)
+            stack.append("s")
+        elif role == "binary_subscr":
+            pop(2, slice_on_top=True)
+            stack.append("v")
+        elif role == "binary_slice":
+            pop(3)
+            stack.append("v")
+        elif role in ("jump_if_false", "jump_if_true"):
             target = _jump_target(ins, minor)
             if not (ins.end <= target < len(code.co_code)) or target not in starts:
                 raise _fail(f"{at} jumps to offset {target}, which is not a later instruction")
@@ -563,7 +632,7 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
         elif role == "return_value":
             if len(stack) != 1:
                 raise _fail(f"{at} returns with {len(stack)} items on the stack, expected 1")
-            stack = []
+            pop(1)
         elif role == "return_const":
             if ins.arg >= len(consts):
                 raise _fail(f"{at} returns constant {ins.arg} of {len(consts)}")
@@ -582,94 +651,296 @@ def _verify_fields(code: types.CodeType, arity: int, facts: _Facts) -> None:
 
 
 def _check_shape(instrs: List[_Instr], consts: Tuple[object, ...], stacksize: int, facts: _Facts) -> None:
-    """Accepts only the instruction sequence the generator emits (see
-    ``crates/keyfilter-core/src/codegen/select.rs``), on top of the checks above, which make any
-    code safe to run; this makes it the generator's code::
+    """Accepts only the instruction sequences the generator emits (see
+    ``crates/keyfilter-core/src/codegen/``), on top of the checks above, which
+    make any code safe to run; this makes it the generator's code. There are
+    two shapes, each with ``[RESUME 0]`` first on 3.11+ (3.15: one cache unit).
 
-        [RESUME 0]                                       3.11+
+    The AND chain, for a spec that is a conjunction of checks (its bytes are
+    unchanged since the first release)::
+
         per check but the last:
             LOAD_FAST k; LOAD_CONST bytes; COMPARE_OP (branch form)
                       | LOAD_FAST k; LOAD_CONST frozenset; CONTAINS_OP 0
             POP_JUMP_IF_FALSE to FALSE; [NOT_TAKEN]        NOT_TAKEN on 3.14+
         last check: the same three, then RETURN_VALUE    (value form of COMPARE_OP)
         FALSE (with two checks or more): return False
+
     or, with no checks, just ``return True`` or ``return False``, where
     "return c" is ``RETURN_CONST c`` on 3.12 and 3.13, else ``LOAD_CONST c;
-    RETURN_VALUE``. co_stacksize is 2 with checks, 1 without.
+    RETURN_VALUE``. co_stacksize is 2 with checks, 1 without. LOAD_FAST is
+    LOAD_FAST_BORROW on 3.14+.
+
+    The boolean expression (and/or/not trees; ``refgen_expr`` preset ``min``,
+    cpython-codegen.md §16.3): a sequence of leaves, then two terminal blocks::
+
+        per leaf, in evaluation order:
+            LOAD_FAST k; LOAD_CONST bytes; COMPARE_OP op          (a comparison)
+          | LOAD_FAST k; LOAD_CONST frozenset; CONTAINS_OP 0      (IN, non-empty set)
+          | LOAD_CONST bytes; LOAD_FAST k; CONTAINS_OP 0          (CONTAINS, non-empty bytes)
+          | LOAD_FAST k; LOAD_CONST -n; LOAD_CONST None;          (SUFFIX k[-n:] == v)
+            BUILD_SLICE 2; BINARY_SUBSCR  (3.9-3.11) | BINARY_SLICE (3.12+);
+            LOAD_CONST v (bytes, len(v) == n >= 1); COMPARE_OP ==
+            then POP_JUMP_IF_TRUE L | POP_JUMP_IF_FALSE L; [NOT_TAKEN]   (3.14+)
+        TRUE:  LOAD_CONST True; RETURN_VALUE                   (the last leaf falls into it)
+        FALSE: LOAD_CONST False; RETURN_VALUE
+
+    Every COMPARE_OP here has bit 16 on 3.13+ (its result feeds a jump); a
+    negated leaf is the same test with the other jump. Each jump goes forward
+    to the first instruction of a later leaf other than the next one, or to
+    TRUE (not from the last leaf, which falls into it) or FALSE; so the stack
+    is empty at every target and the last leaf jumps to FALSE. A constant tree
+    is ``LOAD_CONST True|False; RETURN_VALUE``. co_stacksize is 3 with a SUFFIX
+    leaf, else 2, and 1 for a constant. The loads on 3.14+ are all LOAD_FAST or
+    all LOAD_FAST_BORROW (see ``_EXPR_LOADS``).
+
+    An AND chain's last check returns its own value and 3.12/3.13 return its
+    constants with RETURN_CONST; an expression returns only constants, with
+    LOAD_CONST. So code with a RETURN_CONST or a RETURN_VALUE after a test is
+    held to the AND chain, anything else to the expression (the constant
+    functions the two share on other versions are accepted by either).
     """
-    minor = facts.minor
     roles = [facts.roles[i.op] for i in instrs]
-    names_by_role = {role: facts.names[op] for op, role in facts.roles.items()}
-    has_return_const = "return_const" in names_by_role
+    and_chain = any(
+        role == "return_const" or (role == "return_value" and k > 0 and roles[k - 1] in ("compare", "contains"))
+        for k, role in enumerate(roles)
+    )
+    shape = _Shape(instrs, consts, facts)
+    if and_chain:
+        _check_and_shape(shape, stacksize)
+    else:
+        _check_expr_shape(shape, stacksize)
 
-    def bad(k: int, expected: str) -> "ValueError":
-        if k >= len(instrs):
+
+class _Shape:
+    """The decoded instructions and constants, with the small readers that the
+    two shape checks share (each refuses with "the generator emits X here")."""
+
+    def __init__(self, instrs: List[_Instr], consts: Tuple[object, ...], facts: _Facts) -> None:
+        self.instrs = instrs
+        self.consts = consts
+        self.facts = facts
+        self.minor = facts.minor
+        self.roles = [facts.roles[i.op] for i in instrs]
+
+    def bad(self, k: int, expected: str) -> "ValueError":
+        """The error for instruction ``k`` not being what the generator emits there."""
+        if k >= len(self.instrs):
             return _fail(f"the code ends where the generator emits {expected}")
-        ins = instrs[k]
-        return _fail(f"{facts.names[ins.op]} at offset {ins.offset}: the generator emits {expected} here")
+        ins = self.instrs[k]
+        return _fail(f"{self.facts.names[ins.op]} at offset {ins.offset}: the generator emits {expected} here")
 
-    def expect(k: int, role: str) -> _Instr:
-        if k >= len(instrs) or roles[k] != role:
-            raise bad(k, names_by_role.get(role, role))
-        return instrs[k]
+    def role(self, k: int) -> Optional[str]:
+        """The role of instruction ``k``, or None past the end."""
+        return self.roles[k] if k < len(self.roles) else None
 
-    def return_bool(k: int, value: Optional[bool]) -> int:
-        """`return <bool constant>` at k (of `value` if given); the index after it."""
+    def expect(self, k: int, role: str) -> _Instr:
+        """Instruction ``k``, which must have ``role``."""
+        if self.role(k) != role:
+            raise self.bad(k, self.facts.role_names.get(role, role))
+        return self.instrs[k]
+
+    def const(self, k: int) -> object:
+        """The constant that instruction ``k`` (a checked LOAD_CONST or RETURN_CONST) reads."""
+        return self.consts[self.instrs[k].arg]
+
+    def resume(self) -> int:
+        """Checks the prologue; the index of the first instruction after it."""
+        if self.minor >= 11:
+            self.expect(0, "resume")
+            return 1
+        return 0
+
+    def is_return_const(self, k: int) -> bool:
+        """Whether ``LOAD_CONST c; RETURN_VALUE`` starts at ``k``."""
+        return self.role(k) == "load_const" and self.role(k + 1) == "return_value"
+
+    def return_bool(self, k: int, value: Optional[bool], with_return_const: bool) -> int:
+        """`return <bool constant>` at k (of `value` if given); the index after it.
+        With ``with_return_const`` (the AND chain on 3.12/3.13) that is RETURN_CONST."""
         what = "return " + ("a bool" if value is None else str(value))
-        if has_return_const:
-            ins, k = expect(k, "return_const"), k + 1
+        if with_return_const:
+            self.expect(k, "return_const")
+            k += 1
         else:
-            ins, k = expect(k, "load_const"), k + 2
-            expect(k - 1, "return_value")
-        c = consts[ins.arg]
+            self.expect(k, "load_const")
+            self.expect(k + 1, "return_value")
+            k += 2
+        c = self.const(k - 1 if with_return_const else k - 2)
         if type(c) is not bool or (value is not None and c is not value):
-            raise bad(k - 1, what)
+            raise self.bad(k - 1, what)
         return k
 
-    k = 0
-    if minor >= 11:
-        expect(0, "resume")
-        k = 1
+    def end(self, k: int, what: str) -> None:
+        """Instruction ``k`` must be past the end of the code."""
+        if k != len(self.instrs):
+            raise self.bad(k, what)
+
+
+def _check_and_shape(shape: _Shape, stacksize: int) -> None:
+    """The AND chain (see :func:`_check_shape`), exactly as it has always been accepted."""
+    facts, instrs, roles, consts = shape.facts, shape.instrs, shape.roles, shape.consts
+    minor = shape.minor
+    with_return_const = "return_const" in facts.role_names
+    k = shape.resume()
     if k < len(instrs) and roles[k] != "load_fast":
-        if return_bool(k, None) != len(instrs):
-            raise bad(len(instrs) - 1, "nothing after the return")
+        shape.end(shape.return_bool(k, None, with_return_const), "nothing after the return")
         if stacksize != 1:
             raise _fail(f"co_stacksize is {stacksize}; the generator writes 1 for code without checks")
         return
     jumps: List[_Instr] = []
     while True:
-        expect(k, "load_fast")
-        load = expect(k + 1, "load_const")
+        if shape.expect(k, "load_fast").op != facts.and_load:
+            raise shape.bad(k, facts.names[facts.and_load])
+        load = shape.expect(k + 1, "load_const")
         test = instrs[k + 2] if k + 2 < len(instrs) else None
-        last = k + 3 < len(instrs) and roles[k + 3] == "return_value"
+        last = shape.role(k + 3) == "return_value"
         if test is not None and roles[k + 2] == "compare":
             if type(consts[load.arg]) is not bytes:
-                raise bad(k + 1, "LOAD_CONST of a bytes constant before COMPARE_OP")
+                raise shape.bad(k + 1, "LOAD_CONST of a bytes constant before COMPARE_OP")
             # 3.13+: a test feeding a jump coerces to an exact bool, the last one does not.
             if minor >= 13 and facts.compare_args[test.arg] == last:
-                raise bad(k + 2, "COMPARE_OP " + ("without" if last else "with") + " the bool flag (16)")
+                raise shape.bad(k + 2, "COMPARE_OP " + ("without" if last else "with") + " the bool flag (16)")
         elif test is not None and roles[k + 2] == "contains":
             if type(consts[load.arg]) is not frozenset:
-                raise bad(k + 1, "LOAD_CONST of a frozenset before CONTAINS_OP")
+                raise shape.bad(k + 1, "LOAD_CONST of a frozenset before CONTAINS_OP")
         else:
-            raise bad(k + 2, "COMPARE_OP or CONTAINS_OP")
+            raise shape.bad(k + 2, "COMPARE_OP or CONTAINS_OP")
         k += 3
         if last:
             k += 1
             break
-        jumps.append(expect(k, "jump_if_false"))
+        jumps.append(shape.expect(k, "jump_if_false"))
         k += 1
         if minor >= 14:
-            expect(k, "not_taken")
+            shape.expect(k, "not_taken")
             k += 1
     if jumps:
         fail_start = instrs[k].start if k < len(instrs) else -1
-        if return_bool(k, False) != len(instrs):
-            raise bad(len(instrs) - 1, "nothing after the shared return False")
+        shape.end(shape.return_bool(k, False, with_return_const), "nothing after the shared return False")
         for jump in jumps:
             if _jump_target(jump, minor) != fail_start:
                 raise _fail(f"{facts.names[jump.op]} at offset {jump.offset} does not jump to the shared return False")
-    elif k != len(instrs):
-        raise bad(k, "nothing after the last check's return")
+    else:
+        shape.end(k, "nothing after the last check's return")
     if stacksize != 2:
         raise _fail(f"co_stacksize is {stacksize}; the generator writes 2 for code with checks")
+
+
+def _check_expr_shape(shape: _Shape, stacksize: int) -> None:
+    """The boolean expression (see :func:`_check_shape`): leaves, TRUE, FALSE."""
+    facts, instrs, minor = shape.facts, shape.instrs, shape.minor
+    k = shape.resume()
+    if shape.is_return_const(k) and k + 2 == len(instrs):
+        shape.return_bool(k, None, False)
+        if stacksize != 1:
+            raise _fail(f"co_stacksize is {stacksize}; the generator writes 1 for a constant function")
+        return
+    leaves: List[Tuple[int, _Instr]] = []  # (index of the leaf's first instruction, its jump)
+    loads: Set[int] = set()
+    has_suffix = False
+    while not shape.is_return_const(k):
+        first = k
+        k, suffix = _expr_leaf(shape, k, loads)
+        has_suffix = has_suffix or suffix
+        if shape.role(k) not in ("jump_if_true", "jump_if_false"):
+            raise shape.bad(k, f"{facts.role_names['jump_if_true']} or {facts.role_names['jump_if_false']}")
+        leaves.append((first, instrs[k]))
+        k += 1
+        if minor >= 14:
+            shape.expect(k, "not_taken")
+            k += 1
+    if not leaves:
+        raise shape.bad(k, "a leaf or a lone return of a constant")
+    if len(loads) > 1:
+        raise _fail("the parameters are loaded with two different opcodes; the generator uses one")
+    true_k = k
+    false_k = shape.return_bool(true_k, True, False)
+    shape.end(shape.return_bool(false_k, False, False), "nothing after the return False")
+    _check_expr_jumps(shape, leaves, instrs[true_k].start, instrs[false_k].start)
+    expected = 3 if has_suffix else 2
+    if stacksize != expected:
+        raise _fail(
+            f"co_stacksize is {stacksize}; the generator writes {expected} for an expression "
+            + ("with" if has_suffix else "without")
+            + " a SUFFIX leaf"
+        )
+
+
+def _expr_leaf(shape: _Shape, k: int, loads: Set[int]) -> Tuple[int, bool]:
+    """Checks the test of the expression leaf starting at ``k`` (the loads, with
+    the constant types each kind of leaf needs, and the test); returns the
+    index after the test and whether the leaf is a SUFFIX. The parameter load
+    opcodes used are added to ``loads``."""
+    facts, minor = shape.facts, shape.minor
+
+    def load_fast(j: int) -> None:
+        ins = shape.expect(j, "load_fast")
+        if ins.op not in facts.expr_loads:
+            raise shape.bad(j, " or ".join(sorted(facts.names[op] for op in facts.expr_loads)))
+        loads.add(ins.op)
+
+    def load_const(j: int, kind: type, what: str) -> object:
+        shape.expect(j, "load_const")
+        c = shape.const(j)
+        if type(c) is not kind:
+            raise shape.bad(j, f"LOAD_CONST of {what}")
+        return c
+
+    def compare(j: int, cmp: Optional[int]) -> None:
+        # Every comparison feeds a jump, so on 3.13+ it has the bool flag.
+        ins = shape.expect(j, "compare")
+        if not facts.compare_args[ins.arg] or (cmp is not None and ins.arg != _compare_arg(minor, cmp, True)):
+            raise shape.bad(j, "COMPARE_OP " + ("==" if cmp is not None else "") + " with the bool flag (16)")
+
+    if shape.role(k) == "load_const":  # CONTAINS: `v in k`, the bytes on the left
+        if not load_const(k, bytes, "a non-empty bytes before LOAD_FAST"):
+            raise shape.bad(k, "LOAD_CONST of a non-empty bytes (`b'' in k` is folded to True)")
+        load_fast(k + 1)
+        shape.expect(k + 2, "contains")
+        return k + 3, False
+    load_fast(k)
+    shape.expect(k + 1, "load_const")
+    c = shape.const(k + 1)
+    if type(c) is bytes:  # a comparison
+        compare(k + 2, None)
+        return k + 3, False
+    if type(c) is frozenset:  # IN
+        if not c:
+            raise shape.bad(k + 1, "LOAD_CONST of a non-empty frozenset (`k in {}` is folded to False)")
+        shape.expect(k + 2, "contains")
+        return k + 3, False
+    if type(c) is not int:
+        raise shape.bad(k + 1, "LOAD_CONST of a bytes, a frozenset or a suffix start -n")
+    # SUFFIX: k[-n:] == v with n == len(v) >= 1 (a stop of None; -n cannot be 0).
+    n = -c  # type: ignore[operator]
+    if load_const(k + 2, type(None), "None (the slice's stop)") is not None:
+        raise shape.bad(k + 2, "LOAD_CONST None")
+    j = k + 3
+    if minor <= 11:
+        shape.expect(j, "build_slice")
+        shape.expect(j + 1, "binary_subscr")
+        j += 2
+    else:
+        shape.expect(j, "binary_slice")
+        j += 1
+    value = load_const(j, bytes, "the suffix (bytes)")
+    if len(value) != n:  # type: ignore[arg-type]
+        raise shape.bad(j, f"LOAD_CONST of a suffix of {n} bytes (the slice is k[-{n}:])")
+    compare(j + 1, 2)  # ==
+    return j + 2, True
+
+
+def _check_expr_jumps(shape: _Shape, leaves: List[Tuple[int, _Instr]], true_start: int, false_start: int) -> None:
+    """Each leaf's jump goes to a later leaf other than the next one, or to
+    TRUE or FALSE other than by falling through: where the generator's jump
+    code for an and/or tree jumps (a jump to the next instruction would be a
+    test that decides nothing)."""
+    starts = [shape.instrs[first].start for first, _ in leaves] + [true_start, false_start]
+    for i, (_, jump) in enumerate(leaves):
+        target = _jump_target(jump, shape.minor)
+        if target not in starts[i + 2 :]:
+            raise _fail(
+                f"{shape.facts.names[jump.op]} at offset {jump.offset} jumps to offset {target}: the generator "
+                f"jumps to a later leaf but the next, or to the return of True or False"
+            )
