@@ -94,6 +94,11 @@ pub(super) async fn start(
     })
 }
 
+/// The status of a stream whose responses can no longer be delivered.
+fn went_away() -> Status {
+    Status::cancelled("Filter: the client went away before the stream finished")
+}
+
 fn idle(timeout: Duration, doing: &str) -> Status {
     Status::deadline_exceeded(format!(
         "Filter: {doing} for {}; closing the stream (filter_idle_timeout)",
@@ -119,8 +124,10 @@ async fn next(
             Ok(message) => message.transpose(),
             Err(_) => Some(Err(idle(timeout, "no request"))),
         },
-        // The client went away: stop reading.
-        _ = tx.closed() => None,
+        // The response stream was dropped (the client reset the stream or
+        // closed the connection): nothing more can be delivered, so the call
+        // did not finish, whichever of this and the request's reset is seen first.
+        _ = tx.closed() => Some(Err(went_away())),
     }
 }
 
@@ -165,8 +172,7 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
         match tx.send_timeout(FilterResponse { batch, matched }, timeout).await {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(idle(timeout, "the client read nothing")),
-            // The client went away.
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => break,
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(went_away()),
         }
         batch += 1;
     }
