@@ -34,6 +34,10 @@ class Op(enum.IntEnum):
     """``field.startswith(value)``"""
     IN = 8
     """``field in values`` (no values: never matches)"""
+    SUFFIX = 9
+    """``field.endswith(value)`` (the empty value: always matches)"""
+    CONTAINS = 10
+    """``value in field``: a contiguous substring (the empty value: always matches)"""
 
 
 _METHOD = {
@@ -44,6 +48,8 @@ _METHOD = {
     Op.GT: "gt",
     Op.GE: "ge",
     Op.PREFIX: "prefix",
+    Op.SUFFIX: "suffix",
+    Op.CONTAINS: "contains",
 }
 
 

@@ -84,6 +84,16 @@ class Spec:
         """Requires ``key[field].startswith(value)``; returns the spec."""
         return self._compare(Op.PREFIX, field, value)
 
+    def suffix(self, field: int, value: bytes) -> Spec:
+        """Requires ``key[field].endswith(value)`` (the empty value: always);
+        returns the spec."""
+        return self._compare(Op.SUFFIX, field, value)
+
+    def contains(self, field: int, value: bytes) -> Spec:
+        """Requires ``value in key[field]``, a contiguous substring (the empty
+        value: always); returns the spec."""
+        return self._compare(Op.CONTAINS, field, value)
+
     def isin(self, field: int, values: Iterable[bytes]) -> Spec:
         """Requires ``key[field] in values`` (no values: nothing matches); returns the spec."""
         return self.add(Predicate(field, Op.IN, values=values))

@@ -45,6 +45,10 @@ def reference_match(spec: Spec, key: Sequence[bytes]) -> bool:
             ok = x.startswith(p.value)
         elif op == Op.IN:
             ok = x in p.values
+        elif op == Op.SUFFIX:
+            ok = x.endswith(p.value)
+        elif op == Op.CONTAINS:
+            ok = p.value in x
         else:
             raise AssertionError(op)
         if not ok:
