@@ -84,7 +84,7 @@ def reference_match(spec: Spec, key: Sequence[bytes]) -> bool:
     """A spec's meaning: every predicate, and the expression if there is one."""
     if not all(predicate_holds(p, key[p.field]) for p in spec.predicates):
         return False
-    return getattr(spec, "expr", None) is None or reference_holds(spec.expr, key)
+    return spec.expr is None or reference_holds(spec.expr, key)
 
 
 def random_value(rng: random.Random) -> bytes:
@@ -94,14 +94,17 @@ def random_value(rng: random.Random) -> bytes:
     return rng.choice(TIE_VALUES) + rng.choice(TIE_VALUES)
 
 
-def random_leaf(rng: random.Random, arity: int) -> Expr:
-    """A predicate on a random field with any op; negated half of the time."""
-    f = field(rng.randrange(arity))
-    op = rng.choice(list(Op))
+def random_predicate(rng: random.Random, arity: int, op: Any = None) -> Predicate:
+    """A predicate on a random field with ``op`` (default: any op)."""
+    op = rng.choice(list(Op)) if op is None else op
     if op == Op.IN:
-        leaf = f.isin([random_value(rng) for _ in range(rng.randint(0, 5))])
-    else:
-        leaf = Expr.of(Predicate(f.index, op, random_value(rng)))
+        return Predicate(rng.randrange(arity), op, values=[random_value(rng) for _ in range(rng.randint(0, 5))])
+    return Predicate(rng.randrange(arity), op, random_value(rng))
+
+
+def random_leaf(rng: random.Random, arity: int) -> Expr:
+    """A predicate with any op; negated half of the time."""
+    leaf = Expr.of(random_predicate(rng, arity))
     return ~leaf if rng.random() < 0.5 else leaf
 
 
@@ -454,7 +457,69 @@ def test_deep_trees_need_no_recursion():
 
 
 # ---------------------------------------------------------------------------
-# The spec builder
+# Expressions in a Spec
+
+
+def test_spec_takes_an_expression_as_second_argument():
+    e = (field(0) == b"a") | field(1).endswith(b"z")
+    spec = Spec(2, e)
+    assert spec.expr is e
+    assert spec.predicates == ()
+    assert spec._wire() == (2, [], e._wire())
+    assert Spec(2, expr=e).expr is e
+    assert Spec(arity=2, predicates=e).expr is e
+    # The existing forms are unchanged.
+    assert Spec(2).expr is None
+    assert Spec(2)._wire() == (2, [], None)
+    spec = Spec(2, [Predicate(0, Op.EQ, b"a")])
+    assert spec.predicates == (Predicate(0, Op.EQ, b"a"),) and spec.expr is None
+    spec = Spec(2, [Predicate(0, Op.EQ, b"a")], expr=e)
+    assert spec._wire() == (2, [(0, 1, b"a", ())], e._wire())
+    with pytest.raises(TypeError, match="both as its second argument and as expr="):
+        Spec(2, e, expr=e)
+    with pytest.raises(TypeError, match="a field reference is not a condition"):
+        Spec(2, field(0))
+    with pytest.raises(TypeError, match="expected a keyfilter expression"):
+        Spec(2, expr=True)
+
+
+def test_where_ands_with_the_expression_given_before():
+    a, b, c = field(0) == b"a", field(1) == b"b", field(2).contains(b"c")
+    spec = Spec(3)
+    assert spec.where(a) is spec
+    assert spec.expr is a
+    spec.where(b)
+    assert spec.expr.equals(a & b)
+    spec.where(c)
+    assert spec.expr.equals(a & b & c) and len(spec.expr.items) == 3
+    assert Spec(3).where(a, b, c).expr.equals(a & b & c)
+    assert Spec(3, a).where(b | c).expr.equals(a & (b | c))
+    any_first = Spec(3, a | b).where(c)
+    assert any_first.expr._wire() == ("all", [(a | b)._wire(), c._wire()])
+
+
+def test_where_refuses_non_expressions_and_changes_nothing_then():
+    a = field(0) == b"a"
+    spec = Spec(2, a)
+    for bad in [(), (True,), (a, "x"), (field(1),), ([a],)]:
+        with pytest.raises(TypeError):
+            spec.where(*bad)
+        assert spec.expr is a
+    with pytest.raises(TypeError, match="at least one expression"):
+        Spec(1).where()
+
+
+def test_builder_and_expression_combine():
+    spec = Spec(3).eq(0, b"org1").where(~field(2).contains(b"/tmp/")).prefix(1, b"2024")
+    assert spec._wire() == (
+        3,
+        [(0, 1, b"org1", ()), (1, 7, b"2024", ())],
+        ("negate", ("predicate", (2, 10, b"/tmp/", ()))),
+    )
+    key_ok = (b"org1", b"2024-05", b"eng/a")
+    assert reference_match(spec, key_ok)
+    assert not reference_match(spec, (b"org1", b"2024-05", b"x/tmp/y"))  # the expression fails
+    assert not reference_match(spec, (b"org2", b"2024-05", b"eng/a"))  # a predicate fails
 
 
 def test_suffix_and_contains_builder_methods():
@@ -464,7 +529,35 @@ def test_suffix_and_contains_builder_methods():
     assert repr(spec) == "Spec(arity=2).suffix(0, b'.csv').contains(1, b'eng')"
     with pytest.raises(TypeError, match="encode it first"):
         Spec(1).suffix(0, "x")
-    assert predicate_holds(Predicate(0, Op.SUFFIX, b""), b"") and predicate_holds(Predicate(0, Op.CONTAINS, b""), b"")
+    assert reference_match(Spec(1).suffix(0, b""), (b"",)) and reference_match(Spec(1).contains(0, b""), (b"",))
+
+
+def test_spec_repr_shows_where():
+    spec = Spec(3).eq(0, b"org1").where((field(1) == b"b") | ~field(2).startswith(b"tmp/"))
+    assert repr(spec) == "Spec(arity=3).eq(0, b'org1').where((field(1) == b'b') | ~field(2).startswith(b'tmp/'))"
+    assert eval(repr(spec), EVAL_ENV) == spec
+    assert repr(Spec(1, any_of())) == "Spec(arity=1).where(any_of())"
+    rng = random.Random(3)
+    for _ in range(300):
+        arity = rng.randint(1, 4)
+        s = Spec(arity, random_expr(rng, arity))
+        if rng.random() < 0.5:
+            s.add(Predicate(rng.randrange(arity), rng.choice(list(Op)), random_value(rng)))
+        assert eval(repr(s), EVAL_ENV) == s
+
+
+def test_spec_equality_and_copy_include_the_expression():
+    a = field(0) == b"a"
+    assert Spec(1, a) == Spec(1, field(0) == b"a")
+    assert Spec(1, a) != Spec(1)
+    assert Spec(1) != Spec(1, a)
+    assert Spec(1, a) != Spec(1, ~a)
+    assert Spec(1).eq(0, b"a") != Spec(1, a)  # same meaning, different spec
+    spec = Spec(2).eq(0, b"x").where(a)
+    copy = spec.copy()
+    assert copy == spec and copy is not spec and copy.expr is spec.expr
+    copy.where(field(1) == b"y")
+    assert copy != spec and spec.expr is a
 
 
 def test_public_names():
@@ -475,5 +568,5 @@ def test_public_names():
         assert getattr(Field, name).__doc__, name
     for name in ["of", "unset", "kind", "predicate", "items", "equals"]:
         assert getattr(Expr, name).__doc__, name
-    for name in ["suffix", "contains"]:
+    for name in ["where", "expr", "explain", "suffix", "contains"]:
         assert getattr(Spec, name).__doc__, name
