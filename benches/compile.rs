@@ -24,7 +24,11 @@ fn spec(n: usize) -> FilterSpec {
             values: vec![],
         })
         .collect();
-    FilterSpec { arity: 5, predicates }
+    FilterSpec {
+        arity: 5,
+        predicates,
+        expr: None,
+    }
 }
 
 fn bench(c: &mut Criterion) {

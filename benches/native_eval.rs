@@ -73,7 +73,16 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("native_eval");
     group.throughput(Throughput::Elements(KEYS as u64));
     for (name, arity, predicates) in specs() {
-        let spec = validate(&FilterSpec { arity, predicates }.to_input(), &Limits::default()).unwrap();
+        let spec = validate(
+            &FilterSpec {
+                arity,
+                predicates,
+                expr: None,
+            }
+            .to_input(),
+            &Limits::default(),
+        )
+        .unwrap();
         let matcher = Matcher::new(&Plan::new(&spec));
         let rows = keys(arity as usize);
         group.bench_with_input(BenchmarkId::new("rows", name), &rows, |b, rows| {

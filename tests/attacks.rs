@@ -124,6 +124,7 @@ async fn filter_with_batch(addr: std::net::SocketAddr, batch: Vec<u8>) -> Reply 
     stream.send(frame(&spec_msg(FilterSpec {
         arity: 0,
         predicates: vec![],
+        expr: None,
     })));
     stream.send(framed(&batch, false));
     stream.finish();
@@ -312,6 +313,7 @@ fn compile_bomb_prefix(inside_spec: bool) -> Gzip {
     let spec = FilterSpec {
         arity: 1,
         predicates: vec![pred(0, Op::Eq, b"pinned value")],
+        expr: None,
     }
     .encode_to_vec();
     let pad = len_field(15, PAD);
@@ -401,6 +403,7 @@ async fn c3_open_filter_streams_hold_at_most_their_buffers() {
     let spec = FilterSpec {
         arity: 1,
         predicates: vec![pred(0, Op::Lt, b"m")],
+        expr: None,
     }
     .encode_to_vec();
     let pad = len_field(15, PAD);
@@ -487,6 +490,7 @@ fn flood_spec(n: usize) -> FilterSpec {
             value: Bytes::new(),
             values: colliding_values(n),
         }],
+        expr: None,
     }
 }
 
@@ -594,7 +598,11 @@ fn heavy_match() -> MatchRequest {
         .collect();
     let n = 30_000;
     MatchRequest {
-        spec: Some(FilterSpec { arity: 1, predicates }),
+        spec: Some(FilterSpec {
+            arity: 1,
+            predicates,
+            expr: None,
+        }),
         keys: vec![],
         packed_keys: Some(PackedKeys {
             data: Bytes::from(vec![b'k'; n]),
@@ -650,6 +658,7 @@ async fn open_filter(connection: &mut RawConnection) -> support::attack::RawStre
     stream.send(frame(&spec_msg(FilterSpec {
         arity: 1,
         predicates: vec![pred(0, Op::Lt, b"m")],
+        expr: None,
     })));
     stream.send(frame(&FilterRequest {
         msg: Some(Msg::Batch(KeyBatch {
@@ -681,6 +690,7 @@ async fn f1_filter_streams_beyond_max_filter_streams_are_refused() {
         extra.send(frame(&spec_msg(FilterSpec {
             arity: 0,
             predicates: vec![],
+            expr: None,
         })));
         extra.finish();
         let reply = extra.reply().await;
@@ -716,6 +726,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             spec: Some(FilterSpec {
                 arity: 0,
                 predicates: vec![],
+                expr: None,
             }),
             keys: vec![],
             packed_keys: None,
@@ -751,6 +762,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             spec: Some(FilterSpec {
                 arity: 0,
                 predicates: vec![],
+                expr: None,
             }),
             keys: vec![],
             packed_keys: None,
@@ -841,6 +853,7 @@ async fn h_a_reset_filter_stream_is_not_counted_as_ok() {
     let spec = FilterSpec {
         arity: 1,
         predicates: vec![pred(0, Op::Prefix, b"k")],
+        expr: None,
     };
     let batch = FilterRequest {
         msg: Some(Msg::Batch(KeyBatch {

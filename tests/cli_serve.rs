@@ -179,6 +179,7 @@ fn spec_eq(value: &'static [u8]) -> FilterSpec {
             value: Bytes::from_static(value),
             values: vec![],
         }],
+        expr: None,
     }
 }
 

@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 31] = [
+const ENV_VARS: [&str; 33] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -52,6 +52,8 @@ const ENV_VARS: [&str; 31] = [
     "KEYFILTER_MAX_VALUE_BYTES",
     "KEYFILTER_MAX_IN_VALUES",
     "KEYFILTER_MAX_TOTAL_VALUE_BYTES",
+    "KEYFILTER_MAX_EXPR_DEPTH",
+    "KEYFILTER_MAX_EXPR_NODES",
     "KEYFILTER_TLS_CERT",
     "KEYFILTER_TLS_KEY",
     "KEYFILTER_TLS_CLIENT_CA",
@@ -450,6 +452,7 @@ async fn match_arity(addr: SocketAddr, arity: u32) -> Result<Vec<bool>, tonic::S
         spec: Some(FilterSpec {
             arity,
             predicates: vec![],
+            expr: None,
         }),
         keys: vec![key],
         packed_keys: None,

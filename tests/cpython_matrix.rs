@@ -14,7 +14,7 @@ mod support;
 use support::cpython::{golden_dir, hex, run_cases, unhex, Case};
 
 use bytes::Bytes;
-use keyfilter::proto::{FilterSpec, Op, Predicate};
+use keyfilter::proto::{expr, Expr, ExprList, FilterSpec, Op, Predicate};
 use keyfilter_core::codegen::{Function, PyVersion, SUPPORTED};
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{validate, Limits};
@@ -55,6 +55,75 @@ fn cases(version: PyVersion) -> Vec<Case> {
             code: None,
         });
     }
+    // Random expression trees (every operator and node kind, depth up to 6):
+    // the jump-if shape with both jump senses, SUFFIX slices, CONTAINS.
+    for i in 0..count / 4 {
+        let arity = rng.random_range(1..=5);
+        let n = rng.random_range(0..3);
+        let depth = rng.random_range(1..=6);
+        let wire = support::expr_spec(&mut rng, arity, n, depth);
+        let keys = support::keys(&mut rng, &wire, 32);
+        let extra = json!({"dis": i % 40 == 0, "arg_count": i % 40 == 1});
+        out.push(Case {
+            id: format!("expr-{i}"),
+            wire,
+            keys,
+            name: "keyfilter_match".into(),
+            extra,
+            code: None,
+        });
+    }
+    // A tree of 320 leaves with distinct constants: jumps of both senses and
+    // LOAD_CONST need EXTENDED_ARG.
+    let leaf = |field: u32, op: Op, v: String| Expr {
+        node: Some(expr::Node::Predicate(Predicate {
+            field,
+            op: op as i32,
+            value: Bytes::from(v),
+            values: vec![],
+        })),
+    };
+    let group = |all: bool, items: Vec<Expr>| Expr {
+        node: Some(if all {
+            expr::Node::All(ExprList { items })
+        } else {
+            expr::Node::Any(ExprList { items })
+        }),
+    };
+    let big: Vec<Expr> = (0..80)
+        .map(|i| {
+            group(
+                true,
+                vec![
+                    leaf(0, Op::Suffix, format!("s{i:03}")),
+                    leaf(1, Op::Contains, format!("c{i:03}")),
+                    leaf(2, Op::Ne, format!("n{i:03}")),
+                    leaf(1, Op::Lt, format!("z{i:03}")),
+                ],
+            )
+        })
+        .collect();
+    let wire = FilterSpec {
+        arity: 3,
+        predicates: vec![],
+        expr: Some(group(false, big)),
+    };
+    let mut keys = support::keys(&mut rng, &wire, 150);
+    for i in [0, 17, 79] {
+        keys.push(vec![
+            Bytes::from(format!("xs{i:03}")),
+            Bytes::from(format!("ac{i:03}b")),
+            Bytes::from_static(b"q"),
+        ]);
+    }
+    out.push(Case {
+        id: "expr-big320".into(),
+        wire,
+        keys,
+        name: "keyfilter_match".into(),
+        extra: json!({"dis": true}),
+        code: None,
+    });
     // 350 distinct constants and 350 checks: LOAD_CONST and jumps need EXTENDED_ARG.
     let ne = |field, v: String| Predicate {
         field,
@@ -66,6 +135,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
     let wire = FilterSpec {
         arity: 3,
         predicates: many,
+        expr: None,
     };
     let mut keys = support::keys(&mut rng, &wire, 200);
     keys.push(vec![Bytes::from("zzz"); 3]);
@@ -100,6 +170,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
     let wire = FilterSpec {
         arity: 300,
         predicates: wide,
+        expr: None,
     };
     let mut keys = support::keys(&mut rng, &wire, 30);
     keys.push((0..300).map(|f| Bytes::from(format!("{:03}", f % 7))).collect());
@@ -129,6 +200,7 @@ fn cases(version: PyVersion) -> Vec<Case> {
                 values: set,
             },
         ],
+        expr: None,
     };
     let mut keys = support::keys(&mut rng, &wire, 100);
     keys.push(vec![Bytes::from("a"), Bytes::from("v42")]);
@@ -192,6 +264,7 @@ fn golden_spec(source: &str) -> FilterSpec {
     FilterSpec {
         arity: params.len() as u32,
         predicates,
+        expr: None,
     }
 }
 

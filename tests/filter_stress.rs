@@ -99,7 +99,11 @@ fn stress_spec() -> (FilterSpec, Spec) {
         predicates.push(p(f, Op::Prefix, b""));
     }
     predicates.push(p(5, Op::Lt, b"\x80"));
-    let spec = FilterSpec { arity: 6, predicates };
+    let spec = FilterSpec {
+        arity: 6,
+        predicates,
+        expr: None,
+    };
     assert_eq!(spec.predicates.len(), 31);
     let validated = validate(&spec.to_input(), &Limits::default()).expect("the stress spec is valid");
     (spec, validated)

@@ -42,6 +42,7 @@ fn spec() -> FilterSpec {
             value: Bytes::from_static(b"k"),
             values: vec![],
         }],
+        expr: None,
     }
 }
 

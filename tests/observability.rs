@@ -198,6 +198,7 @@ fn spec() -> FilterSpec {
             value: Bytes::from_static(b"eng/"),
             values: vec![],
         }],
+        expr: None,
     }
 }
 

@@ -15,12 +15,19 @@ fn check_spec(wire: &FilterSpec, keys: &[Vec<Bytes>]) -> Result<(), TestCaseErro
     let spec = validate(&wire.to_input(), &Limits::default()).expect("generated specs are valid");
     let plan = Plan::new(&spec);
     let matcher = Matcher::new(&plan);
-    // Plan invariants: IN sets are sorted, deduplicated and larger than one.
-    for check in plan.checks() {
-        if let Test::In(values) = &check.test {
+    // Plan invariants: IN sets are sorted, deduplicated and larger than one;
+    // no empty suffix or substring survives (they are folded).
+    for check in plan.leaves() {
+        if let Test::In(values) | Test::NotIn(values) = &check.test {
             prop_assert!(values.len() >= 2 && values.windows(2).all(|w| w[0] < w[1]));
         }
+        if let Test::Suffix(v) | Test::NotSuffix(v) | Test::Contains(v) | Test::NotContains(v) = &check.test {
+            prop_assert!(!v.is_empty());
+        }
         prop_assert!(check.field < spec.arity);
+    }
+    if let keyfilter_core::plan::Body::Tree(root) = &plan.body {
+        tree_invariants(root)?;
     }
     let (mut data, mut lengths) = (Vec::new(), Vec::new());
     for key in keys {
@@ -44,8 +51,40 @@ fn check_spec(wire: &FilterSpec, keys: &[Vec<Bytes>]) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// A tree plan has no trivial groups and no group directly inside one of its kind.
+fn tree_invariants(node: &keyfilter_core::plan::Node) -> Result<(), TestCaseError> {
+    use keyfilter_core::plan::Node;
+    match node {
+        Node::Check(_) => Ok(()),
+        Node::All(items) | Node::Any(items) => {
+            prop_assert!(items.len() >= 2, "a group of {} items", items.len());
+            for item in items {
+                prop_assert!(
+                    !matches!(
+                        (node, item),
+                        (Node::All(_), Node::All(_)) | (Node::Any(_), Node::Any(_))
+                    ),
+                    "a group directly inside one of its kind"
+                );
+                tree_invariants(item)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    /// Random expression trees (depth up to 6, every operator and node kind,
+    /// values built to tie on prefixes and suffixes) plan to the same results.
+    #[test]
+    fn expression_plans_agree_with_reference(seed in any::<u64>(), arity in 1u32..4, n in 0usize..4, depth in 1u32..=6) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let wire = support::expr_spec(&mut rng, arity, n, depth);
+        let keys = support::keys(&mut rng, &wire, 64);
+        check_spec(&wire, &keys)?;
+    }
 
     /// Random specs from the edge-biased generator, keys near their constants.
     #[test]
@@ -75,6 +114,6 @@ proptest! {
             }
         }).collect();
         let keys: Vec<Vec<Bytes>> = keys.into_iter().map(|k| k.into_iter().map(Bytes::from).collect()).collect();
-        check_spec(&FilterSpec { arity: 2, predicates }, &keys)?;
+        check_spec(&FilterSpec { arity: 2, predicates, expr: None, }, &keys)?;
     }
 }

@@ -68,6 +68,7 @@ fn spec() -> FilterSpec {
             value: Bytes::from_static(b"org1"),
             values: vec![],
         }],
+        expr: None,
     }
 }
 
@@ -747,6 +748,7 @@ async fn specs_that_share_code_are_signed_apart() {
     let everything = FilterSpec {
         arity: 2,
         predicates: vec![],
+        expr: None,
     };
     let mut duplicated = spec();
     duplicated.predicates.push(duplicated.predicates[0].clone());

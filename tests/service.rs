@@ -85,7 +85,11 @@ fn pred_raw_op(field: u32, op: i32) -> Predicate {
 }
 
 fn spec(arity: u32, predicates: Vec<Predicate>) -> FilterSpec {
-    FilterSpec { arity, predicates }
+    FilterSpec {
+        arity,
+        predicates,
+        expr: None,
+    }
 }
 
 fn row(fields: &[&[u8]]) -> Row {
@@ -519,6 +523,7 @@ async fn match_errors_are_invalid_argument_naming_the_culprit() {
         max_value_bytes: 8,
         max_in_values: 3,
         max_total_value_bytes: total,
+        ..Limits::default()
     };
     let total_text = format!("{total} bytes");
     let server = TestServer::start(config(|c| c.service.limits = limits)).await;
@@ -555,9 +560,9 @@ async fn match_errors_are_invalid_argument_naming_the_culprit() {
             vec!["predicates[2]", "field 2", "OP_UNSPECIFIED"],
         ),
         (
-            "unknown op 9",
-            match_rows(&spec(3, vec![pred_raw_op(1, 9)]), &rows),
-            vec!["predicates[0]", "field 1", "unknown op 9"],
+            "unknown op 11",
+            match_rows(&spec(3, vec![pred_raw_op(1, 11)]), &rows),
+            vec!["predicates[0]", "field 1", "unknown op 11"],
         ),
         (
             "unknown op -1",

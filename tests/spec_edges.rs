@@ -4,7 +4,7 @@ use bytes::Bytes;
 use keyfilter::proto::{FilterSpec, Op, Predicate};
 use keyfilter_core::eval::Matcher;
 use keyfilter_core::plan::{Body, Plan, Test};
-use keyfilter_core::spec::{reference_matches, validate, Limits, SpecError};
+use keyfilter_core::spec::{reference_matches, validate, At, Limits, SpecError};
 
 fn p(field: u32, op: Op, value: &[u8]) -> Predicate {
     Predicate {
@@ -25,13 +25,33 @@ fn isin(field: u32, values: &[&[u8]]) -> Predicate {
 }
 
 fn plan(arity: u32, predicates: Vec<Predicate>) -> Plan {
-    Plan::new(&validate(&FilterSpec { arity, predicates }.to_input(), &Limits::default()).unwrap())
+    Plan::new(
+        &validate(
+            &FilterSpec {
+                arity,
+                predicates,
+                expr: None,
+            }
+            .to_input(),
+            &Limits::default(),
+        )
+        .unwrap(),
+    )
 }
 
 /// Asserts that `predicates` on one field accept exactly the keys in `yes` and none in `no`,
 /// through the plan and through the reference evaluator.
 fn accepts(predicates: Vec<Predicate>, yes: &[&[u8]], no: &[&[u8]]) {
-    let spec = validate(&FilterSpec { arity: 1, predicates }.to_input(), &Limits::default()).unwrap();
+    let spec = validate(
+        &FilterSpec {
+            arity: 1,
+            predicates,
+            expr: None,
+        }
+        .to_input(),
+        &Limits::default(),
+    )
+    .unwrap();
     let matcher = Matcher::new(&Plan::new(&spec));
     for key in yes {
         assert!(
@@ -176,6 +196,7 @@ fn arity_zero() {
         &FilterSpec {
             arity: 0,
             predicates: vec![p(0, Op::Eq, b"")],
+            expr: None,
         }
         .to_input(),
         &Limits::default(),
@@ -183,7 +204,7 @@ fn arity_zero() {
     assert_eq!(
         err.unwrap_err(),
         SpecError::FieldOutOfRange {
-            index: 0,
+            at: At::Predicate(0),
             field: 0,
             arity: 0
         }
@@ -198,9 +219,19 @@ fn validation_errors_name_predicate_and_field() {
         max_value_bytes: 4,
         max_in_values: 2,
         max_total_value_bytes: 2 * (4 + keyfilter_core::spec::VALUE_OVERHEAD) + 1,
+        ..Limits::default()
     };
     let check = |arity, predicates: Vec<Predicate>, expected: SpecError, text: &str| {
-        let err = validate(&FilterSpec { arity, predicates }.to_input(), &limits).unwrap_err();
+        let err = validate(
+            &FilterSpec {
+                arity,
+                predicates,
+                expr: None,
+            }
+            .to_input(),
+            &limits,
+        )
+        .unwrap_err();
         assert_eq!(err, expected);
         assert!(err.to_string().contains(text), "{err} lacks {text:?}");
     };
@@ -216,7 +247,7 @@ fn validation_errors_name_predicate_and_field() {
         2,
         vec![p(0, Op::Eq, b""), p(2, Op::Eq, b"")],
         SpecError::FieldOutOfRange {
-            index: 1,
+            at: At::Predicate(1),
             field: 2,
             arity: 2,
         },
@@ -225,7 +256,10 @@ fn validation_errors_name_predicate_and_field() {
     check(
         2,
         vec![p(1, Op::Unspecified, b"")],
-        SpecError::OpUnspecified { index: 0, field: 1 },
+        SpecError::OpUnspecified {
+            at: At::Predicate(0),
+            field: 1,
+        },
         "OP_UNSPECIFIED",
     );
     let mut unknown = p(1, Op::Eq, b"");
@@ -234,7 +268,7 @@ fn validation_errors_name_predicate_and_field() {
         2,
         vec![unknown],
         SpecError::UnknownOp {
-            index: 0,
+            at: At::Predicate(0),
             field: 1,
             op: 42,
         },
@@ -245,7 +279,10 @@ fn validation_errors_name_predicate_and_field() {
     check(
         1,
         vec![in_value],
-        SpecError::InWithValue { index: 0, field: 0 },
+        SpecError::InWithValue {
+            at: At::Predicate(0),
+            field: 0,
+        },
         "takes `values`",
     );
     let mut eq_values = p(0, Op::Eq, b"a");
@@ -254,7 +291,7 @@ fn validation_errors_name_predicate_and_field() {
         1,
         vec![eq_values],
         SpecError::ValuesWithoutIn {
-            index: 0,
+            at: At::Predicate(0),
             field: 0,
             op: "eq",
         },
@@ -264,7 +301,7 @@ fn validation_errors_name_predicate_and_field() {
         1,
         vec![p(0, Op::Prefix, b"abcde")],
         SpecError::ValueTooLong {
-            index: 0,
+            at: At::Predicate(0),
             field: 0,
             len: 5,
             max: 4,
@@ -275,7 +312,7 @@ fn validation_errors_name_predicate_and_field() {
         1,
         vec![isin(0, &[b"a", b"b", b"c"])],
         SpecError::TooManyValues {
-            index: 0,
+            at: At::Predicate(0),
             field: 0,
             count: 3,
             max: 2,
@@ -286,7 +323,7 @@ fn validation_errors_name_predicate_and_field() {
         1,
         vec![p(0, Op::Eq, b"abcd"), p(0, Op::Eq, b"abcd"), p(0, Op::Eq, b"abcd")],
         SpecError::TotalTooLarge {
-            index: 2,
+            at: At::Predicate(2),
             field: 0,
             max: 2 * (4 + keyfilter_core::spec::VALUE_OVERHEAD) + 1,
         },

@@ -62,7 +62,7 @@ proptest! {
     #[test]
     fn match_requests_decode_like_the_generated_type((arity, keys) in keys(), packed_form: bool, at in 0usize..4000) {
         let request = proto::MatchRequest {
-            spec: Some(proto::FilterSpec { arity: arity as u32, predicates: vec![] }),
+            spec: Some(proto::FilterSpec { arity: arity as u32, predicates: vec![], expr: None, }),
             keys: if packed_form { vec![] } else { proto_keys(&keys) },
             packed_keys: packed_form.then(|| packed(&keys)),
         };
@@ -98,7 +98,7 @@ proptest! {
     #[test]
     fn filter_requests_decode_like_the_generated_type((arity, keys) in keys(), which in 0u8..4, at in 0usize..4000) {
         let msg = match which {
-            0 => Some(Msg::Spec(proto::FilterSpec { arity: arity as u32, predicates: vec![] })),
+            0 => Some(Msg::Spec(proto::FilterSpec { arity: arity as u32, predicates: vec![], expr: None, })),
             1 => Some(Msg::Batch(proto::KeyBatch { keys: proto_keys(&keys) })),
             2 => Some(Msg::PackedBatch(packed(&keys))),
             _ => None,
@@ -221,8 +221,11 @@ fn any_spec() -> impl Strategy<Value = proto::FilterSpec> {
             values,
         },
     );
-    (0u32..5, prop::collection::vec(predicate, 0..8))
-        .prop_map(|(arity, predicates)| proto::FilterSpec { arity, predicates })
+    (0u32..5, prop::collection::vec(predicate, 0..8)).prop_map(|(arity, predicates)| proto::FilterSpec {
+        arity,
+        predicates,
+        expr: None,
+    })
 }
 
 fn small_limits() -> keyfilter_core::spec::Limits {
@@ -232,6 +235,8 @@ fn small_limits() -> keyfilter_core::spec::Limits {
         max_value_bytes: 4,
         max_in_values: 3,
         max_total_value_bytes: 200,
+        max_expr_depth: 4,
+        max_expr_nodes: 12,
     }
 }
 

@@ -84,7 +84,7 @@ struct Pred {
 
 impl Pred {
     fn wire(&self, arity: u32) -> proto::Predicate {
-        const BAD_OPS: [i32; 8] = [0, -1, 9, 10, i32::MAX, i32::MIN, 255, -8];
+        const BAD_OPS: [i32; 8] = [0, -1, 11, 12, i32::MAX, i32::MIN, 255, -8];
         let op = if self.op < 240 {
             1 + (self.op % 8) as i32
         } else {
@@ -132,7 +132,7 @@ fn run(input: Input) {
     let arity = (input.arity % 9) as u32;
     let spec = proto::FilterSpec {
         arity,
-        predicates: input.predicates.iter().map(|p| p.wire(arity)).collect(),
+        predicates: input.predicates.iter().map(|p| p.wire(arity)).collect(), expr: None,
     };
     let mut spec = spec;
     if input.bulk == 255 && arity > 0 {

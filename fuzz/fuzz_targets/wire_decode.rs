@@ -212,7 +212,7 @@ fn fields<'a>(keys: &PackedKeys<'a>, arity: usize) -> Vec<Vec<&'a [u8]>> {
 fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
     let mut specs = vec![Spec {
         arity: arity as u32,
-        predicates: vec![],
+        predicates: vec![], expr: None,
     }];
     if arity > 0 {
         specs.push(Spec {
@@ -221,7 +221,7 @@ fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
                 field: arity as u32 - 1,
                 op: Op::Ge,
                 operand: Operand::Value(Bytes::from_static(b"\x80")),
-            }],
+            }], expr: None,
         });
     }
     for spec in specs {

@@ -20,7 +20,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use keyfilter_core::codegen::{self, PyVersion, SUPPORTED};
 use keyfilter_core::eval;
 use keyfilter_core::plan::Plan;
-use keyfilter_core::spec::{self, Limits, PredicateInput, SpecInput};
+use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput};
 use keyfilter_core::{compile_python, Target};
 use keyfilter_proto as proto;
 
@@ -50,26 +50,100 @@ fn value_error(e: keyfilter_core::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// Reads the spec as stated from `(arity, predicates)`.
-fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<SpecInput> {
+/// Reads one predicate `(field, op, value, values)`; `at` names it in errors.
+fn wire_predicate(item: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<PredicateInput> {
+    let (field, op, value, values): (u32, i32, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+    let value = bytes_of(&value, || format!("{}.value", at()))?;
+    let values = values
+        .try_iter()?
+        .enumerate()
+        .map(|(j, v)| bytes_of(&v?, || format!("{}.values[{j}]", at())))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PredicateInput {
+        field,
+        op,
+        value,
+        values,
+    })
+}
+
+/// Reads an expression node: `("predicate", p)`, `("all", [node...])`,
+/// `("any", [node...])`, `("negate", node)` or `("unset",)`. Nodes more than
+/// one level past the depth limit are not read (validation stops at the
+/// first too-deep node, which is kept), so no Python input recurses further.
+fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<ExprInput> {
+    if depth > Limits::default().max_expr_depth + 1 {
+        return Ok(ExprInput::Unset);
+    }
+    let tuple = node.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{path}: expected an expression node tuple, got {}",
+            type_name(node)
+        ))
+    })?;
+    let kind: String = tuple.get_item(0)?.extract()?;
+    let arg = || tuple.get_item(1);
+    Ok(match kind.as_str() {
+        "unset" => ExprInput::Unset,
+        "predicate" => ExprInput::Predicate(wire_predicate(&arg()?, &|| format!("{path}.predicate"))?),
+        "all" | "any" => {
+            let mut items = Vec::new();
+            for (i, item) in arg()?.try_iter()?.enumerate() {
+                items.push(wire_expr(&item?, &format!("{path}.{kind}.items[{i}]"), depth + 1)?);
+            }
+            if kind == "all" {
+                ExprInput::All(items)
+            } else {
+                ExprInput::Any(items)
+            }
+        }
+        "negate" => ExprInput::Negate(Box::new(wire_expr(&arg()?, &format!("{path}.negate"), depth + 1)?)),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "{path}: unknown expression node {other:?} (expected predicate, all, any, negate or unset)"
+            )))
+        }
+    })
+}
+
+/// Reads the spec as stated from `(arity, predicates, expr)`.
+fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<SpecInput> {
     let mut out = Vec::new();
     for (index, item) in predicates.try_iter()?.enumerate() {
-        let item = item?;
-        let (field, op, value, values): (u32, i32, Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-        let value = bytes_of(&value, || format!("predicates[{index}].value"))?;
-        let values = values
-            .try_iter()?
-            .enumerate()
-            .map(|(j, v)| bytes_of(&v?, || format!("predicates[{index}].values[{j}]")))
-            .collect::<PyResult<Vec<_>>>()?;
-        out.push(PredicateInput {
-            field,
-            op,
-            value,
-            values,
-        });
+        out.push(wire_predicate(&item?, &|| format!("predicates[{index}]"))?);
     }
-    Ok(SpecInput { arity, predicates: out })
+    let expr = match expr {
+        Some(e) if !e.is_none() => Some(wire_expr(e, "expr", 1)?),
+        _ => None,
+    };
+    Ok(SpecInput {
+        arity,
+        predicates: out,
+        expr,
+    })
+}
+
+/// An expression node as the Python layer writes it (see [`wire_expr`]).
+fn py_expr<'py>(py: Python<'py>, e: &ExprInput) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match e {
+        ExprInput::Unset => ("unset",).into_pyobject(py)?.into_any(),
+        ExprInput::Predicate(p) => ("predicate", py_predicate(py, p)).into_pyobject(py)?.into_any(),
+        ExprInput::All(items) | ExprInput::Any(items) => {
+            let kind = if matches!(e, ExprInput::All(_)) { "all" } else { "any" };
+            let items = items.iter().map(|i| py_expr(py, i)).collect::<PyResult<Vec<_>>>()?;
+            (kind, items).into_pyobject(py)?.into_any()
+        }
+        ExprInput::Negate(item) => ("negate", py_expr(py, item)?).into_pyobject(py)?.into_any(),
+    })
+}
+
+fn py_predicate<'py>(py: Python<'py>, p: &PredicateInput) -> PyPredicate<'py> {
+    (
+        p.field,
+        p.op,
+        PyBytes::new(py, &p.value),
+        p.values.iter().map(|v| PyBytes::new(py, v)).collect(),
+    )
 }
 
 /// Validates like the server does (default limits), with the server's message.
@@ -83,33 +157,36 @@ fn parse_version(text: &str) -> PyResult<PyVersion> {
 
 /// Checks a spec as the server does; raises ValueError with the server's message.
 #[pyfunction]
-fn validate(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<()> {
-    validated(&wire_spec(arity, predicates)?).map(|_| ())
+#[pyo3(signature = (arity, predicates, expr = None))]
+fn validate(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    validated(&wire_spec(arity, predicates, expr)?).map(|_| ())
+}
+
+/// The normalized plan of a spec as text (what `keyfilter explain` prints).
+#[pyfunction]
+#[pyo3(signature = (arity, predicates, expr = None))]
+fn explain(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    Ok(Plan::new(&validated(&wire_spec(arity, predicates, expr)?)?).to_string())
 }
 
 /// Renders a spec in the project's spec file format (JSON).
 #[pyfunction]
-fn spec_to_json(arity: u32, predicates: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(spec::spec_to_file_json(&wire_spec(arity, predicates)?))
+#[pyo3(signature = (arity, predicates, expr = None))]
+fn spec_to_json(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    Ok(spec::spec_to_file_json(&wire_spec(arity, predicates, expr)?))
 }
 
-/// Parses spec file text into `(arity, [(field, op, value, values), ...])`.
+/// Parses spec file text into `(arity, [(field, op, value, values), ...], expr)`
+/// (`expr` a node as [`wire_expr`] reads it, or None).
 #[pyfunction]
-fn spec_from_json<'py>(py: Python<'py>, text: &str) -> PyResult<(u32, Vec<PyPredicate<'py>>)> {
+fn spec_from_json<'py>(py: Python<'py>, text: &str) -> PyResult<(u32, Vec<PyPredicate<'py>>, Bound<'py, PyAny>)> {
     let wire = spec::parse_spec_file(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let predicates = wire
-        .predicates
-        .iter()
-        .map(|p| {
-            (
-                p.field,
-                p.op,
-                PyBytes::new(py, &p.value),
-                p.values.iter().map(|v| PyBytes::new(py, v)).collect(),
-            )
-        })
-        .collect();
-    Ok((wire.arity, predicates))
+    let predicates = wire.predicates.iter().map(|p| py_predicate(py, p)).collect();
+    let expr = match &wire.expr {
+        Some(e) => py_expr(py, e)?,
+        None => py.None().into_bound(py),
+    };
+    Ok((wire.arity, predicates, expr))
 }
 
 /// Generates the marshal bytes of the code object for a spec, like the
@@ -120,19 +197,26 @@ fn compile_code<'py>(
     py: Python<'py>,
     arity: u32,
     predicates: &Bound<'py, PyAny>,
+    expr: Option<&Bound<'py, PyAny>>,
     python_version: &str,
     name: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let target = Target::parse(python_version, name).map_err(value_error)?;
-    let spec = validated(&wire_spec(arity, predicates)?)?;
+    let spec = validated(&wire_spec(arity, predicates, expr)?)?;
     Ok(PyBytes::new(py, &compile_python(&spec, &target).marshal()))
 }
 
 /// Renders generated code the way CPython's `dis` would (for debugging).
 #[pyfunction]
-fn disassemble(arity: u32, predicates: &Bound<'_, PyAny>, python_version: &str, name: &str) -> PyResult<String> {
+fn disassemble(
+    arity: u32,
+    predicates: &Bound<'_, PyAny>,
+    expr: Option<&Bound<'_, PyAny>>,
+    python_version: &str,
+    name: &str,
+) -> PyResult<String> {
     let target = Target::parse(python_version, name).map_err(value_error)?;
-    let spec = validated(&wire_spec(arity, predicates)?)?;
+    let spec = validated(&wire_spec(arity, predicates, expr)?)?;
     Ok(codegen::dis::disassemble(&compile_python(&spec, &target)))
 }
 
@@ -329,11 +413,11 @@ impl Matcher {
         let wire = spec.call_method0("_wire").map_err(|_| {
             PyTypeError::new_err(format!("Matcher() expects a keyfilter.Spec, got {}", type_name(spec)))
         })?;
-        let (arity, predicates): (u32, Bound<'_, PyAny>) = wire.extract()?;
-        let plan = Plan::new(&validated(&wire_spec(arity, &predicates)?)?);
+        let (arity, predicates, expr): (u32, Bound<'_, PyAny>, Bound<'_, PyAny>) = wire.extract()?;
+        let plan = Plan::new(&validated(&wire_spec(arity, &predicates, Some(&expr))?)?);
         Ok(Matcher {
             inner: eval::Matcher::new(&plan),
-            checks: plan.checks().len(),
+            checks: plan.leaves().len(),
             never: plan.is_never(),
         })
     }
@@ -533,10 +617,16 @@ fn encode_keys<'py>(
 
 /// The `FilterSpec` message bytes of `(arity, predicates)` (not validated).
 #[pyfunction]
-fn encode_spec<'py>(py: Python<'py>, arity: u32, predicates: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (arity, predicates, expr = None))]
+fn encode_spec<'py>(
+    py: Python<'py>,
+    arity: u32,
+    predicates: &Bound<'py, PyAny>,
+    expr: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(
         py,
-        &prost::Message::encode_to_vec(&proto::FilterSpec::from_input(&wire_spec(arity, predicates)?)),
+        &prost::Message::encode_to_vec(&proto::FilterSpec::from_input(&wire_spec(arity, predicates, expr)?)),
     ))
 }
 
@@ -619,6 +709,9 @@ fn validated_sent_spec(spec: &[u8]) -> PyResult<spec::Spec> {
         max_value_bytes: usize::MAX,
         max_in_values: usize::MAX,
         max_total_value_bytes: usize::MAX,
+        // The deepest any server may accept (its setting's maximum).
+        max_expr_depth: 48,
+        max_expr_nodes: usize::MAX,
     };
     keyfilter_core::validate(&wire.to_input(), &unbounded).map_err(value_error)
 }
@@ -696,6 +789,7 @@ fn file_descriptor_set<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Matcher>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(explain, m)?)?;
     m.add_function(wrap_pyfunction!(spec_to_json, m)?)?;
     m.add_function(wrap_pyfunction!(spec_from_json, m)?)?;
     m.add_function(wrap_pyfunction!(compile_code, m)?)?;

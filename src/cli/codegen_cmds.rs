@@ -1,13 +1,14 @@
-//! `keyfilter compile` and `keyfilter dis`.
+//! `keyfilter compile`, `keyfilter dis` and `keyfilter explain`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 
 use keyfilter_core::codegen::{Function, PyVersion};
-use keyfilter_core::spec::{parse_spec_file, Limits};
+use keyfilter_core::plan::Plan;
+use keyfilter_core::spec::{parse_spec_file, Limits, Spec};
 use keyfilter_core::{compile_python, validate, Target};
 
 /// What both commands take.
@@ -41,15 +42,34 @@ pub struct DisArgs {
     spec: SpecArgs,
 }
 
-fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
-    let text = if args.spec.as_os_str() == "-" {
+/// Arguments of `keyfilter explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Spec file (JSON; see the README's "Spec file format"); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+}
+
+/// Reads and validates a spec file (`-`: stdin).
+fn read_spec(path: &Path) -> anyhow::Result<Spec> {
+    let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?
     } else {
-        std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
-    let input = parse_spec_file(&text).with_context(|| format!("in spec file {}", args.spec.display()))?;
-    let spec = validate(&input, &Limits::default()).with_context(|| format!("in spec file {}", args.spec.display()))?;
+    let input = parse_spec_file(&text).with_context(|| format!("in spec file {}", path.display()))?;
+    validate(&input, &Limits::default()).with_context(|| format!("in spec file {}", path.display()))
+}
+
+fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
+    let spec = read_spec(&args.spec)?;
     Ok(compile_python(&spec, &Target::new(args.python, &args.name)?))
+}
+
+/// `keyfilter explain`: prints the normalized plan.
+pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    print!("{}", Plan::new(&read_spec(&args.spec)?));
+    Ok(())
 }
 
 /// `keyfilter compile`: writes the marshal bytes.

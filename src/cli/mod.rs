@@ -26,6 +26,8 @@ enum Command {
     Compile(codegen_cmds::CompileArgs),
     /// Print a disassembly of the code generated for a spec file.
     Dis(codegen_cmds::DisArgs),
+    /// Print the normalized plan of a spec file: the checks in evaluation order.
+    Explain(codegen_cmds::ExplainArgs),
     /// Generate an Ed25519 signing key for `serve --signing-key` and print its public key.
     Keygen(keys::KeygenArgs),
     /// Print the public key (hex and PEM) of a signing key, for clients to verify with.
@@ -40,6 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Compile(args) => codegen_cmds::compile(args),
         Command::Dis(args) => codegen_cmds::dis(args),
+        Command::Explain(args) => codegen_cmds::explain(args),
         Command::Bench(args) => bench::run(*args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Pubkey(args) => keys::pubkey(args),

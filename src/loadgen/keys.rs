@@ -36,6 +36,7 @@ pub fn default_spec() -> proto::FilterSpec {
             p(1, Op::Lt, b"2024-07-01"),
             p(2, Op::Prefix, b"user/"),
         ],
+        expr: None,
     })
 }
 
@@ -117,6 +118,7 @@ fn field_spec(spec: &Spec, field: u32) -> Spec {
                 operand: p.operand.clone(),
             })
             .collect(),
+        expr: None,
     }
 }
 

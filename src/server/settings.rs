@@ -163,6 +163,10 @@ settings! {
         max_in_values: usize = Limits::default().max_in_values, "KEYFILTER_MAX_IN_VALUES";
         /// Largest total size of all values of a spec, in bytes.
         max_total_value_bytes: usize = Limits::default().max_total_value_bytes, "KEYFILTER_MAX_TOTAL_VALUE_BYTES";
+        /// Deepest spec expression, in Expr levels (at most 48: deeper specs are beyond what protobuf decoders read).
+        max_expr_depth: usize = Limits::default().max_expr_depth, "KEYFILTER_MAX_EXPR_DEPTH";
+        /// Most nodes in one spec: predicates and expression nodes together.
+        max_expr_nodes: usize = Limits::default().max_expr_nodes, "KEYFILTER_MAX_EXPR_NODES";
         /// HTTP/2 streams (calls) one connection may have open at once; clients queue more.
         http2_max_concurrent_streams: u32 = ServerConfig::default().http2_max_concurrent_streams, "KEYFILTER_HTTP2_MAX_CONCURRENT_STREAMS";
         /// Streams reset by the client before the server accepted them, pending at once per connection; more close it (rapid-reset guard). At least --http2-max-concurrent-streams.
@@ -215,6 +219,12 @@ impl Settings {
         if self.filter_buffer == 0 {
             anyhow::bail!("filter_buffer: must be at least 1");
         }
+        if !(1..=48).contains(&self.max_expr_depth) {
+            // 48 Expr levels of all/any are 97 nested messages with the
+            // FilterSpec: the most protobuf decoders (prost, protobuf-python)
+            // read by default; a deeper limit would accept what they cannot.
+            anyhow::bail!("max_expr_depth: must be from 1 to 48");
+        }
         if self.max_concurrent_requests == 0 {
             anyhow::bail!("max_concurrent_requests: must be at least 1");
         }
@@ -254,6 +264,8 @@ impl Settings {
                     max_value_bytes: self.max_value_bytes,
                     max_in_values: self.max_in_values,
                     max_total_value_bytes: self.max_total_value_bytes,
+                    max_expr_depth: self.max_expr_depth,
+                    max_expr_nodes: self.max_expr_nodes,
                 },
                 max_keys_per_request: self.max_keys_per_request,
                 filter_buffer: self.filter_buffer,

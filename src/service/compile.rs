@@ -74,12 +74,22 @@ impl<K: Hash + Eq> Level<K> {
 
 /// Bytes a plan holds: its values, plus a fixed cost per check and value.
 fn plan_bytes(plan: &Plan) -> usize {
-    plan.checks()
+    plan.leaves()
         .iter()
         .map(|check| {
-            32 + match &check.test {
-                Test::In(values) => values.iter().map(|v| v.len() + 32).sum(),
-                Test::Eq(v) | Test::Ne(v) | Test::Lt(v) | Test::Le(v) | Test::Gt(v) | Test::Ge(v) => v.len(),
+            // 32 more per check covers a tree's group nodes too (fewer than leaves).
+            64 + match &check.test {
+                Test::In(values) | Test::NotIn(values) => values.iter().map(|v| v.len() + 32).sum(),
+                Test::Eq(v)
+                | Test::Ne(v)
+                | Test::Lt(v)
+                | Test::Le(v)
+                | Test::Gt(v)
+                | Test::Ge(v)
+                | Test::Suffix(v)
+                | Test::NotSuffix(v)
+                | Test::Contains(v)
+                | Test::NotContains(v) => v.len(),
             }
         })
         .sum()
@@ -227,6 +237,7 @@ mod tests {
                 value: Bytes::copy_from_slice(value),
                 values: vec![],
             }],
+            expr: None,
         })
     }
 

@@ -213,6 +213,7 @@ pub async fn assert_normal_match(addr: SocketAddr) {
                     values: vec![Bytes::from_static(b"x"), Bytes::from_static(b"y")],
                 },
             ],
+            expr: None,
         }),
         keys: [["a", "x"], ["a", "z"], ["b", "y"]]
             .iter()

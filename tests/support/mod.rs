@@ -10,7 +10,7 @@ pub mod cpython;
 pub mod server;
 
 use bytes::Bytes;
-use keyfilter::proto::{self, FilterSpec, Predicate};
+use keyfilter::proto::{self, expr, Expr, ExprList, FilterSpec, Predicate};
 use rand::prelude::*;
 
 const ALPHABET: &[u8] = &[0x00, 0x01, b'a', b'b', b'c', 0x7f, 0x80, 0xfe, 0xff];
@@ -78,14 +78,22 @@ pub fn spec(rng: &mut StdRng, arity: u32, n: usize) -> FilterSpec {
             predicates.push(p);
         }
     }
-    FilterSpec { arity, predicates }
+    FilterSpec {
+        arity,
+        predicates,
+        expr: None,
+    }
 }
 
 /// Keys near the edges of `spec`'s constants: equal, extended, truncated,
 /// last byte stepped up and down; plus some random ones.
 pub fn keys(rng: &mut StdRng, spec: &FilterSpec, count: usize) -> Vec<Vec<Bytes>> {
     let mut near: Vec<Bytes> = vec![Bytes::new(), Bytes::from_static(b"\x00"), Bytes::from_static(b"\xff")];
-    for p in &spec.predicates {
+    let mut all = spec.predicates.clone();
+    if let Some(e) = &spec.expr {
+        expr_predicates(e, &mut all);
+    }
+    for p in &all {
         for v in std::iter::once(&p.value).chain(&p.values) {
             near.push(v.clone());
             near.push(Bytes::from([&v[..], b"\x00"].concat()));
@@ -114,4 +122,75 @@ pub fn keys(rng: &mut StdRng, spec: &FilterSpec, count: usize) -> Vec<Vec<Bytes>
                 .collect()
         })
         .collect()
+}
+
+/// Every predicate of an expression, in preorder.
+pub fn expr_predicates(e: &Expr, out: &mut Vec<Predicate>) {
+    match &e.node {
+        Some(expr::Node::Predicate(p)) => out.push(p.clone()),
+        Some(expr::Node::All(list)) | Some(expr::Node::Any(list)) => {
+            list.items.iter().for_each(|i| expr_predicates(i, out))
+        }
+        Some(expr::Node::Negate(inner)) => expr_predicates(inner, out),
+        None => {}
+    }
+}
+
+/// One random predicate with any operator (SUFFIX and CONTAINS included);
+/// values often share prefixes and suffixes with earlier ones.
+pub fn predicate_any_op(rng: &mut StdRng, arity: u32, consts: &[Bytes]) -> Predicate {
+    let mut p = predicate(rng, arity, consts);
+    if p.op != proto::Op::In as i32 && rng.random_bool(0.3) {
+        p.op = if rng.random_bool(0.5) {
+            proto::Op::Suffix as i32
+        } else {
+            proto::Op::Contains as i32
+        };
+    }
+    p
+}
+
+/// A random expression tree at most `depth` levels deep: every node kind,
+/// empty groups, double negations, predicates of every operator.
+pub fn expr(rng: &mut StdRng, arity: u32, depth: u32, consts: &mut Vec<Bytes>) -> Expr {
+    let leaf = depth <= 1 || rng.random_bool(0.3);
+    let node = if leaf {
+        let p = predicate_any_op(rng, arity, consts);
+        consts.push(p.value.clone());
+        consts.extend(p.values.iter().cloned());
+        expr::Node::Predicate(p)
+    } else {
+        match rng.random_range(0..5) {
+            0 => expr::Node::Negate(Box::new(self::expr(rng, arity, depth - 1, consts))),
+            k => {
+                let n = match rng.random_range(0..8) {
+                    0 => 0,
+                    1 => 1,
+                    _ => rng.random_range(2..5),
+                };
+                let list = ExprList {
+                    items: (0..n).map(|_| self::expr(rng, arity, depth - 1, consts)).collect(),
+                };
+                if k % 2 == 0 {
+                    expr::Node::All(list)
+                } else {
+                    expr::Node::Any(list)
+                }
+            }
+        }
+    };
+    Expr { node: Some(node) }
+}
+
+/// A random spec with `n` predicates and a random expression of at most
+/// `depth` levels (`arity` must be > 0).
+pub fn expr_spec(rng: &mut StdRng, arity: u32, n: usize, depth: u32) -> FilterSpec {
+    let mut wire = spec(rng, arity, n);
+    let mut consts: Vec<Bytes> = wire
+        .predicates
+        .iter()
+        .flat_map(|p| std::iter::once(p.value.clone()).chain(p.values.iter().cloned()))
+        .collect();
+    wire.expr = Some(expr(rng, arity, depth, &mut consts));
+    wire
 }

@@ -1,9 +1,9 @@
 //! Between the contract's messages and the core's types: the only module that
 //! knows both. A field added to the proto reaches the core here, and only here.
 
-use keyfilter_core::spec::{PredicateInput, SpecInput};
+use keyfilter_core::spec::{ExprInput, PredicateInput, SpecInput};
 
-use crate::{FilterSpec, Predicate};
+use crate::{expr, Expr, ExprList, FilterSpec, Predicate};
 
 impl FilterSpec {
     /// The spec as the core reads it (values are shared, not copied).
@@ -22,6 +22,37 @@ impl From<&FilterSpec> for SpecInput {
         SpecInput {
             arity: spec.arity,
             predicates: spec.predicates.iter().map(PredicateInput::from).collect(),
+            expr: spec.expr.as_ref().map(ExprInput::from),
+        }
+    }
+}
+
+/// Recursive: prost bounds decoded messages at 100 levels of nesting.
+impl From<&Expr> for ExprInput {
+    fn from(e: &Expr) -> ExprInput {
+        match &e.node {
+            None => ExprInput::Unset,
+            Some(expr::Node::Predicate(p)) => ExprInput::Predicate(p.into()),
+            Some(expr::Node::All(list)) => ExprInput::All(list.items.iter().map(ExprInput::from).collect()),
+            Some(expr::Node::Any(list)) => ExprInput::Any(list.items.iter().map(ExprInput::from).collect()),
+            Some(expr::Node::Negate(item)) => ExprInput::Negate(Box::new(ExprInput::from(&**item))),
+        }
+    }
+}
+
+impl From<&ExprInput> for Expr {
+    fn from(e: &ExprInput) -> Expr {
+        let list = |items: &[ExprInput]| ExprList {
+            items: items.iter().map(Expr::from).collect(),
+        };
+        Expr {
+            node: match e {
+                ExprInput::Unset => None,
+                ExprInput::Predicate(p) => Some(expr::Node::Predicate(p.into())),
+                ExprInput::All(items) => Some(expr::Node::All(list(items))),
+                ExprInput::Any(items) => Some(expr::Node::Any(list(items))),
+                ExprInput::Negate(item) => Some(expr::Node::Negate(Box::new(Expr::from(&**item)))),
+            },
         }
     }
 }
@@ -42,6 +73,7 @@ impl From<&SpecInput> for FilterSpec {
         FilterSpec {
             arity: spec.arity,
             predicates: spec.predicates.iter().map(Predicate::from).collect(),
+            expr: spec.expr.as_ref().map(Expr::from),
         }
     }
 }
@@ -97,6 +129,18 @@ mod tests {
                     values: vec![],
                 },
             ],
+            expr: Some(Expr {
+                node: Some(expr::Node::Any(ExprList {
+                    items: vec![
+                        Expr { node: None },
+                        Expr {
+                            node: Some(expr::Node::Negate(Box::new(Expr {
+                                node: Some(expr::Node::All(ExprList::default())),
+                            }))),
+                        },
+                    ],
+                })),
+            }),
         };
         assert_eq!(FilterSpec::from_input(&spec.to_input()), spec);
     }

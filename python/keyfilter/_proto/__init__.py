@@ -19,6 +19,8 @@ __all__ = ["messages", "runtime_messages"]
 
 MESSAGE_NAMES = (
     "Predicate",
+    "Expr",
+    "ExprList",
     "FilterSpec",
     "Key",
     "PackedKeys",

@@ -18,6 +18,8 @@ class Op(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GE: _ClassVar[Op]
     PREFIX: _ClassVar[Op]
     IN: _ClassVar[Op]
+    SUFFIX: _ClassVar[Op]
+    CONTAINS: _ClassVar[Op]
 OP_UNSPECIFIED: Op
 EQ: Op
 NE: Op
@@ -27,6 +29,8 @@ GT: Op
 GE: Op
 PREFIX: Op
 IN: Op
+SUFFIX: Op
+CONTAINS: Op
 
 class Predicate(_message.Message):
     __slots__ = ("field", "op", "value", "values")
@@ -40,13 +44,33 @@ class Predicate(_message.Message):
     values: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, field: _Optional[int] = ..., op: _Optional[_Union[Op, str]] = ..., value: _Optional[bytes] = ..., values: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class Expr(_message.Message):
+    __slots__ = ("predicate", "all", "any", "negate")
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    NEGATE_FIELD_NUMBER: _ClassVar[int]
+    predicate: Predicate
+    all: ExprList
+    any: ExprList
+    negate: Expr
+    def __init__(self, predicate: _Optional[_Union[Predicate, _Mapping]] = ..., all: _Optional[_Union[ExprList, _Mapping]] = ..., any: _Optional[_Union[ExprList, _Mapping]] = ..., negate: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
+
+class ExprList(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Expr]
+    def __init__(self, items: _Optional[_Iterable[_Union[Expr, _Mapping]]] = ...) -> None: ...
+
 class FilterSpec(_message.Message):
-    __slots__ = ("arity", "predicates")
+    __slots__ = ("arity", "predicates", "expr")
     ARITY_FIELD_NUMBER: _ClassVar[int]
     PREDICATES_FIELD_NUMBER: _ClassVar[int]
+    EXPR_FIELD_NUMBER: _ClassVar[int]
     arity: int
     predicates: _containers.RepeatedCompositeFieldContainer[Predicate]
-    def __init__(self, arity: _Optional[int] = ..., predicates: _Optional[_Iterable[_Union[Predicate, _Mapping]]] = ...) -> None: ...
+    expr: Expr
+    def __init__(self, arity: _Optional[int] = ..., predicates: _Optional[_Iterable[_Union[Predicate, _Mapping]]] = ..., expr: _Optional[_Union[Expr, _Mapping]] = ...) -> None: ...
 
 class Key(_message.Message):
     __slots__ = ("fields",)

@@ -13,12 +13,22 @@
 //! generated type and validating (`tests/wire_decoding.rs` checks this).
 //! Values are copied out as they are accepted: the spec kept by a stream or a
 //! cache never pins the request buffer.
+//!
+//! The expression (`expr`, field 3) is read without trusting its nesting:
+//! the first pass checks its encoding only down to `max_expr_depth` levels
+//! (deeper nodes are skipped whole, so no input makes it recurse further);
+//! after the predicates, a walk over the encoded nodes finds the first node
+//! past `max_expr_depth` or `max_expr_nodes`, in preorder, exactly as
+//! validation would on the decoded tree; only an expression within both is
+//! decoded (with the generated `Expr`, merging repeated occurrences as
+//! protobuf does) and validated. Too deep an expression is therefore
+//! `INVALID_ARGUMENT` naming the limit, however deep it is.
 
 use bytes::{Buf, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-use keyfilter_core::spec::{Limits, Spec, SpecBuilder, SpecError};
+use keyfilter_core::spec::{ExprInput, Limits, ShapeCheck, Spec, SpecBuilder, SpecError};
 
 /// Why a received spec was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -87,7 +97,8 @@ impl SpecWire {
     pub(super) fn check(&self) -> Result<(), DecodeError> {
         let mut start = 0;
         for &end in &self.ends {
-            scan_spec(&self.bytes[start..end])?;
+            // Nesting deeper than protobuf decoders accept is skipped, not read.
+            scan_spec(&self.bytes[start..end], PROTOBUF_DEPTH)?;
             start = end;
         }
         Ok(())
@@ -109,25 +120,46 @@ impl SpecWire {
         };
         let mut start = 0;
         for &end in &self.ends {
-            let part = scan_spec(&self.bytes[start..end]).map_err(SpecWireError::Malformed)?;
+            let part = scan_spec(&self.bytes[start..end], limits.max_expr_depth).map_err(SpecWireError::Malformed)?;
             // Merged: the last arity set wins (an occurrence that sets none keeps the earlier one).
             shape.arity = part.arity.unwrap_or(shape.arity);
             shape.predicates += part.predicates;
             start = end;
         }
         let mut builder = SpecBuilder::new(shape.arity, shape.predicates, limits)?;
+        let mut exprs: Vec<&[u8]> = Vec::new();
         let mut body = &self.bytes[..];
         while !body.is_empty() {
             // Checked by `scan_spec`: nothing below can fail to decode.
             let (tag, wire_type) = encoding::decode_key(&mut body).map_err(SpecWireError::Malformed)?;
-            if tag == 2 {
-                let predicate = scan_predicate(take_delimited(&mut body).map_err(SpecWireError::Malformed)?)
-                    .map_err(SpecWireError::Malformed)?;
+            if tag == 2 || tag == 3 {
+                let field = take_delimited(&mut body).map_err(SpecWireError::Malformed)?;
+                if tag == 3 {
+                    exprs.push(field);
+                    continue;
+                }
+                let predicate = scan_predicate(field).map_err(SpecWireError::Malformed)?;
                 builder.push(predicate.field, predicate.op, predicate.value, predicate.values())?;
             } else {
                 encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())
                     .map_err(SpecWireError::Malformed)?;
             }
+        }
+        if !exprs.is_empty() {
+            let mut shape = ShapeCheck::new(limits, builder.predicate_count());
+            for occurrence in &exprs {
+                walk_expr(occurrence, &mut String::from("expr"), 1, &mut shape)?;
+            }
+            // Within the limits: at most max_expr_nodes nodes, each at most
+            // max_expr_depth levels deep, so decoding them is bounded.
+            let mut expr = crate::proto::Expr::default();
+            for occurrence in &exprs {
+                prost::Message::merge(&mut expr, *occurrence).map_err(SpecWireError::Malformed)?;
+            }
+            let input = ExprInput::from(&expr);
+            builder.check_expr_shape(&input)?;
+            let expr = builder.expr(&input, &mut String::from("expr"))?;
+            builder.set_expr(expr);
         }
         Ok(builder.finish())
     }
@@ -155,7 +187,91 @@ fn take_delimited<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     Ok(value)
 }
 
-fn scan_spec(mut body: &[u8]) -> Result<PartShape, DecodeError> {
+/// How deep protobuf decoders nest messages (prost's recursion limit).
+const PROTOBUF_DEPTH: usize = 100;
+
+/// Checks the encoding of one `Expr` at `depth` (the root is 1), down to
+/// `max_depth` levels; deeper nodes are skipped whole (validation refuses them).
+fn scan_expr(body: &[u8], depth: usize, max_depth: usize) -> Result<(), DecodeError> {
+    if depth > max_depth {
+        return Ok(());
+    }
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut rest)?;
+        match tag {
+            1 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                scan_predicate(take_delimited(&mut rest)?)?;
+            }
+            2 | 3 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let mut list = take_delimited(&mut rest)?;
+                while !list.is_empty() {
+                    let (tag, wire_type) = encoding::decode_key(&mut list)?;
+                    if tag == 1 {
+                        encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                        scan_expr(take_delimited(&mut list)?, depth + 1, max_depth)?;
+                    } else {
+                        encoding::skip_field(wire_type, tag, &mut list, DecodeContext::default())?;
+                    }
+                }
+            }
+            4 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                scan_expr(take_delimited(&mut rest)?, depth + 1, max_depth)?;
+            }
+            _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+        }
+    }
+    Ok(())
+}
+
+/// Counts the nodes of one encoded `Expr` (checked by [`scan_expr`]) in
+/// preorder through `shape`, which fails at the first node past a limit.
+/// Paths name nodes as the decoded tree would (for an expression sent
+/// without repeated fields, exactly).
+fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeCheck<'_>) -> Result<(), SpecWireError> {
+    shape.enter(path, depth)?;
+    let mark = path.len();
+    let mut rest = body;
+    let malformed = SpecWireError::Malformed;
+    while !rest.is_empty() {
+        let (tag, wire_type) = encoding::decode_key(&mut rest).map_err(malformed)?;
+        match tag {
+            2 | 3 => {
+                let mut list = take_delimited(&mut rest).map_err(malformed)?;
+                path.truncate(mark);
+                path.push_str(if tag == 2 { ".all.items" } else { ".any.items" });
+                let base = path.len();
+                let mut index = 0;
+                while !list.is_empty() {
+                    let (tag, wire_type) = encoding::decode_key(&mut list).map_err(malformed)?;
+                    if tag == 1 {
+                        let item = take_delimited(&mut list).map_err(malformed)?;
+                        path.truncate(base);
+                        path.push_str(&format!("[{index}]"));
+                        walk_expr(item, path, depth + 1, shape)?;
+                        index += 1;
+                    } else {
+                        encoding::skip_field(wire_type, tag, &mut list, DecodeContext::default()).map_err(malformed)?;
+                    }
+                }
+            }
+            4 => {
+                let item = take_delimited(&mut rest).map_err(malformed)?;
+                path.truncate(mark);
+                path.push_str(".negate");
+                walk_expr(item, path, depth + 1, shape)?;
+            }
+            _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default()).map_err(malformed)?,
+        }
+    }
+    path.truncate(mark);
+    Ok(())
+}
+
+fn scan_spec(mut body: &[u8], max_expr_depth: usize) -> Result<PartShape, DecodeError> {
     let mut shape = PartShape {
         arity: None,
         predicates: 0,
@@ -172,6 +288,10 @@ fn scan_spec(mut body: &[u8]) -> Result<PartShape, DecodeError> {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
                 scan_predicate(take_delimited(&mut body)?)?;
                 shape.predicates += 1;
+            }
+            3 => {
+                encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                scan_expr(take_delimited(&mut body)?, 1, max_expr_depth)?;
             }
             _ => encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
         }
@@ -286,6 +406,7 @@ mod tests {
                 predicate(2, Op::In, b"", &[b"x", b"", b"yy"]),
                 predicate(1, Op::Prefix, b"p", &[]),
             ],
+            expr: None,
         };
         let limits = Limits::default();
         let parsed = SpecWire::from_message(&spec).parse(&limits).unwrap();
@@ -320,6 +441,7 @@ mod tests {
         let spec = FilterSpec {
             arity: 1,
             predicates: vec![predicate(0, Op::Eq, b"tenant", &[])],
+            expr: None,
         };
         let wire = SpecWire::from_message(&spec);
         let parsed = wire.parse(&Limits::default()).unwrap();

@@ -47,6 +47,7 @@ fn const_repr(c: &Const) -> String {
         Const::Bool(false) => "False".into(),
         Const::Bytes(b) => bytes_repr(b),
         Const::FrozenSet(items) if items.is_empty() => "frozenset()".into(),
+        Const::Int(n) => n.to_string(),
         Const::FrozenSet(items) => {
             let inner: Vec<String> = items.iter().map(|b| bytes_repr(b)).collect();
             format!("frozenset({{{}}})", inner.join(", "))
@@ -79,7 +80,7 @@ pub fn disassemble(f: &Function) -> String {
         let caches = found.map_or(0, |(_, _, c)| *c as usize);
         let op = found.map(|(_, op, _)| *op);
         ext = if op == Some(Opcode::ExtendedArg) { arg } else { 0 };
-        if op == Some(Opcode::PopJumpIfFalse) {
+        if matches!(op, Some(Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue)) {
             let next = at + 2 + 2 * caches;
             targets.push(match v.jump_encoding() {
                 JumpEncoding::AbsoluteBytes => arg as usize,
@@ -123,8 +124,8 @@ pub fn disassemble(f: &Function) -> String {
                 }
             }
             Some(Opcode::ContainsOp) if v.record().contains_op_shows_in => "in".into(),
-            Some(Opcode::PopJumpIfFalse) => {
-                let caches = v.opcode(Opcode::PopJumpIfFalse).map_or(0, |(_, c)| c as usize);
+            Some(jump @ (Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue)) => {
+                let caches = v.opcode(jump).map_or(0, |(_, c)| c as usize);
                 let target = match v.jump_encoding() {
                     JumpEncoding::AbsoluteBytes => ins.arg as usize,
                     JumpEncoding::AbsoluteUnits => 2 * ins.arg as usize,
@@ -134,7 +135,10 @@ pub fn disassemble(f: &Function) -> String {
             }
             _ => String::new(),
         };
-        let takes_arg = !matches!(ins.op, Some(Opcode::ReturnValue) | Some(Opcode::NotTaken));
+        let takes_arg = !matches!(
+            ins.op,
+            Some(Opcode::ReturnValue | Opcode::NotTaken | Opcode::BinarySlice | Opcode::BinarySubscr)
+        );
         let arg = if takes_arg {
             format!("{:>5}", ins.arg)
         } else {

@@ -1,6 +1,6 @@
 //! The `marshal` writer: serializes a code object in the stream layout of each
 //! version (cpython-codegen.md §10). Only the types the generator needs exist
-//! here: code, bytes, tuples, frozensets, ASCII strings, None/True/False.
+//! here: code, bytes, tuples, frozensets, 32-bit ints, strings, None/True/False.
 //! No object is written with FLAG_REF, so there are no back-references.
 
 use super::select::Const;
@@ -72,6 +72,10 @@ impl Writer {
             Const::Bool(true) => self.0.push(b'T'),
             Const::Bool(false) => self.0.push(b'F'),
             Const::Bytes(b) => self.bytes(b),
+            Const::Int(n) => {
+                self.0.push(b'i');
+                self.0.extend_from_slice(&n.to_le_bytes());
+            }
             Const::FrozenSet(items) => {
                 self.0.push(b'>');
                 self.len(items.len());

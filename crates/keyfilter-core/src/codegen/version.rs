@@ -51,6 +51,14 @@ pub enum Opcode {
     ReturnConst,
     /// `EXTENDED_ARG`: high bits of the next instruction's argument.
     ExtendedArg,
+    /// `POP_JUMP_IF_TRUE` (`POP_JUMP_FORWARD_IF_TRUE` on 3.11): jump when the top is true.
+    PopJumpIfTrue,
+    /// `BUILD_SLICE 2` (suffixes where there is no `BINARY_SLICE`): a slice of the two top items.
+    BuildSlice,
+    /// `BINARY_SUBSCR` (suffixes where there is no `BINARY_SLICE`): `field[slice]`.
+    BinarySubscr,
+    /// `BINARY_SLICE`: `field[start:stop]` from the three top items.
+    BinarySlice,
 }
 
 impl Opcode {
@@ -67,11 +75,15 @@ impl Opcode {
             Opcode::ReturnValue => "RETURN_VALUE",
             Opcode::ReturnConst => "RETURN_CONST",
             Opcode::ExtendedArg => "EXTENDED_ARG",
+            Opcode::PopJumpIfTrue => "POP_JUMP_IF_TRUE",
+            Opcode::BuildSlice => "BUILD_SLICE",
+            Opcode::BinarySubscr => "BINARY_SUBSCR",
+            Opcode::BinarySlice => "BINARY_SLICE",
         }
     }
 
     /// Every opcode the emitter knows.
-    pub const ALL: [Opcode; 10] = [
+    pub const ALL: [Opcode; 14] = [
         Opcode::Resume,
         Opcode::LoadFast,
         Opcode::LoadConst,
@@ -82,6 +94,10 @@ impl Opcode {
         Opcode::ReturnValue,
         Opcode::ReturnConst,
         Opcode::ExtendedArg,
+        Opcode::PopJumpIfTrue,
+        Opcode::BuildSlice,
+        Opcode::BinarySubscr,
+        Opcode::BinarySlice,
     ];
 }
 
@@ -202,6 +218,14 @@ pub struct OpcodeTable {
     pub return_const: Option<OpInfo>,
     /// `EXTENDED_ARG`
     pub extended_arg: Option<OpInfo>,
+    /// `POP_JUMP_IF_TRUE` (`POP_JUMP_FORWARD_IF_TRUE` on 3.11)
+    pub pop_jump_if_true: Option<OpInfo>,
+    /// `BUILD_SLICE`
+    pub build_slice: Option<OpInfo>,
+    /// `BINARY_SUBSCR` (the generator uses it only where there is no `BINARY_SLICE`)
+    pub binary_subscr: Option<OpInfo>,
+    /// `BINARY_SLICE`
+    pub binary_slice: Option<OpInfo>,
 }
 
 impl OpcodeTable {
@@ -218,6 +242,10 @@ impl OpcodeTable {
             Opcode::ReturnValue => self.return_value,
             Opcode::ReturnConst => self.return_const,
             Opcode::ExtendedArg => self.extended_arg,
+            Opcode::PopJumpIfTrue => self.pop_jump_if_true,
+            Opcode::BuildSlice => self.build_slice,
+            Opcode::BinarySubscr => self.binary_subscr,
+            Opcode::BinarySlice => self.binary_slice,
         }
     }
 }
@@ -328,6 +356,22 @@ const PY3_9: VersionRecord = VersionRecord {
             caches: 0,
             name: "EXTENDED_ARG",
         }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 115,
+            caches: 0,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 133,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: Some(OpInfo {
+            number: 25,
+            caches: 0,
+            name: "BINARY_SUBSCR",
+        }),
+        binary_slice: None,
     },
     compare: CompareEncoding::Index,
     jumps: JumpEncoding::AbsoluteBytes,
@@ -382,6 +426,22 @@ const PY3_10: VersionRecord = VersionRecord {
             caches: 0,
             name: "EXTENDED_ARG",
         }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 115,
+            caches: 0,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 133,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: Some(OpInfo {
+            number: 25,
+            caches: 0,
+            name: "BINARY_SUBSCR",
+        }),
+        binary_slice: None,
     },
     compare: CompareEncoding::Index,
     jumps: JumpEncoding::AbsoluteUnits,
@@ -440,6 +500,22 @@ const PY3_11: VersionRecord = VersionRecord {
             caches: 0,
             name: "EXTENDED_ARG",
         }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 115,
+            caches: 0,
+            name: "POP_JUMP_FORWARD_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 133,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: Some(OpInfo {
+            number: 25,
+            caches: 4,
+            name: "BINARY_SUBSCR",
+        }),
+        binary_slice: None,
     },
     compare: CompareEncoding::Index,
     jumps: JumpEncoding::RelativeForward,
@@ -501,6 +577,26 @@ const PY3_12: VersionRecord = VersionRecord {
             number: 144,
             caches: 0,
             name: "EXTENDED_ARG",
+        }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 115,
+            caches: 0,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 133,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: Some(OpInfo {
+            number: 25,
+            caches: 1,
+            name: "BINARY_SUBSCR",
+        }),
+        binary_slice: Some(OpInfo {
+            number: 26,
+            caches: 0,
+            name: "BINARY_SLICE",
         }),
     },
     compare: CompareEncoding::Shifted4,
@@ -564,6 +660,26 @@ const PY3_13: VersionRecord = VersionRecord {
             caches: 0,
             name: "EXTENDED_ARG",
         }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 100,
+            caches: 1,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 50,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: Some(OpInfo {
+            number: 5,
+            caches: 1,
+            name: "BINARY_SUBSCR",
+        }),
+        binary_slice: Some(OpInfo {
+            number: 4,
+            caches: 0,
+            name: "BINARY_SLICE",
+        }),
     },
     compare: CompareEncoding::Shifted5Bool,
     jumps: JumpEncoding::RelativeForward,
@@ -626,6 +742,22 @@ const PY3_14: VersionRecord = VersionRecord {
             caches: 0,
             name: "EXTENDED_ARG",
         }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 103,
+            caches: 1,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 49,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: None,
+        binary_slice: Some(OpInfo {
+            number: 1,
+            caches: 0,
+            name: "BINARY_SLICE",
+        }),
     },
     compare: CompareEncoding::Shifted5Bool,
     jumps: JumpEncoding::RelativeForward,
@@ -687,6 +819,22 @@ const PY3_15: VersionRecord = VersionRecord {
             number: 67,
             caches: 0,
             name: "EXTENDED_ARG",
+        }),
+        pop_jump_if_true: Some(OpInfo {
+            number: 102,
+            caches: 1,
+            name: "POP_JUMP_IF_TRUE",
+        }),
+        build_slice: Some(OpInfo {
+            number: 47,
+            caches: 0,
+            name: "BUILD_SLICE",
+        }),
+        binary_subscr: None,
+        binary_slice: Some(OpInfo {
+            number: 1,
+            caches: 0,
+            name: "BINARY_SLICE",
         }),
     },
     compare: CompareEncoding::Shifted5Bool,

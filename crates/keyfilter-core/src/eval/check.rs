@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
+use memchr::memmem;
 use std::collections::HashSet;
 use std::hash::RandomState;
 
@@ -95,6 +96,13 @@ pub(super) enum Kind {
     /// choice of values makes lookups collide (an unkeyed hash let 16-byte
     /// values with one 8-byte head turn each lookup into a list scan).
     InHash(HashSet<Bytes, RandomState>),
+    NotInSmall(Box<[Constant]>),
+    NotInHash(HashSet<Bytes, RandomState>),
+    Suffix(Bytes),
+    NotSuffix(Bytes),
+    /// A searcher built once per constant (not empty: the plan folds `b""`).
+    Contains(memmem::Finder<'static>),
+    NotContains(memmem::Finder<'static>),
 }
 
 impl Kind {
@@ -120,6 +128,12 @@ impl Kind {
             },
             Test::In(vs) if vs.len() <= LINEAR_SET_MAX => Kind::InSmall(vs.iter().map(Constant::new).collect()),
             Test::In(vs) => Kind::InHash(vs.iter().cloned().collect()),
+            Test::NotIn(vs) if vs.len() <= LINEAR_SET_MAX => Kind::NotInSmall(vs.iter().map(Constant::new).collect()),
+            Test::NotIn(vs) => Kind::NotInHash(vs.iter().cloned().collect()),
+            Test::Suffix(v) => Kind::Suffix(v.clone()),
+            Test::NotSuffix(v) => Kind::NotSuffix(v.clone()),
+            Test::Contains(v) => Kind::Contains(memmem::Finder::new(&v[..]).into_owned()),
+            Test::NotContains(v) => Kind::NotContains(memmem::Finder::new(&v[..]).into_owned()),
         }
     }
 
@@ -133,13 +147,19 @@ impl Kind {
             Kind::Between { lower, min, upper, max } => lower.compare(x) >= *min && upper.compare(x) <= *max,
             Kind::InSmall(vs) => vs.iter().any(|v| v.equals(x)),
             Kind::InHash(set) => set.contains(x),
+            Kind::NotInSmall(vs) => !vs.iter().any(|v| v.equals(x)),
+            Kind::NotInHash(set) => !set.contains(x),
+            Kind::Suffix(v) => x.ends_with(v),
+            Kind::NotSuffix(v) => !x.ends_with(v),
+            Kind::Contains(finder) => finder.find(x).is_some(),
+            Kind::NotContains(finder) => finder.find(x).is_none(),
         }
     }
 }
 
 /// A compiled test and the field it reads.
 #[derive(Debug, Clone)]
-pub(super) struct Check {
+pub(crate) struct Check {
     pub(super) field: usize,
     kind: Kind,
 }
@@ -149,6 +169,14 @@ impl Check {
     #[inline(always)]
     pub(super) fn holds(&self, x: &[u8]) -> bool {
         self.kind.holds(x)
+    }
+}
+
+/// Compiles one check.
+pub(super) fn compile_one(check: &plan::Check) -> Check {
+    Check {
+        field: check.field as usize,
+        kind: Kind::new(&check.test),
     }
 }
 

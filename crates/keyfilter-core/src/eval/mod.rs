@@ -6,12 +6,14 @@
 
 mod check;
 mod packed;
+mod tree;
 mod word;
 
 pub use packed::{PackedError, PackedIndex, PackedKeys};
 
 use crate::plan::{Body, Plan};
 use check::Check;
+use tree::Program;
 
 /// A plan made ready for fast evaluation.
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct Matcher {
     arity: usize,
     never: bool,
     checks: Box<[Check]>,
+    /// A tree plan as a flat program (`checks` is then empty).
+    tree: Option<Program>,
 }
 
 impl Matcher {
@@ -29,13 +33,17 @@ impl Matcher {
             arity: plan.arity as usize,
             never: matches!(plan.body, Body::Never),
             checks,
+            tree: match &plan.body {
+                Body::Tree(node) => Some(Program::new(node)),
+                _ => None,
+            },
         }
     }
 
     /// At most how many checks one key costs (for sizing work: a spec of
     /// thousands of checks makes even a small batch heavy).
     pub fn checks_per_key(&self) -> usize {
-        self.checks.len()
+        self.tree.as_ref().map_or(self.checks.len(), Program::len)
     }
 
     /// Number of fields every key must have.
@@ -47,6 +55,9 @@ impl Matcher {
     /// called with indices below the arity.
     #[inline]
     pub fn matches_by<'k>(&self, field: impl Fn(usize) -> &'k [u8]) -> bool {
+        if let Some(program) = &self.tree {
+            return program.run(field);
+        }
         !self.never && self.checks.iter().all(|c| c.holds(field(c.field)))
     }
 

@@ -1,12 +1,12 @@
-//! Per-field normalization of a spec into a [`Body`]; see the [module docs](super).
+//! Per-field merging of the checks of one conjunction; see the [module docs](super).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{Body, Check, Test};
-use crate::spec::{Op, Operand, Spec};
+use super::{formula, Body, Check, Test};
+use crate::spec::Spec;
 
 /// A bound on one side of a range: the value and whether it is included.
 #[derive(Clone, Debug)]
@@ -23,6 +23,10 @@ struct FieldConstraints {
     lower: Option<Bound>,
     upper: Option<Bound>,
     excluded: Vec<Bytes>,
+    /// Values of every `NOT IN` set.
+    not_in: Vec<Bytes>,
+    /// Tests that are not merged (`SUFFIX`, `CONTAINS` and their negations), in order.
+    extra: Vec<Test>,
 }
 
 /// The smallest byte string that does not start with `prefix` and sorts after
@@ -36,28 +40,34 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl FieldConstraints {
-    fn add(&mut self, op: Op, operand: &Operand) {
-        match (op, operand) {
-            (_, Operand::Values(values)) => {
+    fn add(&mut self, test: &Test) {
+        match test {
+            Test::In(values) => {
                 let mut set = values.clone();
                 set.sort_unstable();
                 set.dedup();
                 self.intersect(set);
             }
-            (Op::Eq, Operand::Value(v)) => self.intersect(vec![v.clone()]),
-            (Op::Ne, Operand::Value(v)) => self.excluded.push(v.clone()),
-            (Op::Lt, Operand::Value(v)) => self.tighten_upper(v.clone(), false),
-            (Op::Le, Operand::Value(v)) => self.tighten_upper(v.clone(), true),
-            (Op::Gt, Operand::Value(v)) => self.tighten_lower(v.clone(), false),
-            (Op::Ge, Operand::Value(v)) => self.tighten_lower(v.clone(), true),
-            (Op::Prefix, Operand::Value(p)) => {
-                self.tighten_lower(p.clone(), true);
-                if let Some(succ) = prefix_successor(p) {
-                    self.tighten_upper(Bytes::from(succ), false);
+            Test::Eq(v) => self.intersect(vec![v.clone()]),
+            Test::Ne(v) => self.excluded.push(v.clone()),
+            Test::Lt(v) => self.tighten_upper(v.clone(), false),
+            Test::Le(v) => self.tighten_upper(v.clone(), true),
+            Test::Gt(v) => self.tighten_lower(v.clone(), false),
+            Test::Ge(v) => self.tighten_lower(v.clone(), true),
+            Test::NotIn(values) => self.not_in.extend(values.iter().cloned()),
+            Test::Suffix(_) | Test::NotSuffix(_) | Test::Contains(_) | Test::NotContains(_) => {
+                if !self.extra.contains(test) {
+                    self.extra.push(test.clone());
                 }
             }
-            (Op::In, Operand::Value(_)) => unreachable!("validated: In always has Values"),
         }
+    }
+
+    /// Whether `x` passes the tests that are not bounds or candidates.
+    fn admits(&self, x: &[u8]) -> bool {
+        self.excluded.binary_search_by(|e| e[..].cmp(x)).is_err()
+            && self.not_in.binary_search_by(|e| e[..].cmp(x)).is_err()
+            && self.extra.iter().all(|t| t.holds(x))
     }
 
     fn intersect(&mut self, set: Vec<Bytes>) {
@@ -125,8 +135,10 @@ impl FieldConstraints {
         let push = |out: &mut Vec<Check>, test| out.push(Check { field, test });
         self.excluded.sort_unstable();
         self.excluded.dedup();
+        self.not_in.sort_unstable();
+        self.not_in.dedup();
         if let Some(mut candidates) = self.candidates.take() {
-            candidates.retain(|c| self.in_range(c) && self.excluded.binary_search(c).is_err());
+            candidates.retain(|c| self.in_range(c) && self.admits(c));
             match candidates.len() {
                 0 => return false,
                 1 => push(out, Test::Eq(candidates.pop().expect("one candidate"))),
@@ -151,7 +163,7 @@ impl FieldConstraints {
                     && upper.value.starts_with(&least)
                     && upper.value.last() == Some(&0));
             if single {
-                if self.excluded.iter().any(|e| e[..] == least[..]) {
+                if !self.admits(&least) {
                     return false;
                 }
                 push(out, Test::Eq(Bytes::from(least)));
@@ -189,37 +201,57 @@ impl FieldConstraints {
                 push(out, Test::Ne(value));
             }
         }
+        let not_in: Vec<Bytes> = (self.not_in.iter())
+            .filter(|v| self.in_range(v) && self.excluded.binary_search(v).is_err())
+            .cloned()
+            .collect();
+        match not_in.len() {
+            0 => {}
+            1 => push(out, Test::Ne(not_in[0].clone())),
+            _ => push(out, Test::NotIn(not_in)),
+        }
+        for test in self.extra.iter().cloned() {
+            push(out, test);
+        }
         true
     }
 }
 
 /// Evaluation order: selective equality first, then set membership, then
-/// ranges, then inequality, which almost every key passes.
-fn rank(test: &Test) -> u8 {
+/// ranges and suffixes, then inequality, which almost every key passes, and
+/// substring searches last (they read the whole field).
+pub(super) fn rank(test: &Test) -> u8 {
     match test {
         Test::Eq(_) => 0,
         Test::In(_) => 1,
-        Test::Lt(_) | Test::Le(_) | Test::Gt(_) | Test::Ge(_) => 2,
-        Test::Ne(_) => 3,
+        Test::Lt(_) | Test::Le(_) | Test::Gt(_) | Test::Ge(_) | Test::Suffix(_) => 2,
+        Test::Ne(_) | Test::NotIn(_) | Test::NotSuffix(_) => 3,
+        Test::Contains(_) | Test::NotContains(_) => 4,
     }
 }
 
 pub(super) fn normalize(spec: &Spec) -> Body {
-    // Only fields that have predicates get an entry; a spec may have a large
+    formula::to_body(formula::of_spec(spec))
+}
+
+/// Merges the checks of one conjunction field by field and orders them;
+/// `None` when some field admits no value.
+pub(super) fn conjunction(checks: impl IntoIterator<Item = Check>) -> Option<Vec<Check>> {
+    // Only fields that have checks get an entry; a spec may have a large
     // arity and few predicates.
     let mut fields: BTreeMap<u32, FieldConstraints> = BTreeMap::new();
-    for p in &spec.predicates {
-        fields.entry(p.field).or_default().add(p.op, &p.operand);
+    for c in checks {
+        fields.entry(c.field).or_default().add(&c.test);
     }
-    let mut checks = Vec::new();
+    let mut out = Vec::new();
     for (field, constraints) in fields {
-        if !constraints.finish(field, &mut checks) {
-            return Body::Never;
+        if !constraints.finish(field, &mut out) {
+            return None;
         }
     }
     // Stable: within a rank, checks stay in field order, lower bound before upper.
-    checks.sort_by_key(|c| rank(&c.test));
-    Body::Checks(checks)
+    out.sort_by_key(|c| rank(&c.test));
+    Some(out)
 }
 
 #[cfg(test)]

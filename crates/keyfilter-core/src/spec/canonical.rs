@@ -17,16 +17,27 @@
 //! u64  number of predicates
 //! per predicate, in order:
 //!     u32  field
-//!     u8   op: the proto enum number (EQ 1, NE 2, LT 3, LE 4, GT 5, GE 6, PREFIX 7, IN 8)
+//!     u8   op: the proto enum number (EQ 1, NE 2, LT 3, LE 4, GT 5, GE 6, PREFIX 7, IN 8,
+//!          SUFFIX 9, CONTAINS 10)
 //!     op IN:     u64 number of values, then per value: u64 length, the bytes
 //!     any other: u64 length of value, the bytes
+//! only when the spec has an expression:
+//!     u8   1
+//!     the expression, in preorder, each node a tag byte and its content:
+//!         1 predicate: as above (field, op, operand)
+//!         2 all, 3 any: u64 number of items, then the items
+//!         4 not: the item
 //! ```
+//!
+//! A spec without an expression encodes exactly as before expressions existed
+//! (and no spec with one encodes like a spec without: the predicate count fixes
+//! where the predicates end).
 //!
 //! The digest is SHA-256 of those bytes.
 
 use sha2::{Digest, Sha256};
 
-use super::{Operand, Spec};
+use super::{Expr, Operand, Predicate, Spec};
 
 /// Domain tag at the start of the canonical encoding.
 pub const CANONICAL_TAG: &[u8] = b"keyfilter-spec-v1\0";
@@ -34,26 +45,56 @@ pub const CANONICAL_TAG: &[u8] = b"keyfilter-spec-v1\0";
 /// Feeds the canonical encoding of `spec` to `out`, piece by piece (so the
 /// digest of a large spec needs no copy of it).
 pub fn write_canonical(spec: &Spec, out: &mut impl FnMut(&[u8])) {
-    let len = |n: usize| (n as u64).to_be_bytes();
     out(CANONICAL_TAG);
     out(&spec.arity.to_be_bytes());
     out(&len(spec.predicates.len()));
     for p in &spec.predicates {
-        out(&p.field.to_be_bytes());
-        // Contract numbers are 1 to 8: one byte.
-        out(&[p.op.number() as u8]);
-        match &p.operand {
-            Operand::Values(values) => {
-                out(&len(values.len()));
-                for v in values {
-                    out(&len(v.len()));
-                    out(v);
-                }
-            }
-            Operand::Value(v) => {
+        write_predicate(p, out);
+    }
+    if let Some(e) = &spec.expr {
+        out(&[1]);
+        write_expr(e, out);
+    }
+}
+
+fn len(n: usize) -> [u8; 8] {
+    (n as u64).to_be_bytes()
+}
+
+fn write_predicate(p: &Predicate, out: &mut impl FnMut(&[u8])) {
+    out(&p.field.to_be_bytes());
+    // Contract numbers are 1 to 10: one byte.
+    out(&[p.op.number() as u8]);
+    match &p.operand {
+        Operand::Values(values) => {
+            out(&len(values.len()));
+            for v in values {
                 out(&len(v.len()));
                 out(v);
             }
+        }
+        Operand::Value(v) => {
+            out(&len(v.len()));
+            out(v);
+        }
+    }
+}
+
+/// Preorder; recursion is bounded by the validated depth.
+fn write_expr(e: &Expr, out: &mut impl FnMut(&[u8])) {
+    match e {
+        Expr::Predicate(p) => {
+            out(&[1]);
+            write_predicate(p, out);
+        }
+        Expr::All(items) | Expr::Any(items) => {
+            out(&[if matches!(e, Expr::All(_)) { 2 } else { 3 }]);
+            out(&len(items.len()));
+            items.iter().for_each(|i| write_expr(i, out));
+        }
+        Expr::Not(item) => {
+            out(&[4]);
+            write_expr(item, out);
         }
     }
 }
@@ -119,7 +160,11 @@ mod tests {
             };
             predicates.push(Predicate { field, op, operand });
         }
-        b.is_empty().then_some(Spec { arity, predicates })
+        b.is_empty().then_some(Spec {
+            arity,
+            predicates,
+            expr: None,
+        })
     }
 
     fn any_spec() -> impl Strategy<Value = Spec> {
@@ -134,7 +179,11 @@ mod tests {
             };
             Predicate { field, op, operand }
         });
-        (0u32..300, prop::collection::vec(predicate, 0..5)).prop_map(|(arity, predicates)| Spec { arity, predicates })
+        (0u32..300, prop::collection::vec(predicate, 0..5)).prop_map(|(arity, predicates)| Spec {
+            arity,
+            predicates,
+            expr: None,
+        })
     }
 
     proptest! {
@@ -166,7 +215,11 @@ mod tests {
     }
 
     fn spec(arity: u32, predicates: Vec<Predicate>) -> Spec {
-        Spec { arity, predicates }
+        Spec {
+            arity,
+            predicates,
+            expr: None,
+        }
     }
 
     #[test]

@@ -8,21 +8,28 @@
 //!     {"field": 1, "op": ">=", "value": "2024"},
 //!     {"field": 2, "op": "prefix", "value": "eng/\\xff"},
 //!     {"field": 2, "op": "in", "values": ["a", {"hex": "00ff"}]}
-//!   ]
+//!   ],
+//!   "expr": {"any": [
+//!     {"predicate": {"field": 0, "op": "eq", "value": "org2"}},
+//!     {"not": {"predicate": {"field": 2, "op": "suffix", "value": ".tmp"}}}
+//!   ]}
 //! }
 //! ```
 //!
 //! A byte string is either a JSON string, read like the inside of a Python
 //! `b"..."` literal (`\\xHH`, `\\n`, `\\r`, `\\t`, `\\0`, `\\\\`; other characters
 //! stand for their UTF-8 bytes), or an object `{"hex": "..."}`. Ops are named
-//! `eq ne lt le gt ge prefix in` or written `== != < <= > >=`.
+//! `eq ne lt le gt ge prefix in suffix contains` or written `== != < <= > >=`
+//! (`startswith`, `endswith` also name `prefix`, `suffix`). The optional
+//! `expr` is one node: `{"predicate": {...}}`, `{"all": [...]}`,
+//! `{"any": [...]}` or `{"not": {...}}` (`"negate"` is accepted for `"not"`).
 //! The result is a [`SpecInput`]: validation (field ranges, limits) is the
 //! same as for a spec received over gRPC.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{Op, PredicateInput, SpecInput};
+use super::{ExprInput, Op, PredicateInput, SpecInput};
 
 /// A spec file that is not well-formed; the message names the JSON path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +52,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> SpecFileError {
 pub fn parse_spec_file(text: &str) -> Result<SpecInput, SpecFileError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
     let obj = doc.as_object().ok_or_else(|| err("$", "expected an object"))?;
-    reject_unknown(obj, "$", &["arity", "predicates"])?;
+    reject_unknown(obj, "$", &["arity", "predicates", "expr"])?;
     let arity = match obj.get("arity") {
         Some(v) => as_u32(v, "arity")?,
         None => return Err(err("arity", "missing")),
@@ -57,7 +64,51 @@ pub fn parse_spec_file(text: &str) -> Result<SpecInput, SpecFileError> {
             predicates.push(parse_predicate(p, &format!("predicates[{i}]"))?);
         }
     }
-    Ok(SpecInput { arity, predicates })
+    let expr = obj.get("expr").map(|e| parse_expr(e, "expr")).transpose()?;
+    Ok(SpecInput {
+        arity,
+        predicates,
+        expr,
+    })
+}
+
+/// One expression node (serde_json bounds the nesting at 128 levels).
+fn parse_expr(v: &Value, path: &str) -> Result<ExprInput, SpecFileError> {
+    let obj = v.as_object().ok_or_else(|| err(path, "expected an object"))?;
+    let mut keys = obj.keys();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(err(
+            path,
+            "expected exactly one of \"predicate\", \"all\", \"any\", \"not\"",
+        ));
+    };
+    let inner = &obj[key];
+    match key.as_str() {
+        "predicate" => parse_predicate(inner, &format!("{path}.predicate")).map(ExprInput::Predicate),
+        "all" | "any" => {
+            let list = inner
+                .as_array()
+                .ok_or_else(|| err(format!("{path}.{key}"), "expected a list"))?;
+            let items = list
+                .iter()
+                .enumerate()
+                .map(|(i, item)| parse_expr(item, &format!("{path}.{key}[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if key == "all" {
+                ExprInput::All(items)
+            } else {
+                ExprInput::Any(items)
+            })
+        }
+        "not" | "negate" => Ok(ExprInput::Negate(Box::new(parse_expr(
+            inner,
+            &format!("{path}.{key}"),
+        )?))),
+        other => Err(err(
+            path,
+            format!("unknown node {other:?} (expected predicate, all, any or not)"),
+        )),
+    }
 }
 
 fn parse_predicate(v: &Value, path: &str) -> Result<PredicateInput, SpecFileError> {
@@ -74,7 +125,9 @@ fn parse_predicate(v: &Value, path: &str) -> Result<PredicateInput, SpecFileErro
     let op = op_from_text(op_text).ok_or_else(|| {
         err(
             format!("{path}.op"),
-            format!("unknown op {op_text:?} (expected eq ne lt le gt ge prefix in, or == != < <= > >=)"),
+            format!(
+                "unknown op {op_text:?} (expected eq ne lt le gt ge prefix in suffix contains, or == != < <= > >=)"
+            ),
         )
     })?;
     let value = match obj.get("value") {
@@ -117,6 +170,8 @@ fn op_from_text(text: &str) -> Option<Op> {
         "ge" | ">=" => Op::Ge,
         "prefix" | "startswith" => Op::Prefix,
         "in" => Op::In,
+        "suffix" | "endswith" => Op::Suffix,
+        "contains" => Op::Contains,
         _ => return None,
     })
 }
@@ -215,31 +270,43 @@ fn escape(bytes: &[u8]) -> String {
 /// [`parse_spec_file`]); an operator number the contract does not define is
 /// written as that number.
 pub fn spec_to_file_json(spec: &SpecInput) -> String {
-    let predicates: Vec<Value> = spec
-        .predicates
-        .iter()
-        .map(|p| {
-            let op = match Op::from_number(p.op) {
-                Some(op) => Some(op.name().to_string()),
-                None if p.op == super::OP_UNSPECIFIED => Some("op_unspecified".to_string()),
-                None => None,
-            };
-            let mut obj = Map::new();
-            obj.insert("field".into(), p.field.into());
-            obj.insert("op".into(), op.unwrap_or_else(|| p.op.to_string()).into());
-            if p.op == Op::In.number() {
-                obj.insert(
-                    "values".into(),
-                    p.values.iter().map(|v| Value::from(escape(v))).collect(),
-                );
-            } else {
-                obj.insert("value".into(), escape(&p.value).into());
-            }
-            Value::Object(obj)
-        })
-        .collect();
-    let doc = serde_json::json!({ "arity": spec.arity, "predicates": predicates });
+    let predicates: Vec<Value> = spec.predicates.iter().map(predicate_json).collect();
+    let mut doc = serde_json::json!({ "arity": spec.arity, "predicates": predicates });
+    if let Some(e) = &spec.expr {
+        doc["expr"] = expr_json(e);
+    }
     serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+}
+
+fn predicate_json(p: &PredicateInput) -> Value {
+    let op = match Op::from_number(p.op) {
+        Some(op) => Some(op.name().to_string()),
+        None if p.op == super::OP_UNSPECIFIED => Some("op_unspecified".to_string()),
+        None => None,
+    };
+    let mut obj = Map::new();
+    obj.insert("field".into(), p.field.into());
+    obj.insert("op".into(), op.unwrap_or_else(|| p.op.to_string()).into());
+    if p.op == Op::In.number() {
+        obj.insert(
+            "values".into(),
+            p.values.iter().map(|v| Value::from(escape(v))).collect(),
+        );
+    } else {
+        obj.insert("value".into(), escape(&p.value).into());
+    }
+    Value::Object(obj)
+}
+
+/// An empty object stands for an unset node (which validation refuses).
+fn expr_json(e: &ExprInput) -> Value {
+    match e {
+        ExprInput::Unset => Value::Object(Map::new()),
+        ExprInput::Predicate(p) => serde_json::json!({ "predicate": predicate_json(p) }),
+        ExprInput::All(items) => serde_json::json!({ "all": items.iter().map(expr_json).collect::<Vec<_>>() }),
+        ExprInput::Any(items) => serde_json::json!({ "any": items.iter().map(expr_json).collect::<Vec<_>>() }),
+        ExprInput::Negate(item) => serde_json::json!({ "not": expr_json(item) }),
+    }
 }
 
 #[cfg(test)]

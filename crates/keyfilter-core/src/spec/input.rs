@@ -26,6 +26,26 @@ pub struct PredicateInput {
     pub values: Vec<Bytes>,
 }
 
+/// An expression node as stated (the contract's `Expr` message).
+///
+/// Producers bound the nesting they build (protobuf decoders refuse more than
+/// 100 nested messages, JSON parsers 128 levels, the server's decoder and the
+/// Python extension stop one level past [`Limits::max_expr_depth`](super::Limits)),
+/// so code walking an input recursively stays within a small stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExprInput {
+    /// An `Expr` with no node set (invalid: "empty expression").
+    Unset,
+    /// `predicate`
+    Predicate(PredicateInput),
+    /// `all`: every item holds.
+    All(Vec<ExprInput>),
+    /// `any`: at least one item holds.
+    Any(Vec<ExprInput>),
+    /// `negate`: the item does not hold.
+    Negate(Box<ExprInput>),
+}
+
 /// A spec as stated: the input of [`validate`](super::validate).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpecInput {
@@ -33,4 +53,6 @@ pub struct SpecInput {
     pub arity: u32,
     /// Conditions, all of which must hold.
     pub predicates: Vec<PredicateInput>,
+    /// A condition that must hold too (`None`: unset).
+    pub expr: Option<ExprInput>,
 }

@@ -19,6 +19,13 @@ pub struct Limits {
     /// value also counts [`VALUE_OVERHEAD`] bytes: a spec of millions of empty
     /// values costs memory and planning time too.
     pub max_total_value_bytes: usize,
+    /// Deepest accepted expression, in `Expr` levels (the root is level 1).
+    /// Each `all`/`any` level is two protobuf messages and standard decoders
+    /// refuse more than 100 nested messages, so valid specs stay decodable.
+    pub max_expr_depth: usize,
+    /// Largest number of nodes: top-level predicates and expression nodes
+    /// (every `Expr`, leaves included) together.
+    pub max_expr_nodes: usize,
 }
 
 impl Default for Limits {
@@ -29,6 +36,8 @@ impl Default for Limits {
             max_value_bytes: 64 * 1024,
             max_in_values: 100_000,
             max_total_value_bytes: 64 * 1024 * 1024,
+            max_expr_depth: 32,
+            max_expr_nodes: 100_000,
         }
     }
 }
