@@ -83,7 +83,7 @@ def test_specs_read_what_is_there(length):
     lying = LyingLen([(0, 8, b"", LyingLen([b"a", b"c"], length)), (1, 1, b"x", [])], length)
     _native.validate(2, lying)
     lying = LyingLen([(0, 8, b"", LyingLen([b"a", b"c"], length)), (1, 1, b"x", [])], length)
-    assert _native.compile_code(2, lying, "3.11", "") == _native.compile_code(2, predicates, "3.11", "")
+    assert _native.compile_code(2, lying, None, "3.11", "") == _native.compile_code(2, predicates, None, "3.11", "")
 
 
 def test_out_of_range_numbers_are_python_errors():
