@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
 from . import _native
-from ._expr import Expr, Field, WireNode, _build, _fold, all_of, any_of
+from ._expr import Expr, Field, WireNode, _build, all_of, any_of
 from ._predicate import Op, Predicate, _as_u32
 
 __all__ = ["Op", "Predicate", "Spec"]
@@ -284,20 +284,28 @@ def _predicate_from_proto(p: Any) -> Predicate:
 
 
 def _expr_to_proto(pb: Any, expr: Expr) -> Any:
-    """``expr`` as a ``keyfilter.v1.Expr`` message."""
+    """``expr`` as a ``keyfilter.v1.Expr`` message.
 
-    def visit(node: Expr, items: List[Any]) -> Any:
+    Filled in top-down, in place: building each message from its finished
+    children would copy every subtree once per level above it.
+    """
+    root = pb.Expr()
+    stack = [(expr, root)]
+    while stack:
+        node, out = stack.pop()
         kind = node.kind
         if kind == "predicate":
             assert node.predicate is not None
-            return pb.Expr(predicate=_predicate_to_proto(pb, node.predicate))
-        if kind == "negate":
-            return pb.Expr(negate=items[0])
-        if kind == "unset":
-            return pb.Expr()
-        return pb.Expr(**{kind: pb.ExprList(items=items)})
-
-    return _fold(expr, visit)
+            out.predicate.CopyFrom(_predicate_to_proto(pb, node.predicate))
+        elif kind == "negate":
+            out.negate.SetInParent()  # set even if what it negates is an unset Expr
+            stack.append((node.items[0], out.negate))
+        elif kind in ("all", "any"):
+            target = getattr(out, kind)
+            target.SetInParent()  # set even with no items
+            stack.extend((item, target.items.add()) for item in node.items)
+        # "unset": the message stays empty.
+    return root
 
 
 def _has_expr(message: Any) -> bool:

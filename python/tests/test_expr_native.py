@@ -368,6 +368,9 @@ def test_from_proto_keeps_an_expr_with_no_node_for_validation():
     with pytest.raises(ValueError, match=r"^spec\.expr\.any\.items\[1\]: empty expression$"):
         spec.validate()
     assert spec.to_proto() == message
+    negated = Spec(1, ~Expr.unset()).to_proto()
+    assert negated.expr.WhichOneof("node") == "negate" and negated.expr.negate.WhichOneof("node") is None
+    assert Spec.from_proto(negated).expr.equals(~Expr.unset())
     # A set but empty top-level Expr is kept too.
     empty = pb.FilterSpec(arity=1)
     empty.expr.SetInParent()
