@@ -416,9 +416,11 @@ def test_client_match_filter_and_compile_take_expressions(client):
         assert list(client.filter(spec, keys, batch_size=17)) == [k for k, e in zip(keys, expected) if e]
         f = client.compile(spec)
         assert [f(*k) for k in keys] == expected
-    pb_spec = Spec(1, field(0).endswith(b"b") & ~field(0).contains(b"x"))
+    spec = Spec(1, field(0).endswith(b"b") & ~field(0).contains(b"x"))
     keys = [(b"ab",), (b"xb",), (b"a",)]
-    assert client.match(pb_spec, keys) == [True, False, False]
+    assert client.match(spec, keys) == [True, False, False]
+    proto_messages()
+    assert client.match(spec.to_proto(), keys) == [True, False, False]  # a FilterSpec message as the spec
 
 
 def test_client_reports_invalid_expressions_with_the_same_message(client):
