@@ -1,6 +1,8 @@
 """keyfilter: filter tuples of ``bytes`` by a spec.
 
 * :class:`Spec` builds a spec: ``Spec(arity=3).eq(0, b"org1").prefix(2, b"eng/")``.
+* :func:`field` builds boolean expressions, combined with ``& | ~``:
+  ``Spec(3, (field(0) == b"org1") | ~field(2).endswith(b".tmp"))``.
 * :class:`Matcher` evaluates it natively (Rust): ``Matcher(spec).filter(keys)``.
 * :func:`compile` turns it into a plain, verified Python function for this
   interpreter; :func:`compile_code` gives the raw marshal bytes for any
@@ -16,6 +18,7 @@ from typing import Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
 from ._errors import KeyFilterError
+from ._expr import Expr, Field, all_of, any_of, field
 from ._native import Matcher
 from ._spec import Op, Predicate, Spec
 
@@ -31,15 +34,20 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "Client",
+    "Expr",
+    "Field",
     "KeyFilterError",
     "Matcher",
     "Op",
     "Predicate",
     "SUPPORTED_VERSIONS",
     "Spec",
+    "all_of",
+    "any_of",
     "compile",
     "compile_code",
     "disassemble",
+    "field",
     "materialize",
 ]
 

@@ -1,160 +1,19 @@
-"""The spec builder: :class:`Spec`, :class:`Predicate` and :class:`Op`."""
+"""The spec builder: :class:`Spec` (and :class:`Predicate` and :class:`Op`)."""
 
 from __future__ import annotations
 
-import enum
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
 from . import _native
+from ._expr import Expr, Field, WireNode, _build, all_of, any_of
+from ._predicate import Op, Predicate, _as_u32
 
 __all__ = ["Op", "Predicate", "Spec"]
 
-_U32_MAX = 2**32 - 1
-_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
-
-
-class Op(enum.IntEnum):
-    """A comparison operator; the numbers are those of ``keyfilter.v1.Op``.
-
-    Comparisons follow Python ``bytes`` order (lexicographic, unsigned).
-    """
-
-    EQ = 1
-    """``field == value``"""
-    NE = 2
-    """``field != value``"""
-    LT = 3
-    """``field < value``"""
-    LE = 4
-    """``field <= value``"""
-    GT = 5
-    """``field > value``"""
-    GE = 6
-    """``field >= value``"""
-    PREFIX = 7
-    """``field.startswith(value)``"""
-    IN = 8
-    """``field in values`` (no values: never matches)"""
-
-
-_METHOD = {
-    Op.EQ: "eq",
-    Op.NE: "ne",
-    Op.LT: "lt",
-    Op.LE: "le",
-    Op.GT: "gt",
-    Op.GE: "ge",
-    Op.PREFIX: "prefix",
-}
-
-
-def _as_op(op: Any) -> Union[Op, int]:
-    if isinstance(op, bool) or not isinstance(op, int):
-        raise TypeError(f"op must be a keyfilter.Op or an int, not {type(op).__name__}")
-    if not _I32_MIN <= op <= _I32_MAX:
-        raise ValueError(f"op {op} is out of the range of a proto enum")
-    try:
-        return Op(op)
-    except ValueError:
-        # Kept as a number: validation reports it exactly as the server would.
-        return int(op)
-
-
-def _as_u32(n: Any, what: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{what} must be an int, not {type(n).__name__}")
-    if not 0 <= n <= _U32_MAX:
-        raise ValueError(f"{what} must be from 0 to {_U32_MAX}, got {n}")
-    return int(n)
-
-
-def _as_bytes(value: Any, what: str) -> bytes:
-    if type(value) is bytes:
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, str):
-        raise TypeError(f"{what} must be bytes, not str (encode it first)")
-    raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
-
-
-class Predicate:
-    """One condition on one field of the key; immutable.
-
-    ``op`` is an :class:`Op`, or a plain int for a number the contract does not
-    define (only from :meth:`Spec.from_proto`; validation rejects it). ``value``
-    is the operand of every operator but ``IN``, whose candidates are ``values``.
-    """
-
-    __slots__ = ("_field", "_op", "_value", "_values")
-
-    def __init__(
-        self,
-        field: int,
-        op: Union[Op, int],
-        value: bytes = b"",
-        values: Iterable[bytes] = (),
-    ) -> None:
-        self._field = _as_u32(field, "field")
-        self._op = _as_op(op)
-        self._value = _as_bytes(value, "value")
-        if isinstance(values, (bytes, bytearray, memoryview, str)):
-            raise TypeError("values must be an iterable of bytes, not a single bytes or str object")
-        self._values = tuple(_as_bytes(v, f"values[{i}]") for i, v in enumerate(values))
-
-    @property
-    def field(self) -> int:
-        """0-based index into the key tuple."""
-        return self._field
-
-    @property
-    def op(self) -> Union[Op, int]:
-        """The operator."""
-        return self._op
-
-    @property
-    def value(self) -> bytes:
-        """The operand of every operator but ``IN``."""
-        return self._value
-
-    @property
-    def values(self) -> Tuple[bytes, ...]:
-        """The candidates of an ``IN`` predicate."""
-        return self._values
-
-    def _wire(self) -> Tuple[int, int, bytes, Tuple[bytes, ...]]:
-        return (self._field, int(self._op), self._value, self._values)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Predicate):
-            return NotImplemented
-        return self._wire() == other._wire()
-
-    def __hash__(self) -> int:
-        return hash(self._wire())
-
-    def __repr__(self) -> str:
-        op = self._op.name if isinstance(self._op, Op) else str(self._op)
-        parts = [f"field={self._field}", f"op={op}"]
-        if self._value or self._op != Op.IN:
-            parts.append(f"value={self._value!r}")
-        if self._values or self._op == Op.IN:
-            parts.append(f"values={self._values!r}")
-        return f"Predicate({', '.join(parts)})"
-
-    def _builder_call(self) -> str:
-        """This predicate as a Spec builder call (for Spec.__repr__)."""
-        op = self._op
-        if isinstance(op, Op) and op in _METHOD and not self._values:
-            return f".{_METHOD[op]}({self._field}, {self._value!r})"
-        if op == Op.IN and not self._value:
-            return f".isin({self._field}, {list(self._values)!r})"
-        op_text = f"Op.{op.name}" if isinstance(op, Op) else str(op)
-        return f".add(Predicate({self._field}, {op_text}, {self._value!r}, {self._values!r}))"
-
 
 class Spec:
-    """A filter spec: keys of ``arity`` fields match when every predicate holds.
+    """A filter spec: keys of ``arity`` fields match when every predicate
+    holds, and the expression too if there is one.
 
     A typed builder mirroring ``keyfilter.v1.FilterSpec``; every method returns
     the spec itself, so calls chain::
@@ -164,6 +23,13 @@ class Spec:
                 .range(1, ge=b"2024", lt=b"2025")
                 .prefix(2, b"eng/"))
 
+    A boolean expression (see :func:`keyfilter.field`) is given as the second
+    argument or with :meth:`where`, which ANDs it with the predicates (and with
+    any expression given before)::
+
+        spec = Spec(3, (field(0) == b"org1") | field(2).endswith(b".tmp"))
+        spec = Spec(3).eq(0, b"org1").where(~field(2).contains(b"/tmp/"))
+
     Building only checks types. Whether the spec is valid (fields below the
     arity, size limits, ...) is checked by :meth:`validate` and by everything
     that uses the spec (:class:`keyfilter.Matcher`, :func:`keyfilter.compile`,
@@ -171,13 +37,30 @@ class Spec:
     for the same spec (``spec.predicates[1]: field 5 is out of range ...``).
     """
 
-    __slots__ = ("_arity", "_predicates")
+    __slots__ = ("_arity", "_predicates", "_expr")
 
-    def __init__(self, arity: int, predicates: Iterable[Predicate] = ()) -> None:
+    def __init__(
+        self,
+        arity: int,
+        predicates: Union[Iterable[Predicate], Expr] = (),
+        *,
+        expr: Optional[Expr] = None,
+    ) -> None:
+        """``Spec(arity)``, ``Spec(arity, predicates)``, ``Spec(arity, expr)``
+        or ``Spec(arity, predicates, expr=expr)``."""
         self._arity = _as_u32(arity, "arity")
         self._predicates: List[Predicate] = []
+        self._expr: Optional[Expr] = None
+        if isinstance(predicates, Expr):
+            if expr is not None:
+                raise TypeError("Spec() got an expression both as its second argument and as expr=")
+            predicates, expr = (), predicates
+        elif isinstance(predicates, Field):
+            _check_expr(predicates)
         for p in predicates:
             self.add(p)
+        if expr is not None:
+            self.where(expr)
 
     @property
     def arity(self) -> int:
@@ -188,6 +71,26 @@ class Spec:
     def predicates(self) -> Tuple[Predicate, ...]:
         """The predicates, in the order they were added."""
         return tuple(self._predicates)
+
+    @property
+    def expr(self) -> Optional[Expr]:
+        """The expression (every :meth:`where` ANDed); None when there is none."""
+        return self._expr
+
+    def where(self, *exprs: Expr) -> Spec:
+        """Requires every expression in ``exprs`` to hold too: ANDs them with
+        the expression given before, if any (the predicates are ANDed with it
+        anyway); returns the spec.
+
+        ``spec.where(a, b)`` is ``spec.where(a).where(b)`` is ``spec.where(a & b)``.
+        """
+        if not exprs:
+            raise TypeError("where() needs at least one expression")
+        # Check everything before changing anything: a failed call leaves the spec as it was.
+        checked = [_check_expr(e) for e in exprs]
+        for e in checked:
+            self._expr = e if self._expr is None else self._expr & e
+        return self
 
     def add(self, predicate: Predicate) -> Spec:
         """Appends a :class:`Predicate`; returns the spec."""
@@ -227,6 +130,16 @@ class Spec:
         """Requires ``key[field].startswith(value)``; returns the spec."""
         return self._compare(Op.PREFIX, field, value)
 
+    def suffix(self, field: int, value: bytes) -> Spec:
+        """Requires ``key[field].endswith(value)`` (the empty value: always);
+        returns the spec."""
+        return self._compare(Op.SUFFIX, field, value)
+
+    def contains(self, field: int, value: bytes) -> Spec:
+        """Requires ``value in key[field]``, a contiguous substring (the empty
+        value: always); returns the spec."""
+        return self._compare(Op.CONTAINS, field, value)
+
     def isin(self, field: int, values: Iterable[bytes]) -> Spec:
         """Requires ``key[field] in values`` (no values: nothing matches); returns the spec."""
         return self.add(Predicate(field, Op.IN, values=values))
@@ -256,25 +169,35 @@ class Spec:
         return self
 
     def copy(self) -> Spec:
-        """An independent copy (predicates are immutable and shared)."""
-        return Spec(self._arity, self._predicates)
+        """An independent copy (predicates and the expression are immutable and shared)."""
+        return Spec(self._arity, self._predicates, expr=self._expr)
 
-    def _wire(self) -> Tuple[int, List[Tuple[int, int, bytes, Tuple[bytes, ...]]], None]:
-        """``(arity, [(field, op, value, values), ...], expr)``: the form _native reads."""
-        return (self._arity, [p._wire() for p in self._predicates], None)
+    def _wire(self) -> Tuple[int, List[Tuple[int, int, bytes, Tuple[bytes, ...]]], Optional[WireNode]]:
+        """``(arity, [(field, op, value, values), ...], expr)``: the form
+        _native reads; ``expr`` is None or a node (see ``Expr._wire``)."""
+        expr = None if self._expr is None else self._expr._wire()
+        return (self._arity, [p._wire() for p in self._predicates], expr)
 
     def validate(self) -> Spec:
         """Checks the spec exactly as the server does (default limits).
 
         Returns the spec; raises ``ValueError`` with the server's message, e.g.
-        ``spec.predicates[1]: field 5 is out of range for arity 3``.
+        ``spec.predicates[1]: field 5 is out of range for arity 3`` or
+        ``spec.expr.any.items[2].negate: empty expression``.
         """
         _native.validate(*self._wire())
         return self
 
+    def explain(self) -> str:
+        """The plan the spec is evaluated by, as text: the checks the
+        predicates and the expression come down to after normalization, for
+        reading (the format may change). Raises ``ValueError`` (the server's
+        message) for an invalid spec."""
+        return _native.explain(*self._wire())
+
     def to_json(self) -> str:
         """The spec in the project's spec file format (JSON), as ``keyfilter``'s
-        CLI reads it. Lossless; does not validate."""
+        CLI reads it; an expression is its ``"expr"`` key. Lossless; does not validate."""
         return _native.spec_to_json(*self._wire())
 
     @classmethod
@@ -286,8 +209,12 @@ class Spec:
         """
         if not isinstance(text, str):
             raise TypeError(f"from_json() expects str, not {type(text).__name__}")
-        arity, predicates, _expr = _native.spec_from_json(text)
-        return cls(arity, (Predicate(f, op, v, vs) for f, op, v, vs in predicates))
+        arity, predicates, expr = _native.spec_from_json(text)
+        return cls(
+            arity,
+            (Predicate(f, op, v, vs) for f, op, v, vs in predicates),
+            expr=None if expr is None else Expr._from_wire(expr),
+        )
 
     def to_proto(self) -> Any:
         """The spec as a ``keyfilter.v1.FilterSpec`` message (needs protobuf:
@@ -298,29 +225,120 @@ class Spec:
         from ._proto import messages
 
         pb = messages()
-        return pb.FilterSpec(
+        message = pb.FilterSpec(
             arity=self._arity,
-            predicates=[
-                pb.Predicate(field=f, op=op, value=v, values=vs)
-                for f, op, v, vs in (p._wire() for p in self._predicates)
-            ],
+            predicates=[_predicate_to_proto(pb, p) for p in self._predicates],
         )
+        if self._expr is not None:
+            message.expr.CopyFrom(_expr_to_proto(pb, self._expr))
+        return message
 
     @classmethod
     def from_proto(cls, message: Any) -> Spec:
         """Reads a ``keyfilter.v1.FilterSpec`` message (any object with its
-        fields). Unknown op numbers are kept, for :meth:`validate` to report."""
+        fields). Unknown op numbers, and ``Expr`` messages with no node set,
+        are kept, for :meth:`validate` to report."""
         return cls(
             message.arity,
-            (Predicate(p.field, p.op, p.value, p.values) for p in message.predicates),
+            (_predicate_from_proto(p) for p in message.predicates),
+            expr=_expr_from_proto(message.expr) if _has_expr(message) else None,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Spec):
             return NotImplemented
-        return self._arity == other._arity and self._predicates == other._predicates
+        return (
+            self._arity == other._arity
+            and self._predicates == other._predicates
+            and (self._expr is None) == (other._expr is None)
+            and (self._expr is None or self._expr.equals(other._expr))
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"Spec(arity={self._arity})" + "".join(p._builder_call() for p in self._predicates)
+        where = "" if self._expr is None else f".where({self._expr!r})"
+        return f"Spec(arity={self._arity})" + "".join(p._builder_call() for p in self._predicates) + where
+
+
+def _check_expr(expr: Any) -> Expr:
+    """``expr`` if it is an :class:`Expr`, else a TypeError that says what to write."""
+    if isinstance(expr, Expr):
+        return expr
+    if isinstance(expr, Field):
+        # The Field's own refusal explains how to make it a condition.
+        bool(expr)
+    raise TypeError(f"expected a keyfilter expression (e.g. field(0) == b'x'), not {type(expr).__name__}")
+
+
+# -- proto messages -------------------------------------------------------------
+
+
+def _predicate_to_proto(pb: Any, p: Predicate) -> Any:
+    f, op, value, values = p._wire()
+    return pb.Predicate(field=f, op=op, value=value, values=values)
+
+
+def _predicate_from_proto(p: Any) -> Predicate:
+    return Predicate(p.field, p.op, p.value, p.values)
+
+
+def _expr_to_proto(pb: Any, expr: Expr) -> Any:
+    """``expr`` as a ``keyfilter.v1.Expr`` message.
+
+    Filled in top-down, in place: building each message from its finished
+    children would copy every subtree once per level above it.
+    """
+    root = pb.Expr()
+    stack = [(expr, root)]
+    while stack:
+        node, out = stack.pop()
+        kind = node.kind
+        if kind == "predicate":
+            assert node.predicate is not None
+            out.predicate.CopyFrom(_predicate_to_proto(pb, node.predicate))
+        elif kind == "negate":
+            out.negate.SetInParent()  # set even if what it negates is an unset Expr
+            stack.append((node.items[0], out.negate))
+        elif kind in ("all", "any"):
+            target = getattr(out, kind)
+            target.SetInParent()  # set even with no items
+            stack.extend((item, target.items.add()) for item in node.items)
+        # "unset": the message stays empty.
+    return root
+
+
+def _has_expr(message: Any) -> bool:
+    has_field = getattr(message, "HasField", None)
+    if has_field is not None:
+        return bool(has_field("expr"))
+    # A plain object standing in for the message.
+    return getattr(message, "expr", None) is not None
+
+
+def _expr_children(message: Any) -> List[Any]:
+    kind = message.WhichOneof("node")
+    if kind in ("all", "any"):
+        return list(getattr(message, kind).items)
+    if kind == "negate":
+        return [message.negate]
+    return []
+
+
+def _expr_from_proto(message: Any) -> Expr:
+    """A ``keyfilter.v1.Expr`` message as an :class:`Expr`; a message with no
+    node set becomes ``Expr.unset()``."""
+
+    def make(node: Any, items: List[Expr]) -> Expr:
+        kind = node.WhichOneof("node")
+        if kind == "predicate":
+            return Expr.of(_predicate_from_proto(node.predicate))
+        if kind == "all":
+            return all_of(*items)
+        if kind == "any":
+            return any_of(*items)
+        if kind == "negate":
+            return ~items[0]
+        return Expr.unset()
+
+    return _build(message, _expr_children, make)
