@@ -6,7 +6,7 @@
 #   scripts/bench-python.sh [OUT_DIR]      (default target/bench)
 #
 # Needs the interpreters of scripts/fetch-pythons.sh in .cache/pythons (or
-# $KEYFILTER_PYTHONS). Builds target/release/keyfilter unless KF_NO_BUILD=1.
+# $KEYFILTER_PYTHONS). Builds target/release/keyfilter unless KF_NO_BUILD=1 (KF_BIN: another build to compile with).
 # Writes OUT_DIR/python-calls.json and prints a table. Environment:
 #   KF_PY_VERSIONS  interpreters to run (default "3.9 3.11 3.13 3.14 3.15": the
 #                   native ones; 3.10 and 3.12 exist only as Pyodide/WebAssembly
@@ -24,7 +24,8 @@ repeat="${KF_PY_REPEAT:-300}"
 if [[ "${KF_NO_BUILD:-0}" != 1 ]]; then
   cargo build --release -p keyfilter --bin keyfilter >&2
 fi
-kf="$repo/target/release/keyfilter"
+# Any build compiles the same bytes: KF_BIN may name a debug binary.
+kf="${KF_BIN:-$repo/target/release/keyfilter}"
 
 # Inside the repository: the Pyodide wrappers only see the current directory.
 work="$repo/target/bench/python-work"

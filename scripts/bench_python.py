@@ -49,6 +49,44 @@ SPECS = {
                (2, "prefix", b"user/"), (3, "in", [b"admin", b"delete", b"read", b"write"])]),
 }
 
+# Expressions: name -> (arity, the lambda body CPython compiles, the spec
+# file's "expr", candidate values per field). keyfilter's function must agree
+# with CPython's own lambda on every key, and is timed against it.
+EXPR_SPECS = {
+    "x_or4": (3,
+              "(b'2024-01' <= k1 < b'2024-02') or (b'2024-04' <= k1 < b'2024-05') or "
+              "(b'2024-07' <= k1 < b'2024-08') or (b'2024-10' <= k1 < b'2024-11')",
+              {"any": [{"all": [{"predicate": {"field": 1, "op": "ge", "value": lo}},
+                                {"predicate": {"field": 1, "op": "lt", "value": hi}}]}
+                       for lo, hi in (("2024-01", "2024-02"), ("2024-04", "2024-05"),
+                                      ("2024-07", "2024-08"), ("2024-10", "2024-11"))]},
+              [None, [b"2024-%02d-%02d" % (m, d) for m in range(1, 13) for d in (1, 15)], None]),
+    "x_mixed": (3,
+                "(k0 == b'tenant-0042' or k0 == b'tenant-0007') and not k2.endswith(b'.tmp') "
+                "and (b'/db/' in k2 or k1 >= b'2024-06')",
+                {"all": [{"any": [{"predicate": {"field": 0, "op": "eq", "value": "tenant-0042"}},
+                                  {"predicate": {"field": 0, "op": "eq", "value": "tenant-0007"}}]},
+                         {"not": {"predicate": {"field": 2, "op": "suffix", "value": ".tmp"}}},
+                         {"any": [{"predicate": {"field": 2, "op": "contains", "value": "/db/"}},
+                                  {"predicate": {"field": 1, "op": "ge", "value": "2024-06"}}]}]},
+                [[b"tenant-0042", b"tenant-0007", b"tenant-0001", b"tenant-00420"],
+                 [b"2024-01-01", b"2024-06-01", b"2024-12-31", b"2023-07-01"],
+                 [b"user/db/a", b"user/db/a.tmp", b"user/web/b", b"user/web/b.tmp", b"/db/"]]),
+}
+
+
+def expr_keys(arity, pools, n, seed=1):
+    """n keys of fresh bytes objects drawn from each field's candidates."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        key = []
+        for f in range(arity):
+            pool = pools[f] or [b"x%06d" % rng.randrange(10**6)]
+            key.append(bytes(bytearray(rng.choice(pool))))
+        out.append(tuple(key))
+    return out
+
 
 # ---------------------------------------------------------------------------
 # Reference semantics
@@ -177,6 +215,10 @@ def spec_json(arity, preds):
             p["value"] = text(v)
         out.append(p)
     return json.dumps({"arity": arity, "predicates": out}, indent=1)
+
+
+def expr_spec_json(arity, expr):
+    return json.dumps({"arity": arity, "predicates": [], "expr": expr}, indent=1)
 
 
 # ---------------------------------------------------------------------------
@@ -322,6 +364,36 @@ def run(marshal_dir, n_keys, repeat, number):
             **one,
             "ratio_compile_vs_materialize": one["compile_us"] / one["materialize_us"],
         }
+    for name, (arity, body, _expr, pools) in EXPR_SPECS.items():
+        path = os.path.join(marshal_dir, "%s-%s.marshal" % (name, VERSION))
+        with open(path, "rb") as fh:
+            code = fh.read()
+        src = "lambda %s: %s" % (", ".join("k%d" % i for i in range(arity)), body)
+        matchers = {
+            "lambda": build_lambda(src),
+            "keyfilter": materialize(code),
+            "keyfilter_mf": materialize_mf(code),
+            "lambda_aa": build_lambda(src),
+        }
+        keys = expr_keys(arity, pools, n_keys)
+        expect = [matchers["lambda"](*k) for k in keys]
+        for mname, f in matchers.items():
+            got = [f(*k) for k in keys]
+            if got != expect or not all(type(g) is bool for g in got):
+                raise SystemExit("%s/%s disagrees with CPython's lambda" % (name, mname))
+        best, paired = measure_calls(matchers, keys, arity, number, repeat)
+        loop = best.pop("loop")
+        net = {m: max(t - loop, 0.0) for m, t in best.items()}
+        results["specs"][name] = {
+            "arity": arity, "source": src, "code_bytes": len(code),
+            "matched": sum(expect), "keys": len(keys),
+            "loop_ns": loop, "call_ns": best, "net_ns": net,
+            "ratio_keyfilter_vs_lambda": best["keyfilter"] / best["lambda"],
+            "ratio_keyfilter_vs_lambda_net": net["keyfilter"] / net["lambda"] if net["lambda"] else None,
+            "ratio_keyfilter_vs_lambda_paired_median": paired,
+            "ratio_keyfilter_mf_vs_lambda": best["keyfilter_mf"] / best["lambda"],
+            "ratio_aa_control": best["lambda_aa"] / best["lambda"],
+        }
     return results
 
 
@@ -335,14 +407,16 @@ def table(docs):
         for name, r in doc["specs"].items():
             c = r["call_ns"]
             net = r["ratio_keyfilter_vs_lambda_net"]
-            row = [doc["python"], name, "%.1f" % c["generic"], "%.1f" % c["lambda"], "%.1f" % c["keyfilter"],
+            opt = lambda key, fmt: fmt % r[key] if key in r else "-"  # noqa: E731
+            row = [doc["python"], name, "%.1f" % c["generic"] if "generic" in c else "-", "%.1f" % c["lambda"],
+                   "%.1f" % c["keyfilter"],
                    "%.1f" % c["keyfilter_mf"], "%.1f" % r["loop_ns"], "%.3f" % r["ratio_keyfilter_vs_lambda"],
                    "%.3f" % net if net is not None else "-",
                    "%.3f" % r["ratio_keyfilter_vs_lambda_paired_median"],
                    "%.3f" % r["ratio_keyfilter_mf_vs_lambda"], "%.3f" % r["ratio_aa_control"],
-                   "%.2f" % r["ratio_generic_vs_keyfilter"],
-                   "%.2f" % r["materialize_us"], "%.2f" % r["compile_us"],
-                   "%.1fx" % r["ratio_compile_vs_materialize"]]
+                   opt("ratio_generic_vs_keyfilter", "%.2f"),
+                   opt("materialize_us", "%.2f"), opt("compile_us", "%.2f"),
+                   opt("ratio_compile_vs_materialize", "%.1fx")]
             lines.append("  ".join("%-8s" % v if i < 2 else "%13s" % v for i, v in enumerate(row)))
     return "\n".join(lines)
 
@@ -363,7 +437,10 @@ def main():
         for name, (arity, preds) in SPECS.items():
             with open(os.path.join(args.write_specs, name + ".json"), "w") as fh:
                 fh.write(spec_json(arity, preds) + "\n")
-        print(" ".join(sorted(SPECS)))
+        for name, (arity, _body, expr, _pools) in EXPR_SPECS.items():
+            with open(os.path.join(args.write_specs, name + ".json"), "w") as fh:
+                fh.write(expr_spec_json(arity, expr) + "\n")
+        print(" ".join(sorted(SPECS) + sorted(EXPR_SPECS)))
         return
     if args.merge:
         out, ins = args.merge[0], args.merge[1:]

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 import keyfilter
 
-from conftest import keys_for, random_spec
+from conftest import AND_SHAPE_OPS, keys_for, random_spec
 
 _OPERAND_OPS = {"LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_CONST", "COMPARE_OP", "RETURN_CONST"}
 _CMP = {
@@ -73,6 +73,19 @@ def interpret(code: types.CodeType, key: Sequence[bytes]) -> object:
         elif name in ("POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_FALSE"):
             if not stack.pop():
                 k = at[ins.argval]
+        elif name in ("POP_JUMP_IF_TRUE", "POP_JUMP_FORWARD_IF_TRUE"):
+            if stack.pop():
+                k = at[ins.argval]
+        # SUFFIX leaves (specs with SUFFIX are emitted in the expression shape).
+        elif name == "BUILD_SLICE" and ins.arg == 2:
+            stop, start = stack.pop(), stack.pop()
+            stack.append(slice(start, stop))
+        elif name == "BINARY_SUBSCR":
+            index, value = stack.pop(), stack.pop()
+            stack.append(value[index])
+        elif name == "BINARY_SLICE":
+            stop, start, value = stack.pop(), stack.pop(), stack.pop()
+            stack.append(value[start:stop])
         elif name == "RETURN_VALUE":
             return stack.pop()
         elif name == "RETURN_CONST":
@@ -141,7 +154,10 @@ def check_mutants(spec: keyfilter.Spec, rng: random.Random) -> int:
 @given(st.integers(min_value=0, max_value=2**32 - 1))
 def test_single_byte_mutants_are_refused_or_still_generator_code(seed):
     rng = random.Random(seed)
-    spec = random_spec(rng, arity=rng.randint(1, 4))
+    # The AND shape: a changed jump sense or target is never another valid
+    # program there (the expression shape has its own mutation test,
+    # test_verifier_expr_properties.py, where it can be).
+    spec = random_spec(rng, arity=rng.randint(1, 4), ops=AND_SHAPE_OPS)
     check_mutants(spec, rng)
 
 

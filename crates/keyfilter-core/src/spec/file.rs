@@ -75,6 +75,10 @@ pub fn parse_spec_file(text: &str) -> Result<SpecInput, SpecFileError> {
 /// One expression node (serde_json bounds the nesting at 128 levels).
 fn parse_expr(v: &Value, path: &str) -> Result<ExprInput, SpecFileError> {
     let obj = v.as_object().ok_or_else(|| err(path, "expected an object"))?;
+    if obj.is_empty() {
+        // A node with nothing set, as in the proto: validation names it.
+        return Ok(ExprInput::Unset);
+    }
     let mut keys = obj.keys();
     let (Some(key), None) = (keys.next(), keys.next()) else {
         return Err(err(
@@ -298,7 +302,7 @@ fn predicate_json(p: &PredicateInput) -> Value {
     Value::Object(obj)
 }
 
-/// An empty object stands for an unset node (which validation refuses).
+/// An empty object stands for an unset node (which validation refuses), both ways.
 fn expr_json(e: &ExprInput) -> Value {
     match e {
         ExprInput::Unset => Value::Object(Map::new()),
