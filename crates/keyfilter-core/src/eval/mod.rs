@@ -81,10 +81,14 @@ impl Matcher {
         if self.never {
             return;
         }
-        for i in range {
-            if self.matches_by(|f| keys.field(i, f)) {
-                out.push(i as u32);
-            }
+        // The plan's kind is decided once per batch, not once per key.
+        match &self.tree {
+            Some(program) => out.extend(range.filter(|&i| program.run(|f| keys.field(i, f))).map(|i| i as u32)),
+            None => out.extend(
+                range
+                    .filter(|&i| self.checks.iter().all(|c| c.holds(keys.field(i, c.field))))
+                    .map(|i| i as u32),
+            ),
         }
     }
 
@@ -95,6 +99,13 @@ impl Matcher {
 
     /// [`mask_packed`](Self::mask_packed) over the keys `range` only.
     pub fn mask_packed_range(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, out: &mut Vec<bool>) {
-        out.extend(range.map(|i| self.matches_by(|f| keys.field(i, f))));
+        if self.never {
+            out.extend(range.map(|_| false));
+            return;
+        }
+        match &self.tree {
+            Some(program) => out.extend(range.map(|i| program.run(|f| keys.field(i, f)))),
+            None => out.extend(range.map(|i| self.checks.iter().all(|c| c.holds(keys.field(i, c.field))))),
+        }
     }
 }
