@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dis
 import json
 import os
 import random
 import subprocess
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
@@ -208,3 +210,64 @@ def server() -> Iterator[Server]:
 def client(server: Server) -> Iterator["keyfilter.Client"]:
     with keyfilter.Client(server.addr, timeout=60) as c:
         yield c
+
+# ---------------------------------------------------------------------------
+# A reading of generated code that does not trust the verifier: the mutation
+# tests compare what an accepted mutant returns with what `dis` says it does.
+# ---------------------------------------------------------------------------
+_LOADS = {"LOAD_FAST", "LOAD_FAST_BORROW"}
+_JUMPS = {"POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE"}
+_CMP = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def interpret(code: types.CodeType, key: Sequence[bytes]) -> object:
+    """What ``code`` returns for ``key``, read from ``dis`` (not from the verifier)."""
+    instrs = list(dis.get_instructions(code))
+    at = {ins.offset: k for k, ins in enumerate(instrs)}
+    stack: List[object] = []
+    k = 0
+    for _ in range(len(instrs) + 1):
+        ins = instrs[k]
+        k += 1
+        name = ins.opname
+        if name in ("RESUME", "NOT_TAKEN", "EXTENDED_ARG", "CACHE"):
+            continue
+        if name in _LOADS:
+            stack.append(key[ins.arg])
+        elif name == "LOAD_CONST":
+            stack.append(code.co_consts[ins.arg])
+        elif name == "COMPARE_OP":
+            b, a = stack.pop(), stack.pop()
+            op = str(ins.argval)
+            if op.startswith("bool(") and op.endswith(")"):
+                op = op[5:-1]
+            stack.append(_CMP[op](a, b))
+        elif name == "CONTAINS_OP":
+            b, a = stack.pop(), stack.pop()
+            stack.append((a in b) if ins.arg == 0 else (a not in b))  # type: ignore[operator]
+        elif name == "BUILD_SLICE":
+            stop, start = stack.pop(), stack.pop()
+            stack.append(slice(start, stop))
+        elif name == "BINARY_SUBSCR":
+            index, seq = stack.pop(), stack.pop()
+            stack.append(seq[index])  # type: ignore[index]
+        elif name == "BINARY_SLICE":
+            stop, start, seq = stack.pop(), stack.pop(), stack.pop()
+            stack.append(seq[start:stop])  # type: ignore[index]
+        elif name in _JUMPS:
+            if bool(stack.pop()) == ("TRUE" in name):
+                k = at[ins.argval]
+        elif name == "RETURN_VALUE":
+            return stack.pop()
+        elif name == "RETURN_CONST":
+            return code.co_consts[ins.arg]
+        else:
+            raise AssertionError(f"the verifier accepted {name}")
+    raise AssertionError("no return")

@@ -31,7 +31,7 @@ import dis
 import random
 import sys
 import types
-from typing import List, Sequence, Set
+from typing import Set
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,68 +39,11 @@ from hypothesis import strategies as st
 import keyfilter
 
 import expr_support as E
+from conftest import _JUMPS, _LOADS, interpret
 from expr_support import AND, IN, K, NOT, OR, P, S, cmp
 
 VER = sys.version_info[:2]
-_LOADS = {"LOAD_FAST", "LOAD_FAST_BORROW"}
-_JUMPS = {"POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_FORWARD_IF_FALSE"}
 _OPERAND_OPS = _LOADS | _JUMPS | {"LOAD_CONST", "COMPARE_OP"}
-_CMP = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def interpret(code: types.CodeType, key: Sequence[bytes]) -> object:
-    """What ``code`` returns for ``key``, read from ``dis`` (not from the verifier)."""
-    instrs = list(dis.get_instructions(code))
-    at = {ins.offset: k for k, ins in enumerate(instrs)}
-    stack: List[object] = []
-    k = 0
-    for _ in range(len(instrs) + 1):
-        ins = instrs[k]
-        k += 1
-        name = ins.opname
-        if name in ("RESUME", "NOT_TAKEN", "EXTENDED_ARG", "CACHE"):
-            continue
-        if name in _LOADS:
-            stack.append(key[ins.arg])
-        elif name == "LOAD_CONST":
-            stack.append(code.co_consts[ins.arg])
-        elif name == "COMPARE_OP":
-            b, a = stack.pop(), stack.pop()
-            op = str(ins.argval)
-            if op.startswith("bool(") and op.endswith(")"):
-                op = op[5:-1]
-            stack.append(_CMP[op](a, b))
-        elif name == "CONTAINS_OP":
-            b, a = stack.pop(), stack.pop()
-            stack.append((a in b) if ins.arg == 0 else (a not in b))  # type: ignore[operator]
-        elif name == "BUILD_SLICE":
-            stop, start = stack.pop(), stack.pop()
-            stack.append(slice(start, stop))
-        elif name == "BINARY_SUBSCR":
-            index, seq = stack.pop(), stack.pop()
-            stack.append(seq[index])  # type: ignore[index]
-        elif name == "BINARY_SLICE":
-            stop, start, seq = stack.pop(), stack.pop(), stack.pop()
-            stack.append(seq[start:stop])  # type: ignore[index]
-        elif name in _JUMPS:
-            if bool(stack.pop()) == ("TRUE" in name):
-                k = at[ins.argval]
-        elif name == "RETURN_VALUE":
-            return stack.pop()
-        elif name == "RETURN_CONST":
-            return code.co_consts[ins.arg]
-        else:
-            raise AssertionError(f"the verifier accepted {name}")
-    raise AssertionError("no return")
-
-
 def operand_bytes(code: types.CodeType) -> Set[int]:
     """Offsets in co_code of the bytes that choose a field, constant, comparison,
     jump target or jump sense (the byte of an unprefixed argument, or a jump's opcode)."""

@@ -22,79 +22,18 @@ created only for bytes the verifier has accepted.
 from __future__ import annotations
 
 import dis
-import marshal
 import random
 import types
-from typing import Dict, List, Sequence, Set
+from typing import Set
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keyfilter
 
-from conftest import AND_SHAPE_OPS, keys_for, random_spec
+from conftest import AND_SHAPE_OPS, interpret, keys_for, random_spec
 
 _OPERAND_OPS = {"LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_CONST", "COMPARE_OP", "RETURN_CONST"}
-_CMP = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def interpret(code: types.CodeType, key: Sequence[bytes]) -> object:
-    """What ``code`` returns for ``key``, read from ``dis`` (not from the verifier)."""
-    instrs = list(dis.get_instructions(code))
-    at = {ins.offset: k for k, ins in enumerate(instrs)}
-    stack: List[object] = []
-    k = 0
-    for _ in range(len(instrs) + 1):
-        ins = instrs[k]
-        k += 1
-        name = ins.opname
-        if name in ("RESUME", "NOT_TAKEN", "EXTENDED_ARG", "CACHE"):
-            continue
-        if name in ("LOAD_FAST", "LOAD_FAST_BORROW"):
-            stack.append(key[ins.arg])
-        elif name == "LOAD_CONST":
-            stack.append(code.co_consts[ins.arg])
-        elif name == "COMPARE_OP":
-            b, a = stack.pop(), stack.pop()
-            op = str(ins.argval)
-            if op.startswith("bool(") and op.endswith(")"):
-                op = op[5:-1]
-            stack.append(_CMP[op](a, b))
-        elif name == "CONTAINS_OP":
-            b, a = stack.pop(), stack.pop()
-            stack.append((a in b) if ins.arg == 0 else (a not in b))
-        elif name in ("POP_JUMP_IF_FALSE", "POP_JUMP_FORWARD_IF_FALSE"):
-            if not stack.pop():
-                k = at[ins.argval]
-        elif name in ("POP_JUMP_IF_TRUE", "POP_JUMP_FORWARD_IF_TRUE"):
-            if stack.pop():
-                k = at[ins.argval]
-        # SUFFIX leaves (specs with SUFFIX are emitted in the expression shape).
-        elif name == "BUILD_SLICE" and ins.arg == 2:
-            stop, start = stack.pop(), stack.pop()
-            stack.append(slice(start, stop))
-        elif name == "BINARY_SUBSCR":
-            index, value = stack.pop(), stack.pop()
-            stack.append(value[index])
-        elif name == "BINARY_SLICE":
-            stop, start, value = stack.pop(), stack.pop(), stack.pop()
-            stack.append(value[start:stop])
-        elif name == "RETURN_VALUE":
-            return stack.pop()
-        elif name == "RETURN_CONST":
-            return code.co_consts[ins.arg]
-        else:
-            raise AssertionError(f"the verifier accepted {name}")
-    raise AssertionError("no return")
-
-
 def operand_bytes(code: types.CodeType) -> Set[int]:
     """Offsets in co_code of argument bytes that select a field, constant or comparison."""
     out: Set[int] = set()
