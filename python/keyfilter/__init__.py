@@ -9,7 +9,10 @@
   supported CPython, and :func:`materialize` verifies such bytes and makes the
   function.
 * :class:`Client` talks to a ``keyfilter serve`` server (``pip install
-  'keyfilter[grpc]'``); failures raise :class:`KeyFilterError`.
+  'keyfilter[grpc]'``).
+* Errors: :class:`KeyFilterError` is the base; :class:`InvalidSpec` (also a
+  ``ValueError``) is a bad spec, found here or by a server; :class:`RemoteError`
+  any other failed call.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
-from ._errors import KeyFilterError
+from ._errors import InvalidSpec, KeyFilterError, RemoteError
 from ._expr import Expr, Field, all_of, any_of, field
 from ._native import Matcher
 from ._spec import Op, Predicate, Spec
@@ -36,10 +39,12 @@ __all__ = [
     "Client",
     "Expr",
     "Field",
+    "InvalidSpec",
     "KeyFilterError",
     "Matcher",
     "Op",
     "Predicate",
+    "RemoteError",
     "SUPPORTED_VERSIONS",
     "Spec",
     "all_of",

@@ -18,7 +18,7 @@ import grpc
 
 from . import _native
 from ._codegen import materialize, running_version
-from ._errors import KeyFilterError
+from ._errors import InvalidSpec, KeyFilterError, RemoteError, is_spec_message
 from ._spec import Spec
 
 __all__ = ["Client"]
@@ -68,9 +68,14 @@ def _accepted_keys(verify_key: Any) -> Dict[str, Union[bytes, str]]:
 
 
 def _error(e: grpc.RpcError) -> KeyFilterError:
+    """The keyfilter error for a failed call (raised ``from e``):
+    :class:`InvalidSpec` when the server refused the spec, else :class:`RemoteError`."""
     code = e.code() if callable(getattr(e, "code", None)) else grpc.StatusCode.UNKNOWN
     details = e.details() if callable(getattr(e, "details", None)) else str(e)
-    return KeyFilterError(code, details or "")
+    details = details or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT and is_spec_message(details):
+        return InvalidSpec(code, details)
+    return RemoteError(code, details)
 
 
 def _len_field(field: int, body: bytes) -> bytes:
@@ -124,9 +129,11 @@ class Client:
     ``require_signature=False``. ``require_signature=True`` needs a
     ``verify_key``.
 
-    Failed calls raise :class:`keyfilter.KeyFilterError` carrying the gRPC
-    status code and the server's message. Use as a context manager, or call
-    :meth:`close`.
+    Failed calls raise :class:`keyfilter.InvalidSpec` when the server refuses
+    the spec, else :class:`keyfilter.RemoteError` (both subclasses of
+    :class:`keyfilter.KeyFilterError`), carrying the gRPC status ``code`` and
+    the server's ``message``, with the ``grpc.RpcError`` as ``__cause__``. Use
+    as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -194,7 +201,7 @@ class Client:
         try:
             return self._match(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:
-            raise _error(e) from None
+            raise _error(e) from e
 
     def filter(
         self,
@@ -271,7 +278,7 @@ class Client:
         except grpc.RpcError as e:
             if failure:
                 raise failure[0] from None
-            raise _error(e) from None
+            raise _error(e) from e
         finally:
             finished.set()
             slots.release()  # wakes the request thread if it waits for a slot
@@ -300,7 +307,7 @@ class Client:
         try:
             code, version, magic, signature, key_id = self._compile(request, timeout=self._timeout(timeout))
         except grpc.RpcError as e:
-            raise _error(e) from None
+            raise _error(e) from e
         if version != sent_version:
             raise ValueError(f"the server answered for python_version {version!r}, but {sent_version!r} was asked")
         if signature and self._verify_keys:

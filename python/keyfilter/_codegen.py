@@ -8,6 +8,7 @@ from builtins import compile as builtins_compile
 from typing import Callable, Optional
 
 from . import _native, _verify
+from ._errors import spec_errors
 from ._spec import Spec, _as_u32
 
 __all__ = ["compile", "compile_code", "materialize", "running_version", "SUPPORTED_VERSIONS"]
@@ -43,11 +44,13 @@ def compile_code(spec: Spec, python_version: Optional[str] = None, name: Optiona
     ``python_version`` is ``"3.9"`` ... ``"3.15"`` (a micro version such as
     ``"3.12.7"`` is accepted; default: the running interpreter). ``name`` is the
     function's ``__name__`` (an ASCII identifier; default ``keyfilter_match``).
-    Raises ``ValueError`` with the server's message for a bad version, name or spec.
+    Raises ``ValueError`` with the server's message for a bad version or name,
+    and :class:`keyfilter.InvalidSpec` (a ``ValueError`` too) for a bad spec.
     """
     spec = _check_spec(spec)
     version = running_version() if python_version is None else python_version
-    return _native.compile_code(*spec._wire(), version, "" if name is None else name)
+    with spec_errors():
+        return _native.compile_code(*spec._wire(), version, "" if name is None else name)
 
 
 # A fixed, compiled-once factory: evaluating it runs `MAKE_FUNCTION` on its one
@@ -99,14 +102,17 @@ def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:
 
     The function takes the key's fields as ``arity`` positional bytes arguments.
     Code is generated in Rust and goes through :func:`materialize`'s verifier.
-    Raises ``ValueError`` (server's message) for an invalid spec or name.
+    Raises :class:`keyfilter.InvalidSpec` (a ``ValueError``; the server's
+    message) for an invalid spec, ``ValueError`` for an invalid name.
     """
     spec = _check_spec(spec)
     return materialize(compile_code(spec, name=name), spec.arity)
 
 
 def disassemble(spec: Spec, python_version: Optional[str] = None, name: Optional[str] = None) -> str:
-    """The generated code for ``spec`` as CPython's ``dis`` would show it."""
+    """The generated code for ``spec`` as CPython's ``dis`` would show it
+    (:class:`keyfilter.InvalidSpec` for an invalid spec)."""
     spec = _check_spec(spec)
     version = running_version() if python_version is None else python_version
-    return _native.disassemble(*spec._wire(), version, "" if name is None else name)
+    with spec_errors():
+        return _native.disassemble(*spec._wire(), version, "" if name is None else name)
