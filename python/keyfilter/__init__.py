@@ -22,7 +22,7 @@ from typing import Any
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
 from ._errors import InvalidSpec, KeyFilterError, RemoteError
 from ._expr import Expr, Field, all_of, any_of, field
-from ._native import Matcher
+from ._matcher import Matcher
 from ._spec import Op, Predicate, Spec
 
 try:

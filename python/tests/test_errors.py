@@ -30,11 +30,13 @@ def test_the_hierarchy():
     [
         lambda spec: spec.validate(),
         lambda spec: spec.explain(),
+        lambda spec: keyfilter.Matcher(spec),
+        lambda spec: keyfilter.Matcher(spec, encoding="utf-8"),
         lambda spec: keyfilter.compile(spec),
         lambda spec: keyfilter.compile_code(spec, python_version="3.12"),
         lambda spec: keyfilter.disassemble(spec, python_version="3.14"),
     ],
-    ids=["validate", "explain", "compile", "compile_code", "disassemble"],
+    ids=["validate", "explain", "Matcher", "Matcher-encoding", "compile", "compile_code", "disassemble"],
 )
 def test_a_bad_spec_is_invalid_spec_everywhere_with_the_server_message(call):
     with pytest.raises(InvalidSpec) as info:
