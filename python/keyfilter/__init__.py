@@ -17,13 +17,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
 from ._errors import InvalidSpec, KeyFilterError, RemoteError
 from ._expr import Expr, Field, all_of, any_of, field
 from ._matcher import Matcher
 from ._spec import Op, Predicate, Spec
+
+if TYPE_CHECKING:
+    # Type checkers see the real class (its methods and signatures); at run
+    # time it is imported on first use by __getattr__ below, because it needs
+    # the grpc extra.
+    from ._client import Client
 
 try:
     from importlib.metadata import PackageNotFoundError, version as _version
@@ -58,7 +64,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The client needs grpcio and protobuf (the `grpc` extra): imported on first use.
+    """Imports :class:`Client` on first use: it needs grpcio (the ``grpc`` extra)."""
     if name == "Client":
         try:
             from ._client import Client
