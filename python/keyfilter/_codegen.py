@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import types
 from builtins import compile as builtins_compile
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from . import _native, _verify
 from ._errors import spec_errors
@@ -83,6 +83,10 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
     anything else raises ``ValueError`` saying what is wrong. ``python_version``,
     if given, must name the running interpreter's version. The function gets
     empty builtins: ``{"__builtins__": {}}``.
+
+    The marshal bytes do not say which version they were generated for; when
+    the verifier refuses them, the error says whether they are the generator's
+    code for another supported version ("built for CPython 3.12, this is 3.11").
     """
     arity = _as_u32(arity, "arity")
     running = running_version()
@@ -90,10 +94,37 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
         raise ValueError(
             f"code for Python {python_version} cannot run on Python {running}: compile it for {running}"
         )
-    code_object = _verify.load_code(code, arity)
+    try:
+        code_object = _verify.load_code(code, arity)
+    except ValueError as e:
+        built_for = _generated_for_other_versions(code, arity)
+        if not built_for:
+            raise
+        raise ValueError(
+            f"code object rejected: built for CPython {' or '.join(built_for)}, this is {running}: "
+            f"generate it for {running} (compile_code(spec, python_version={running!r}); "
+            f"Client.compile asks the server for this interpreter's)"
+        ) from e
     # A globals dict with "__builtins__" set: without it, 3.9 builds a
     # builtins dict on every call.
     return _make_function(code_object, {"__builtins__": {}})
+
+
+def _generated_for_other_versions(code: object, arity: int) -> List[str]:
+    """The other supported versions whose generator output ``code`` is, by
+    their opcode tables (the marshal bytes carry no version). Only run once
+    the verifier has refused ``code``, to say why; costs a parse per version."""
+    if not isinstance(code, (bytes, bytearray, memoryview)):
+        return []
+    running = running_version()
+    found = []
+    for version in SUPPORTED_VERSIONS:
+        if version == running:
+            continue
+        table = {name: (number, caches) for name, number, caches in _native.opcodes(version)}
+        if _verify.is_generated_for(bytes(code), arity, int(version.split(".")[1]), table):
+            found.append(version)
+    return found
 
 
 def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:

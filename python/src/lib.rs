@@ -18,7 +18,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use keyfilter_core::codegen::{self, PyVersion, SUPPORTED};
+use keyfilter_core::codegen::{self, Opcode, PyVersion, SUPPORTED};
 use keyfilter_core::eval;
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput};
@@ -231,6 +231,23 @@ fn magic<'py>(py: Python<'py>, python_version: &str) -> PyResult<Bound<'py, PyBy
 #[pyfunction]
 fn supported_versions() -> Vec<String> {
     SUPPORTED.iter().map(|v| v.to_string()).collect()
+}
+
+/// The opcodes the generator emits on `python_version`: `[(dis name, number,
+/// inline cache units), ...]`, from the generator's own version table. The
+/// verifier checks code for the running interpreter with that interpreter's
+/// `dis`; this lets it recognize code generated for another version.
+#[pyfunction]
+fn opcodes(python_version: &str) -> PyResult<Vec<(&'static str, u8, u8)>> {
+    let version = parse_version(python_version)?;
+    Ok(Opcode::ALL
+        .iter()
+        .filter_map(|&op| {
+            version
+                .opcode(op)
+                .map(|(number, caches)| (version.opname(op), number, caches))
+        })
+        .collect())
 }
 
 /// Largest `code_len` that `line_table` accepts: far above any code object
@@ -983,6 +1000,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(magic, m)?)?;
     m.add_function(wrap_pyfunction!(supported_versions, m)?)?;
     m.add_function(wrap_pyfunction!(line_table, m)?)?;
+    m.add_function(wrap_pyfunction!(opcodes, m)?)?;
     m.add_function(wrap_pyfunction!(encode_keys, m)?)?;
     m.add_function(wrap_pyfunction!(encode_spec, m)?)?;
     m.add_function(wrap_pyfunction!(decode_match_response, m)?)?;
