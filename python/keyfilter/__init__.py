@@ -9,18 +9,27 @@
   supported CPython, and :func:`materialize` verifies such bytes and makes the
   function.
 * :class:`Client` talks to a ``keyfilter serve`` server (``pip install
-  'keyfilter[grpc]'``); failures raise :class:`KeyFilterError`.
+  'keyfilter[grpc]'``).
+* Errors: :class:`KeyFilterError` is the base; :class:`InvalidSpec` (also a
+  ``ValueError``) is a bad spec, found here or by a server; :class:`RemoteError`
+  any other failed call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
-from ._errors import KeyFilterError
+from ._errors import InvalidSpec, KeyFilterError, RemoteError
 from ._expr import Expr, Field, all_of, any_of, field
-from ._native import Matcher
+from ._matcher import Matcher
 from ._spec import Op, Predicate, Spec
+
+if TYPE_CHECKING:
+    # Type checkers see the real class (its methods and signatures); at run
+    # time it is imported on first use by __getattr__ below, because it needs
+    # the grpc extra.
+    from ._client import Client
 
 try:
     from importlib.metadata import PackageNotFoundError, version as _version
@@ -36,10 +45,12 @@ __all__ = [
     "Client",
     "Expr",
     "Field",
+    "InvalidSpec",
     "KeyFilterError",
     "Matcher",
     "Op",
     "Predicate",
+    "RemoteError",
     "SUPPORTED_VERSIONS",
     "Spec",
     "all_of",
@@ -53,7 +64,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The client needs grpcio and protobuf (the `grpc` extra): imported on first use.
+    """Imports :class:`Client` on first use: it needs grpcio (the ``grpc`` extra)."""
     if name == "Client":
         try:
             from ._client import Client

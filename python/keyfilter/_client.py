@@ -11,14 +11,15 @@ import collections
 import collections.abc
 import importlib.util
 import itertools
+import re
 import threading
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
 from . import _native
 from ._codegen import materialize, running_version
-from ._errors import KeyFilterError
+from ._errors import InvalidSpec, KeyFilterError, RemoteError, is_spec_message
 from ._spec import Spec
 
 __all__ = ["Client"]
@@ -31,6 +32,11 @@ _UNSET: Any = object()
 
 SpecLike = Union[Spec, Any]  # a Spec, or a keyfilter.v1.FilterSpec message
 Key = Sequence[bytes]
+# gRPC metadata: (key, value) pairs; a value is str, or bytes for a key ending in "-bin".
+Metadata = Sequence[Tuple[str, Union[str, bytes]]]
+_MetadataTuple = Tuple[Tuple[str, Union[str, bytes]], ...]
+# What gRPC accepts as a metadata key (lower case: HTTP/2 header names).
+_METADATA_KEY = re.compile(r"[0-9a-z_.\-]+\Z")
 
 
 class _SpecBytes:
@@ -67,10 +73,57 @@ def _accepted_keys(verify_key: Any) -> Dict[str, Union[bytes, str]]:
     return {_native.default_key_id(verify_key): verify_key}
 
 
+def _bearer(token: Optional[str]) -> _MetadataTuple:
+    """``Client(token=...)`` as its ``authorization`` metadata (empty: no token)."""
+    if token is None:
+        return ()
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    # A header value is printable ASCII; the server trims whitespace around
+    # the token, so a token with any would never be the one configured.
+    if not token or token != token.strip() or not all(" " <= c <= "~" for c in token):
+        raise ValueError("token must be non-empty printable ASCII without surrounding whitespace")
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _checked_metadata(metadata: Metadata) -> _MetadataTuple:
+    """``metadata`` as a tuple of pairs, each checked as gRPC will check it
+    (so a mistake fails here, naming the pair, and not as a failed call)."""
+    if isinstance(metadata, (str, bytes, collections.abc.Mapping)):
+        raise TypeError(f"metadata must be a sequence of (key, value) pairs, not {type(metadata).__name__}")
+    out = []
+    for i, pair in enumerate(metadata):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"metadata[{i}]: expected a (key, value) pair, got {pair!r}")
+        key, value = pair
+        if not isinstance(key, str) or not _METADATA_KEY.match(key) or key.startswith("grpc-"):
+            raise ValueError(
+                f"metadata[{i}]: key {key!r} is not a gRPC metadata key "
+                "(lower-case letters, digits, '-', '_' and '.'; not starting with 'grpc-')"
+            )
+        binary = key.endswith("-bin")
+        if binary and not isinstance(value, bytes):
+            raise TypeError(f"metadata[{i}]: the value of a '-bin' key must be bytes, not {type(value).__name__}")
+        if not binary and not (isinstance(value, str) and all(" " <= c <= "~" for c in value)):
+            raise ValueError(f"metadata[{i}]: the value of {key!r} must be a str of printable ASCII, got {value!r}")
+        out.append((key, value))
+    return tuple(out)
+
+
+def _sets_authorization(metadata: _MetadataTuple) -> bool:
+    """Whether ``metadata`` has an ``authorization`` entry."""
+    return any(key == "authorization" for key, _ in metadata)
+
+
 def _error(e: grpc.RpcError) -> KeyFilterError:
+    """The keyfilter error for a failed call (raised ``from e``):
+    :class:`InvalidSpec` when the server refused the spec, else :class:`RemoteError`."""
     code = e.code() if callable(getattr(e, "code", None)) else grpc.StatusCode.UNKNOWN
     details = e.details() if callable(getattr(e, "details", None)) else str(e)
-    return KeyFilterError(code, details or "")
+    details = details or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT and is_spec_message(details):
+        return InvalidSpec(code, details)
+    return RemoteError(code, details)
 
 
 def _len_field(field: int, body: bytes) -> bytes:
@@ -112,6 +165,14 @@ class Client:
     :meth:`filter`, of the whole stream); None means none. Every method also
     takes ``timeout=`` for that call.
 
+    ``token`` is a bearer token for a server started with ``--auth-tokens`` or
+    ``--auth-tokens-file``: every call then sends ``authorization: Bearer
+    <token>``, over TLS or plaintext alike (plaintext shows the token to
+    anyone on the path: use it on loopback only). ``metadata`` is gRPC
+    metadata sent with every call, ``(key, value)`` pairs; every method also
+    takes ``metadata=``, sent after the client's (neither may set
+    ``authorization`` when ``token`` does).
+
     ``verify_key`` holds the server's Ed25519 public key(s) (each 32 bytes, 64
     hex digits or a PEM block, as ``keyfilter pubkey`` prints it), either one
     key, accepted under the key id a server gives it by default (the first 8
@@ -124,9 +185,11 @@ class Client:
     ``require_signature=False``. ``require_signature=True`` needs a
     ``verify_key``.
 
-    Failed calls raise :class:`keyfilter.KeyFilterError` carrying the gRPC
-    status code and the server's message. Use as a context manager, or call
-    :meth:`close`.
+    Failed calls raise :class:`keyfilter.InvalidSpec` when the server refuses
+    the spec, else :class:`keyfilter.RemoteError` (both subclasses of
+    :class:`keyfilter.KeyFilterError`), carrying the gRPC status ``code`` and
+    the server's ``message``, with the ``grpc.RpcError`` as ``__cause__``. Use
+    as a context manager, or call :meth:`close`.
     """
 
     def __init__(
@@ -138,7 +201,15 @@ class Client:
         options: Sequence[Any] = (),
         verify_key: Union[bytes, str, Mapping[str, Union[bytes, str]], None] = None,
         require_signature: Optional[bool] = None,
+        token: Optional[str] = None,
+        metadata: Metadata = (),
     ) -> None:
+        """Opens the channel (lazily: nothing is sent before the first call)."""
+        # Checked before the channel exists, so a bad argument leaks nothing.
+        self._metadata = _bearer(token) + _checked_metadata(metadata)
+        self._has_token = token is not None
+        if self._has_token and _sets_authorization(self._metadata[1:]):
+            raise ValueError("metadata: 'authorization' is already set by token=")
         opts = [
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -176,6 +247,13 @@ class Client:
     def _timeout(self, timeout: Optional[float]) -> Optional[float]:
         return self.timeout if timeout is _UNSET else timeout
 
+    def _call_metadata(self, metadata: Metadata) -> Optional[_MetadataTuple]:
+        """The metadata of one call: the client's (token first), then ``metadata``."""
+        extra = _checked_metadata(metadata)
+        if self._has_token and _sets_authorization(extra):
+            raise ValueError("metadata: 'authorization' is already set by the client's token=")
+        return (self._metadata + extra) or None
+
     def match(
         self,
         spec: SpecLike,
@@ -183,18 +261,20 @@ class Client:
         *,
         packed: bool = False,
         timeout: Optional[float] = _UNSET,
+        metadata: Metadata = (),
     ) -> List[bool]:
         """Evaluates ``spec`` on ``keys`` (tuples of bytes) in one ``Match``
         call; returns one bool per key. ``packed=True`` sends the keys in the
         compact ``PackedKeys`` form."""
+        call_metadata = self._call_metadata(metadata)
         # list(iter(keys)), not list(keys): the latter presizes from keys.__len__, which may lie.
         request = _match_request(
             _SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(iter(keys)), packed
         )
         try:
-            return self._match(request, timeout=self._timeout(timeout))
+            return self._match(request, timeout=self._timeout(timeout), metadata=call_metadata)
         except grpc.RpcError as e:
-            raise _error(e) from None
+            raise _error(e) from e
 
     def filter(
         self,
@@ -205,6 +285,7 @@ class Client:
         packed: bool = False,
         window: int = 4,
         timeout: Optional[float] = _UNSET,
+        metadata: Metadata = (),
     ) -> Iterator[Key]:
         """Streams ``keys`` through the server's ``Filter`` and yields the
         matching keys themselves, in order.
@@ -221,7 +302,10 @@ class Client:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive int, got {window!r}")
-        return self._stream(_SpecBytes(spec), iter(keys), batch_size, packed, window, self._timeout(timeout))
+        call_metadata = self._call_metadata(metadata)
+        return self._stream(
+            _SpecBytes(spec), iter(keys), batch_size, packed, window, self._timeout(timeout), call_metadata
+        )
 
     def _stream(
         self,
@@ -231,6 +315,7 @@ class Client:
         packed: bool,
         window: int,
         timeout: Optional[float],
+        metadata: Optional[_MetadataTuple],
     ) -> Iterator[Key]:
         slots = threading.Semaphore(window)
         in_flight: Deque[List[Key]] = collections.deque()
@@ -260,7 +345,7 @@ class Client:
                 start += len(batch)
                 yield request
 
-        call = self._filter(requests(), timeout=timeout)
+        call = self._filter(requests(), timeout=timeout, metadata=metadata)
         try:
             for _, matched in call:
                 batch = in_flight.popleft()
@@ -271,7 +356,7 @@ class Client:
         except grpc.RpcError as e:
             if failure:
                 raise failure[0] from None
-            raise _error(e) from None
+            raise _error(e) from e
         finally:
             finished.set()
             slots.release()  # wakes the request thread if it waits for a slot
@@ -285,6 +370,7 @@ class Client:
         name: Optional[str] = None,
         *,
         timeout: Optional[float] = _UNSET,
+        metadata: Metadata = (),
     ) -> Callable[..., bool]:
         """Has the server generate code for ``spec`` for this interpreter
         (``Compile`` with ``python_version`` = ``"3.<minor>"``), checks the magic
@@ -293,14 +379,17 @@ class Client:
         ``require_signature``, and code signed under a key id not given, or
         signed for another request), and returns the function made by
         :func:`keyfilter.materialize`, which verifies the code first."""
+        call_metadata = self._call_metadata(metadata)
         message = _SpecBytes(spec)
         sent_version = running_version()
         sent_name = name or ""
         request = _compile_request(message, sent_version, sent_name)
         try:
-            code, version, magic, signature, key_id = self._compile(request, timeout=self._timeout(timeout))
+            code, version, magic, signature, key_id = self._compile(
+                request, timeout=self._timeout(timeout), metadata=call_metadata
+            )
         except grpc.RpcError as e:
-            raise _error(e) from None
+            raise _error(e) from e
         if version != sent_version:
             raise ValueError(f"the server answered for python_version {version!r}, but {sent_version!r} was asked")
         if signature and self._verify_keys:

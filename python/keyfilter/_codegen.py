@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import types
 from builtins import compile as builtins_compile
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from . import _native, _verify
+from ._errors import spec_errors
 from ._spec import Spec, _as_u32
 
 __all__ = ["compile", "compile_code", "materialize", "running_version", "SUPPORTED_VERSIONS"]
@@ -43,11 +44,13 @@ def compile_code(spec: Spec, python_version: Optional[str] = None, name: Optiona
     ``python_version`` is ``"3.9"`` ... ``"3.15"`` (a micro version such as
     ``"3.12.7"`` is accepted; default: the running interpreter). ``name`` is the
     function's ``__name__`` (an ASCII identifier; default ``keyfilter_match``).
-    Raises ``ValueError`` with the server's message for a bad version, name or spec.
+    Raises ``ValueError`` with the server's message for a bad version or name,
+    and :class:`keyfilter.InvalidSpec` (a ``ValueError`` too) for a bad spec.
     """
     spec = _check_spec(spec)
     version = running_version() if python_version is None else python_version
-    return _native.compile_code(*spec._wire(), version, "" if name is None else name)
+    with spec_errors():
+        return _native.compile_code(*spec._wire(), version, "" if name is None else name)
 
 
 # A fixed, compiled-once factory: evaluating it runs `MAKE_FUNCTION` on its one
@@ -80,6 +83,10 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
     anything else raises ``ValueError`` saying what is wrong. ``python_version``,
     if given, must name the running interpreter's version. The function gets
     empty builtins: ``{"__builtins__": {}}``.
+
+    The marshal bytes do not say which version they were generated for; when
+    the verifier refuses them, the error says whether they are the generator's
+    code for another supported version ("built for CPython 3.12, this is 3.11").
     """
     arity = _as_u32(arity, "arity")
     running = running_version()
@@ -87,10 +94,37 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
         raise ValueError(
             f"code for Python {python_version} cannot run on Python {running}: compile it for {running}"
         )
-    code_object = _verify.load_code(code, arity)
+    try:
+        code_object = _verify.load_code(code, arity)
+    except ValueError as e:
+        built_for = _generated_for_other_versions(code, arity)
+        if not built_for:
+            raise
+        raise ValueError(
+            f"code object rejected: built for CPython {' or '.join(built_for)}, this is {running}: "
+            f"generate it for {running} (compile_code(spec, python_version={running!r}); "
+            f"Client.compile asks the server for this interpreter's)"
+        ) from e
     # A globals dict with "__builtins__" set: without it, 3.9 builds a
     # builtins dict on every call.
     return _make_function(code_object, {"__builtins__": {}})
+
+
+def _generated_for_other_versions(code: object, arity: int) -> List[str]:
+    """The other supported versions whose generator output ``code`` is, by
+    their opcode tables (the marshal bytes carry no version). Only run once
+    the verifier has refused ``code``, to say why; costs a parse per version."""
+    if not isinstance(code, (bytes, bytearray, memoryview)):
+        return []
+    running = running_version()
+    found = []
+    for version in SUPPORTED_VERSIONS:
+        if version == running:
+            continue
+        table = {name: (number, caches) for name, number, caches in _native.opcodes(version)}
+        if _verify.is_generated_for(bytes(code), arity, int(version.split(".")[1]), table):
+            found.append(version)
+    return found
 
 
 def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:
@@ -99,14 +133,17 @@ def compile(spec: Spec, *, name: Optional[str] = None) -> Callable[..., bool]:
 
     The function takes the key's fields as ``arity`` positional bytes arguments.
     Code is generated in Rust and goes through :func:`materialize`'s verifier.
-    Raises ``ValueError`` (server's message) for an invalid spec or name.
+    Raises :class:`keyfilter.InvalidSpec` (a ``ValueError``; the server's
+    message) for an invalid spec, ``ValueError`` for an invalid name.
     """
     spec = _check_spec(spec)
     return materialize(compile_code(spec, name=name), spec.arity)
 
 
 def disassemble(spec: Spec, python_version: Optional[str] = None, name: Optional[str] = None) -> str:
-    """The generated code for ``spec`` as CPython's ``dis`` would show it."""
+    """The generated code for ``spec`` as CPython's ``dis`` would show it
+    (:class:`keyfilter.InvalidSpec` for an invalid spec)."""
     spec = _check_spec(spec)
     version = running_version() if python_version is None else python_version
-    return _native.disassemble(*spec._wire(), version, "" if name is None else name)
+    with spec_errors():
+        return _native.disassemble(*spec._wire(), version, "" if name is None else name)

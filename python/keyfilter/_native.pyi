@@ -1,6 +1,6 @@
 """Type stubs of keyfilter._native, the Rust half of the package."""
 
-from typing import Union, Any, Iterable, List, Optional, Sequence, Tuple
+from typing import Union, Any, Iterable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 _Wire = Iterable[Tuple[int, int, bytes, Iterable[bytes]]]
 # An expression node, or None for no expression:
@@ -10,27 +10,36 @@ _Expr = Optional[Sequence[Any]]
 
 DEFAULT_NAME: str
 
+_M = TypeVar("_M", bound="Matcher")
+# A field of a key: bytes, or a str for a matcher with an encoding.
+_Field = Union[bytes, str]
+
 class Matcher:
     """Evaluates a spec natively: ``m(*key) -> bool``, ``m.mask(keys)``, ``m.filter(keys)``.
 
-    ``Matcher(spec)`` reads ``spec._wire()`` (arity, predicates, expression) and
-    validates it (ValueError with the server's message).
-    A key is a tuple (or list) of exactly ``arity`` bytes objects; wrong arity
+    ``Matcher(spec, encoding=None)`` reads ``spec._wire()`` (arity, predicates,
+    expression) and validates it (ValueError with the server's message).
+    A key is a tuple (or list) of exactly ``arity`` bytes objects (or str,
+    encoded with ``encoding`` when one is given); wrong arity
     raises ValueError (TypeError for a direct call), a non-bytes field
     TypeError, each naming the key (``keys[7][1]: expected bytes, got str``).
+    Subclassed by ``keyfilter.Matcher``.
     """
 
-    def __init__(self, spec: Any) -> None: ...
+    def __new__(cls: Type[_M], spec: Any, encoding: Optional[str] = None) -> _M: ...
     @property
     def arity(self) -> int:
         """Number of fields every key must have."""
-    def __call__(self, *key: bytes) -> bool:
+    @property
+    def encoding(self) -> Optional[str]:
+        """The codec ``str`` fields are encoded with; None when they are refused."""
+    def __call__(self, *key: _Field) -> bool:
         """Whether the key whose fields are the arguments matches."""
-    def mask(self, keys: Iterable[Sequence[bytes]]) -> List[bool]:
+    def mask(self, keys: Iterable[Sequence[_Field]]) -> List[bool]:
         """One bool per key, in order."""
-    def filter(self, keys: Iterable[Sequence[bytes]]) -> List[Any]:
+    def filter(self, keys: Iterable[Sequence[_Field]]) -> List[Any]:
         """A new list of the matching key objects themselves, in order."""
-    def count(self, keys: Iterable[Sequence[bytes]]) -> int:
+    def count(self, keys: Iterable[Sequence[_Field]]) -> int:
         """The number of matching keys."""
 
 def validate(arity: int, predicates: _Wire, expr: _Expr) -> None: ...
@@ -43,6 +52,8 @@ def disassemble(arity: int, predicates: _Wire, expr: _Expr, python_version: str,
 def magic(python_version: str) -> bytes: ...
 def supported_versions() -> List[str]: ...
 def line_table(python_version: str, code_len: int) -> bytes: ...
+def opcodes(python_version: str) -> List[Tuple[str, int, int]]:
+    """The generator's opcodes on that version: ``(dis name, number, inline cache units)``."""
 def encode_keys(
     keys: Iterable[Sequence[bytes]], field: int, *, arity: Optional[int] = None, packed: bool = False, start: int = 0
 ) -> bytes:

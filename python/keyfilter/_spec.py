@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, List, Optional, Tuple, Union
 
 from . import _native
+from ._errors import InvalidSpec, spec_errors
 from ._expr import Expr, Field, WireNode, _build, all_of, any_of
 from ._predicate import Op, Predicate, _as_u32
 
@@ -33,8 +34,9 @@ class Spec:
     Building only checks types. Whether the spec is valid (fields below the
     arity, size limits, ...) is checked by :meth:`validate` and by everything
     that uses the spec (:class:`keyfilter.Matcher`, :func:`keyfilter.compile`,
-    ...), which raise ``ValueError`` with exactly the message the server gives
-    for the same spec (``spec.predicates[1]: field 5 is out of range ...``).
+    ...), which raise :class:`keyfilter.InvalidSpec` (a ``ValueError``) with
+    exactly the message the server gives for the same spec
+    (``spec.predicates[1]: field 5 is out of range ...``).
     """
 
     __slots__ = ("_arity", "_predicates", "_expr")
@@ -181,19 +183,22 @@ class Spec:
     def validate(self) -> Spec:
         """Checks the spec exactly as the server does (default limits).
 
-        Returns the spec; raises ``ValueError`` with the server's message, e.g.
+        Returns the spec; raises :class:`keyfilter.InvalidSpec` (a
+        ``ValueError``) with the server's message, e.g.
         ``spec.predicates[1]: field 5 is out of range for arity 3`` or
         ``spec.expr.any.items[2].negate: empty expression``.
         """
-        _native.validate(*self._wire())
+        with spec_errors():
+            _native.validate(*self._wire())
         return self
 
     def explain(self) -> str:
         """The plan the spec is evaluated by, as text: the checks the
         predicates and the expression come down to after normalization, for
-        reading (the format may change). Raises ``ValueError`` (the server's
-        message) for an invalid spec."""
-        return _native.explain(*self._wire())
+        reading (the format may change). Raises :class:`keyfilter.InvalidSpec`
+        (the server's message) for an invalid spec."""
+        with spec_errors():
+            return _native.explain(*self._wire())
 
     def to_json(self) -> str:
         """The spec in the project's spec file format (JSON), as ``keyfilter``'s
@@ -204,12 +209,17 @@ class Spec:
     def from_json(cls, text: str) -> Spec:
         """Parses spec file text (JSON; see :meth:`to_json`).
 
-        Raises ``ValueError`` naming the JSON path at fault, e.g.
-        ``predicates[0].op: unknown op "like" ...``. Does not validate.
+        Raises :class:`keyfilter.InvalidSpec` (a ``ValueError``) naming the
+        JSON path at fault, e.g. ``predicates[0].op: unknown op "like" ...``.
+        Does not validate.
         """
         if not isinstance(text, str):
             raise TypeError(f"from_json() expects str, not {type(text).__name__}")
-        arity, predicates, expr = _native.spec_from_json(text)
+        try:
+            arity, predicates, expr = _native.spec_from_json(text)
+        except ValueError as e:
+            # Every fault of spec file text is a fault of the spec it states.
+            raise InvalidSpec(str(e)) from None
         return cls(
             arity,
             (Predicate(f, op, v, vs) for f, op, v, vs in predicates),

@@ -53,7 +53,7 @@ import sys
 import types
 from typing import Dict, List, Optional, Set, Tuple
 
-__all__ = ["load_code", "verify", "single_line_table"]
+__all__ = ["load_code", "verify", "single_line_table", "is_generated_for"]
 
 CO_OPTIMIZED = 0x1
 CO_NEWLOCALS = 0x2
@@ -172,25 +172,39 @@ def _cache_entries(op: int, name: str) -> int:
     raise _fail(f"cannot find the inline cache sizes of Python 3.{_MINOR}")
 
 
-class _Facts:
-    """The allowlist resolved against the running interpreter's opcode numbers."""
+# An opcode table of another version: {dis name: (number, inline cache units)}.
+OpcodeTable = Dict[str, Tuple[int, int]]
 
-    def __init__(self, minor: int) -> None:
+
+class _Facts:
+    """The allowlist resolved against opcode numbers: the running
+    interpreter's (from its ``dis``), or those of ``table`` for code
+    generated for another version (see :func:`is_generated_for`)."""
+
+    def __init__(self, minor: int, table: Optional[OpcodeTable] = None) -> None:
         self.minor = minor
         self.roles: Dict[int, str] = {}
         self.names: Dict[int, str] = {}
         self.caches: Dict[int, int] = {}
+        if table is not None and minor >= 11:
+            table = {"CACHE": (0, 0), **table}  # CACHE is opcode 0 on every version that has it
+        opmap = dis.opmap if table is None else {name: op for name, (op, _) in table.items()}
         for name, role in _allowed_opnames(minor).items():
-            op = dis.opmap.get(name)
+            op = opmap.get(name)
+            if op is None and table is not None:
+                continue  # an alternative the generator never emits (3.14+'s plain LOAD_FAST)
             if op is None or op > 255:
                 raise _fail(f"Python 3.{minor} has no opcode {name}")
             self.roles[op] = role
             self.names[op] = name
-            self.caches[op] = 0 if role == "cache" else _cache_entries(op, name)
-        self.cache_op = dis.opmap.get("CACHE") if minor >= 11 else None
+            if role == "cache":
+                self.caches[op] = 0
+            else:
+                self.caches[op] = _cache_entries(op, name) if table is None else table[name][1]
+        self.cache_op = opmap.get("CACHE") if minor >= 11 else None
         self.compare_args = _compare_args(minor)
-        self.and_load = dis.opmap[_and_load(minor)]
-        self.expr_loads = {dis.opmap[n] for n in _EXPR_LOADS.get(minor, (_and_load(minor),))}
+        self.and_load = opmap[_and_load(minor)]
+        self.expr_loads = {opmap[n] for n in _EXPR_LOADS.get(minor, (_and_load(minor),)) if n in opmap}
         # One name per role, for messages ("the generator emits LOAD_CONST here").
         self.role_names: Dict[str, str] = {}
         for op, role in sorted(self.roles.items()):
@@ -401,6 +415,21 @@ def load_code(data: bytes, arity: int) -> types.CodeType:
         raise _fail(f"marshal gave a {type(code).__name__}, not a code object")
     verify(code, arity)
     return code
+
+
+def is_generated_for(data: bytes, arity: int, minor: int, table: OpcodeTable) -> bool:
+    """Whether ``data`` passes every check of :func:`load_code` as code for
+    CPython ``3.<minor>``, whose opcodes are ``table`` (the generator's
+    ``{name: (number, caches)}`` for that version); never loads it.
+
+    For messages only: after ``load_code`` refused ``data``, this tells code
+    generated for another version from code that is simply bad."""
+    try:
+        fields = _parse_code(bytes(data), minor)  # stands in for the code object, as in load_code
+        _verify_fields(fields, arity, _Facts(minor, table))  # type: ignore[arg-type]
+    except Exception:  # any fault at all means "not that version's code"
+        return False
+    return True
 
 
 def _check_header(code: types.CodeType, arity: int) -> None:

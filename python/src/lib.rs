@@ -8,6 +8,7 @@
 //! number (the core's `SpecInput`), so that validation sees exactly what the
 //! server would see and reports exactly the server's message.
 
+use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::os::raw::c_char;
 
@@ -17,7 +18,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use keyfilter_core::codegen::{self, PyVersion, SUPPORTED};
+use keyfilter_core::codegen::{self, Opcode, PyVersion, SUPPORTED};
 use keyfilter_core::eval;
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput};
@@ -232,6 +233,23 @@ fn supported_versions() -> Vec<String> {
     SUPPORTED.iter().map(|v| v.to_string()).collect()
 }
 
+/// The opcodes the generator emits on `python_version`: `[(dis name, number,
+/// inline cache units), ...]`, from the generator's own version table. The
+/// verifier checks code for the running interpreter with that interpreter's
+/// `dis`; this lets it recognize code generated for another version.
+#[pyfunction]
+fn opcodes(python_version: &str) -> PyResult<Vec<(&'static str, u8, u8)>> {
+    let version = parse_version(python_version)?;
+    Ok(Opcode::ALL
+        .iter()
+        .filter_map(|&op| {
+            version
+                .opcode(op)
+                .map(|(number, caches)| (version.opname(op), number, caches))
+        })
+        .collect())
+}
+
 /// Largest `code_len` that `line_table` accepts: far above any code object
 /// the generator makes, and it bounds the table built from a caller's number.
 const MAX_CODE_LEN: usize = 1 << 30;
@@ -282,20 +300,95 @@ unsafe fn push_bytes(obj: *mut ffi::PyObject, out: &mut Vec<(*const u8, usize)>)
 
 type GetItem = unsafe extern "C" fn(*mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject;
 
+/// What `read_fields` does with a `str` field (any other non-bytes field is
+/// a TypeError).
+#[derive(Clone, Copy)]
+enum StrFields<'a> {
+    /// A TypeError (the client: keys go on the wire as given).
+    Refuse,
+    /// A TypeError that says how a `Matcher` would take it.
+    RefuseWithHint,
+    /// Encoded with this codec (`Matcher(spec, encoding=...)`).
+    Encode(&'a CStr),
+}
+
+/// The codecs a `Matcher` encodes `str` fields with: those that CPython's
+/// `PyUnicode_AsEncodedString` runs in C, without calling the codec registry.
+/// Others would run Python code in the middle of a scan, while the matcher
+/// holds borrowed references into the keys (see `for_each_key`), which that
+/// code could free. Names as CPython normalizes them for that fast path.
+const C_CODECS: [&str; 12] = [
+    "utf_8",
+    "utf8",
+    "utf_16",
+    "utf16",
+    "utf_32",
+    "utf32",
+    "ascii",
+    "us_ascii",
+    "latin1",
+    "latin_1",
+    "iso_8859_1",
+    "iso8859_1",
+];
+
+/// `encoding` as a C string, if it is one of [`C_CODECS`].
+fn c_codec(encoding: &str) -> PyResult<CString> {
+    // CPython's normalization: lower case, punctuation but '.' to '_'.
+    let normalized: String = encoding
+        .trim()
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || c == '.' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    if !C_CODECS.contains(&normalized.as_str()) {
+        return Err(PyValueError::new_err(format!(
+            "encoding: {encoding:?} is not supported: a Matcher encodes str fields with \
+             utf-8, ascii, latin-1, utf-16 or utf-32 (the codecs CPython runs in C)"
+        )));
+    }
+    CString::new(encoding).map_err(|_| PyValueError::new_err("encoding: contains a NUL character"))
+}
+
+/// `text` encoded with `encoding` (strict errors), as a new bytes object.
+///
+/// `encoding` is one of [`C_CODECS`], so no Python code runs, except when
+/// it fails: raising `UnicodeEncodeError` may run the garbage collector, and
+/// so finalizers, but then the error ends the scan before any field read
+/// earlier is used.
+fn encode_str<'py>(text: Borrowed<'_, 'py, PyAny>, encoding: &CStr) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `text` is a live str and the GIL is held; the result is a new
+    // reference, or NULL with an exception set.
+    unsafe {
+        let encoded = ffi::PyUnicode_AsEncodedString(text.as_ptr(), encoding.as_ptr(), c"strict".as_ptr());
+        Bound::from_owned_ptr_or_err(text.py(), encoded)
+    }
+}
+
 /// Reads the fields of `key` (a tuple or list of bytes) as (pointer, length)
 /// pairs into `out`, checking every field's type, and the arity if given.
 ///
 /// The pointers stay valid while `key` is alive and unmodified: a tuple is
 /// immutable and holds its fields, and no Python code runs between this call
 /// and the use of `out` (the GIL is held throughout; abi3 modules never run on
-/// free-threaded interpreters).
-fn read_fields(
-    key: Borrowed<'_, '_, PyAny>,
+/// free-threaded interpreters). A `str` field encoded under
+/// `StrFields::Encode` points into a new bytes object, held in `keep` until
+/// the next call.
+// Inlined: out of line, its longer argument list cost a direct
+// `Matcher.__call__` a few nanoseconds (~5 %).
+#[inline(always)]
+fn read_fields<'py>(
+    key: Borrowed<'_, 'py, PyAny>,
     arity: Option<usize>,
     origin: Origin,
     out: &mut Vec<(*const u8, usize)>,
+    strs: StrFields<'_>,
+    keep: &mut Vec<Bound<'py, PyAny>>,
 ) -> PyResult<()> {
     out.clear();
+    keep.clear();
     let p = key.as_ptr();
     // SAFETY: `key` is a live object and the GIL is held; items are only read
     // below the size just returned, as borrowed references.
@@ -333,20 +426,59 @@ fn read_fields(
         // SAFETY: j < n, the container's size; see above.
         unsafe {
             let item = get(p, j as ffi::Py_ssize_t);
+            // The bytes path first and alone: a str is only looked at after it fails.
             if !push_bytes(item, out) {
-                let at = match origin {
+                let item = Borrowed::from_ptr(key.py(), item);
+                let at = || match origin {
                     Origin::Call => format!("key[{j}]"),
                     Origin::Item(i) => format!("keys[{i}][{j}]"),
                 };
-                let item = Borrowed::from_ptr(key.py(), item);
-                return Err(PyTypeError::new_err(format!(
-                    "{at}: expected bytes, got {}",
-                    type_name(&item)
-                )));
+                push_other(item, strs, out, keep, at)?;
             }
         }
     }
     Ok(())
+}
+
+/// A field that is not bytes: a `str` to encode (into `keep`, its bytes into
+/// `out`), else the TypeError naming the field (`at`). Out of line: the
+/// bytes path of `read_fields` stays as tight as before.
+#[cold]
+#[inline(never)]
+fn push_other<'py>(
+    item: Borrowed<'_, 'py, PyAny>,
+    strs: StrFields<'_>,
+    out: &mut Vec<(*const u8, usize)>,
+    keep: &mut Vec<Bound<'py, PyAny>>,
+    at: impl FnOnce() -> String,
+) -> PyResult<()> {
+    // SAFETY: `item` is a live object and the GIL is held.
+    let is_str = unsafe { ffi::PyUnicode_Check(item.as_ptr()) != 0 };
+    match strs {
+        StrFields::Encode(encoding) if is_str => {
+            let encoded = encode_str(item, encoding)?;
+            // SAFETY: `encoded` is a live bytes object, kept alive in `keep`
+            // as long as the pointer is used (until the next `read_fields`).
+            let pushed = unsafe { push_bytes(encoded.as_ptr(), out) };
+            if !pushed {
+                return Err(PyTypeError::new_err(format!(
+                    "{}: the codec did not return bytes",
+                    at()
+                )));
+            }
+            keep.push(encoded);
+            Ok(())
+        }
+        StrFields::RefuseWithHint if is_str => Err(PyTypeError::new_err(format!(
+            "{}: expected bytes, got str (Matcher(spec, encoding=\"utf-8\") encodes str fields)",
+            at()
+        ))),
+        _ => Err(PyTypeError::new_err(format!(
+            "{}: expected bytes, got {}",
+            at(),
+            type_name(&item)
+        ))),
+    }
 }
 
 /// Calls `f(index, key)` for every key of `keys` (a list, a tuple or any iterable).
@@ -388,15 +520,30 @@ fn for_each_key<'py>(
 /// Build it once per spec (`Matcher(spec)` validates the spec and raises
 /// `ValueError` with the server's message if it is invalid), then call it on
 /// any number of keys. A key is a tuple (or list) of exactly `arity` bytes
-/// objects; fields are read in place, without copying.
-#[pyclass(frozen, module = "keyfilter", name = "Matcher")]
+/// objects; fields are read in place, without copying. With `encoding`, a
+/// `str` field is encoded with that codec first.
+///
+/// `keyfilter.Matcher` is a Python subclass (`subclass` here): it raises
+/// `keyfilter.InvalidSpec`, checks the encoding and pickles as its spec,
+/// none of which runs per key, so this class stays the evaluator only.
+#[pyclass(frozen, subclass, module = "keyfilter._native", name = "Matcher")]
 struct Matcher {
     inner: eval::Matcher,
     checks: usize,
     never: bool,
+    /// The codec for `str` fields; None: they are a TypeError.
+    encoding: Option<CString>,
 }
 
 impl Matcher {
+    /// What `read_fields` does with a `str` field for this matcher.
+    fn strs(&self) -> StrFields<'_> {
+        match &self.encoding {
+            Some(encoding) => StrFields::Encode(encoding),
+            None => StrFields::RefuseWithHint,
+        }
+    }
+
     #[inline]
     fn eval(&self, fields: &[(*const u8, usize)]) -> bool {
         // SAFETY: see `read_fields`; every pointer was taken from a live bytes
@@ -407,9 +554,12 @@ impl Matcher {
 
 #[pymethods]
 impl Matcher {
-    /// Validates and plans `spec` (a `keyfilter.Spec`).
+    /// Validates and plans `spec` (a `keyfilter.Spec`); `encoding` is a codec
+    /// name for `str` fields (checked by the Python layer).
     #[new]
-    fn new(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (spec, encoding = None))]
+    fn new(spec: &Bound<'_, PyAny>, encoding: Option<&str>) -> PyResult<Self> {
+        let encoding = encoding.map(c_codec).transpose()?;
         let wire = spec.call_method0("_wire").map_err(|_| {
             PyTypeError::new_err(format!("Matcher() expects a keyfilter.Spec, got {}", type_name(spec)))
         })?;
@@ -419,6 +569,7 @@ impl Matcher {
             inner: eval::Matcher::new(&plan),
             checks: plan.leaves().len(),
             never: plan.is_never(),
+            encoding,
         })
     }
 
@@ -428,15 +579,24 @@ impl Matcher {
         self.inner.arity()
     }
 
+    /// The codec `str` fields are encoded with; None when they are refused.
+    #[getter]
+    fn encoding(&self) -> Option<String> {
+        self.encoding.as_ref().map(|e| e.to_string_lossy().into_owned())
+    }
+
     /// Whether the key whose fields are the arguments matches.
     #[pyo3(signature = (*key))]
     fn __call__(&self, key: &Bound<'_, PyTuple>) -> PyResult<bool> {
         let mut fields = Vec::with_capacity(self.inner.arity());
+        let mut keep = Vec::new();
         read_fields(
             key.as_any().as_borrowed(),
             Some(self.inner.arity()),
             Origin::Call,
             &mut fields,
+            self.strs(),
+            &mut keep,
         )?;
         Ok(self.eval(&fields))
     }
@@ -447,8 +607,16 @@ impl Matcher {
         // may lie (2**62 would abort the process on allocation).
         let mut out = Vec::new();
         let mut fields = Vec::with_capacity(self.inner.arity());
+        let (strs, mut keep) = (self.strs(), Vec::new());
         for_each_key(keys, |i, key| {
-            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            read_fields(
+                key,
+                Some(self.inner.arity()),
+                Origin::Item(i),
+                &mut fields,
+                strs,
+                &mut keep,
+            )?;
             out.push(self.eval(&fields));
             Ok(())
         })?;
@@ -459,8 +627,16 @@ impl Matcher {
     fn filter<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(keys.py());
         let mut fields = Vec::with_capacity(self.inner.arity());
+        let (strs, mut keep) = (self.strs(), Vec::new());
         for_each_key(keys, |i, key| {
-            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            read_fields(
+                key,
+                Some(self.inner.arity()),
+                Origin::Item(i),
+                &mut fields,
+                strs,
+                &mut keep,
+            )?;
             if self.eval(&fields) {
                 out.append(&*key)?;
             }
@@ -473,8 +649,16 @@ impl Matcher {
     fn count(&self, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut n = 0;
         let mut fields = Vec::with_capacity(self.inner.arity());
+        let (strs, mut keep) = (self.strs(), Vec::new());
         for_each_key(keys, |i, key| {
-            read_fields(key, Some(self.inner.arity()), Origin::Item(i), &mut fields)?;
+            read_fields(
+                key,
+                Some(self.inner.arity()),
+                Origin::Item(i),
+                &mut fields,
+                strs,
+                &mut keep,
+            )?;
             n += usize::from(self.eval(&fields));
             Ok(())
         })?;
@@ -487,6 +671,9 @@ impl Matcher {
             s.push_str(" never");
         } else {
             let _ = write!(s, " checks={}", self.checks);
+        }
+        if let Some(encoding) = &self.encoding {
+            let _ = write!(s, " encoding='{}'", encoding.to_string_lossy());
         }
         s.push('>');
         s
@@ -556,9 +743,18 @@ fn encode_keys<'py>(
     }
     let mut out = Vec::new();
     let mut fields = Vec::new();
+    // Never filled: the client sends str fields nowhere (StrFields::Refuse).
+    let mut keep = Vec::new();
     if !packed {
         for_each_key(keys, |i, key| {
-            read_fields(key, arity, Origin::Item(start + i), &mut fields)?;
+            read_fields(
+                key,
+                arity,
+                Origin::Item(start + i),
+                &mut fields,
+                StrFields::Refuse,
+                &mut keep,
+            )?;
             let len: usize = fields.iter().map(|&(_, n)| 1 + varint_len(n as u64) + n).sum();
             put_len_field(&mut out, field, len);
             for f in &fields {
@@ -576,7 +772,14 @@ fn encode_keys<'py>(
     let mut lengths = Vec::new();
     let mut count: u64 = 0;
     for_each_key(keys, |i, key| {
-        read_fields(key, Some(arity), Origin::Item(start + i), &mut fields)?;
+        read_fields(
+            key,
+            Some(arity),
+            Origin::Item(start + i),
+            &mut fields,
+            StrFields::Refuse,
+            &mut keep,
+        )?;
         for f in &fields {
             // SAFETY: read from `key` just above.
             let bytes = unsafe { field_slice(f) };
@@ -797,6 +1000,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(magic, m)?)?;
     m.add_function(wrap_pyfunction!(supported_versions, m)?)?;
     m.add_function(wrap_pyfunction!(line_table, m)?)?;
+    m.add_function(wrap_pyfunction!(opcodes, m)?)?;
     m.add_function(wrap_pyfunction!(encode_keys, m)?)?;
     m.add_function(wrap_pyfunction!(encode_spec, m)?)?;
     m.add_function(wrap_pyfunction!(decode_match_response, m)?)?;

@@ -14,7 +14,7 @@ import pytest
 grpc = pytest.importorskip("grpc")
 
 import keyfilter  # noqa: E402
-from keyfilter import KeyFilterError, Spec  # noqa: E402
+from keyfilter import InvalidSpec, KeyFilterError, RemoteError, Spec  # noqa: E402
 
 from conftest import keys_for, random_spec  # noqa: E402
 
@@ -152,12 +152,15 @@ def test_compile_checks_the_magic_number(client, monkeypatch):
         client.compile(SPEC)
 
 
-def invalid_argument(call) -> KeyFilterError:
+def invalid_argument(call, kind=RemoteError) -> KeyFilterError:
     with pytest.raises(KeyFilterError) as info:
         call()
     e = info.value
+    assert type(e) is kind, e
     assert e.code == grpc.StatusCode.INVALID_ARGUMENT, e
-    assert str(e).startswith("INVALID_ARGUMENT: ")
+    assert str(e) == "INVALID_ARGUMENT: " + e.message
+    # The gRPC error is kept as the cause.
+    assert isinstance(e.__cause__, grpc.RpcError) and e.__cause__.code() == e.code
     return e
 
 
@@ -174,7 +177,7 @@ BAD_SPECS = [
 
 @pytest.mark.parametrize("spec", BAD_SPECS, ids=range(len(BAD_SPECS)))
 def test_invalid_specs_fail_with_the_local_message(client, spec):
-    with pytest.raises(ValueError) as local:
+    with pytest.raises(InvalidSpec) as local:
         spec.validate()
     key = tuple(b"" for _ in range(spec.arity))
     for call in (
@@ -182,7 +185,12 @@ def test_invalid_specs_fail_with_the_local_message(client, spec):
         lambda: list(client.filter(spec, [key])),
         lambda: client.compile(spec),
     ):
-        assert invalid_argument(call).message == str(local.value)
+        # The same error type and message as locally; a ValueError too, as before.
+        remote = invalid_argument(call, InvalidSpec)
+        assert isinstance(remote, ValueError)
+        assert remote.message == local.value.message == str(local.value)
+    # A FilterSpec message is refused the same way.
+    assert invalid_argument(lambda: client.match(spec.to_proto(), [key]), InvalidSpec).message == str(local.value)
 
 
 def test_other_invalid_arguments(client):
@@ -194,8 +202,10 @@ def test_other_invalid_arguments(client):
     assert e.message.startswith("name: ")
 
 
-def test_unreachable_server_is_a_keyfilter_error():
+def test_unreachable_server_is_a_remote_error():
     with keyfilter.Client("127.0.0.1:1", timeout=5) as c:
-        with pytest.raises(KeyFilterError) as info:
+        with pytest.raises(RemoteError) as info:
             c.match(SPEC, [(b"a", b"b", b"c")])
     assert info.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert isinstance(info.value, KeyFilterError) and not isinstance(info.value, ValueError)
+    assert isinstance(info.value.__cause__, grpc.RpcError)

@@ -53,7 +53,7 @@ def raw_compile(client, spec, python_version=RUNNING, name=""):
 
 def replaying(client, response):
     """Makes `client` receive `response` for any Compile request (a stub that replays)."""
-    client._compile = lambda request, timeout=None: response
+    client._compile = lambda request, timeout=None, metadata=None: response
     return client
 
 
