@@ -28,7 +28,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-use keyfilter_core::spec::{ExprInput, Limits, ShapeCheck, Spec, SpecBuilder, SpecError};
+use keyfilter_core::spec::{push_item_path, ExprInput, Limits, ShapeCheck, Spec, SpecBuilder, SpecError, NEGATE_PATH};
 
 /// Why a received spec was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -264,16 +264,13 @@ fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeChec
         match tag {
             2 | 3 => {
                 let mut list = take_delimited(&mut rest).map_err(malformed)?;
-                path.truncate(mark);
-                path.push_str(if tag == 2 { ".all.items" } else { ".any.items" });
-                let base = path.len();
                 let mut index = 0;
                 while !list.is_empty() {
                     let (tag, wire_type) = encoding::decode_key(&mut list).map_err(malformed)?;
                     if tag == 1 {
                         let item = take_delimited(&mut list).map_err(malformed)?;
-                        path.truncate(base);
-                        path.push_str(&format!("[{index}]"));
+                        path.truncate(mark);
+                        push_item_path(path, tag == 2, index);
                         walk_expr(item, path, depth + 1, shape)?;
                         index += 1;
                     } else {
@@ -284,7 +281,7 @@ fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeChec
             4 => {
                 let item = take_delimited(&mut rest).map_err(malformed)?;
                 path.truncate(mark);
-                path.push_str(".negate");
+                path.push_str(NEGATE_PATH);
                 walk_expr(item, path, depth + 1, shape)?;
             }
             _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default()).map_err(malformed)?,

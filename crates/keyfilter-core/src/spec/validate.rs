@@ -1,6 +1,6 @@
 //! Turning a [`SpecInput`] into a [`Spec`], with a precise error for each fault.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
 
@@ -26,6 +26,17 @@ impl fmt::Display for At {
         }
     }
 }
+
+/// Appends the path of item `index` of an `all` (or `any`) group
+/// (`.all.items[2]`): the one spelling of node paths, for validation and for
+/// decoders that walk encoded expressions themselves.
+pub fn push_item_path(path: &mut String, all: bool, index: usize) {
+    let group = if all { ".all" } else { ".any" };
+    let _ = write!(path, "{group}.items[{index}]");
+}
+
+/// The path segment of a negation's item.
+pub const NEGATE_PATH: &str = ".negate";
 
 /// `predicates[3]: ` or `expr.all.items[0].predicate (field 4): ` before a
 /// field-range error (the path alone does not say which field).
@@ -283,18 +294,16 @@ impl<'l> SpecBuilder<'l> {
             }
             ExprInput::All(items) | ExprInput::Any(items) => {
                 let all = matches!(expr, ExprInput::All(_));
-                path.push_str(if all { ".all.items" } else { ".any.items" });
-                let base = path.len();
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    path.truncate(base);
-                    path.push_str(&format!("[{i}]"));
+                    path.truncate(mark);
+                    push_item_path(path, all, i);
                     out.push(self.expr(item, path)?);
                 }
                 Ok(if all { Expr::All(out) } else { Expr::Any(out) })
             }
             ExprInput::Negate(item) => {
-                path.push_str(".negate");
+                path.push_str(NEGATE_PATH);
                 self.expr(item, path).map(|e| Expr::Not(Box::new(e)))
             }
         };
@@ -359,20 +368,15 @@ impl<'l> ShapeCheck<'l> {
         match expr {
             ExprInput::Unset | ExprInput::Predicate(_) => {}
             ExprInput::All(items) | ExprInput::Any(items) => {
-                path.push_str(if matches!(expr, ExprInput::All(_)) {
-                    ".all.items"
-                } else {
-                    ".any.items"
-                });
-                let base = path.len();
+                let all = matches!(expr, ExprInput::All(_));
                 for (i, item) in items.iter().enumerate() {
-                    path.truncate(base);
-                    path.push_str(&format!("[{i}]"));
+                    path.truncate(mark);
+                    push_item_path(path, all, i);
                     self.visit(item, path, depth + 1)?;
                 }
             }
             ExprInput::Negate(item) => {
-                path.push_str(".negate");
+                path.push_str(NEGATE_PATH);
                 self.visit(item, path, depth + 1)?;
             }
         }
