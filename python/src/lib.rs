@@ -544,6 +544,28 @@ impl Matcher {
         }
     }
 
+    /// Calls `f(key, matches)` for every key of `keys`, in order: the one
+    /// loop behind `mask`, `filter` and `count`.
+    fn each_result<'py>(
+        &self,
+        keys: &Bound<'py, PyAny>,
+        mut f: impl FnMut(Borrowed<'_, 'py, PyAny>, bool) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let mut fields = Vec::with_capacity(self.inner.arity());
+        let (strs, mut keep) = (self.strs(), Vec::new());
+        for_each_key(keys, |i, key| {
+            read_fields(
+                key,
+                Some(self.inner.arity()),
+                Origin::Item(i),
+                &mut fields,
+                strs,
+                &mut keep,
+            )?;
+            f(key, self.eval(&fields))
+        })
+    }
+
     #[inline]
     fn eval(&self, fields: &[(*const u8, usize)]) -> bool {
         // SAFETY: see `read_fields`; every pointer was taken from a live bytes
@@ -606,18 +628,8 @@ impl Matcher {
         // Sized by what is actually read: `__len__` of an arbitrary iterable
         // may lie (2**62 would abort the process on allocation).
         let mut out = Vec::new();
-        let mut fields = Vec::with_capacity(self.inner.arity());
-        let (strs, mut keep) = (self.strs(), Vec::new());
-        for_each_key(keys, |i, key| {
-            read_fields(
-                key,
-                Some(self.inner.arity()),
-                Origin::Item(i),
-                &mut fields,
-                strs,
-                &mut keep,
-            )?;
-            out.push(self.eval(&fields));
+        self.each_result(keys, |_, matches| {
+            out.push(matches);
             Ok(())
         })?;
         Ok(out)
@@ -626,18 +638,8 @@ impl Matcher {
     /// A new list of the matching keys themselves (the same objects), in order.
     fn filter<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(keys.py());
-        let mut fields = Vec::with_capacity(self.inner.arity());
-        let (strs, mut keep) = (self.strs(), Vec::new());
-        for_each_key(keys, |i, key| {
-            read_fields(
-                key,
-                Some(self.inner.arity()),
-                Origin::Item(i),
-                &mut fields,
-                strs,
-                &mut keep,
-            )?;
-            if self.eval(&fields) {
+        self.each_result(keys, |key, matches| {
+            if matches {
                 out.append(&*key)?;
             }
             Ok(())
@@ -648,18 +650,8 @@ impl Matcher {
     /// The number of matching keys of `keys`.
     fn count(&self, keys: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut n = 0;
-        let mut fields = Vec::with_capacity(self.inner.arity());
-        let (strs, mut keep) = (self.strs(), Vec::new());
-        for_each_key(keys, |i, key| {
-            read_fields(
-                key,
-                Some(self.inner.arity()),
-                Origin::Item(i),
-                &mut fields,
-                strs,
-                &mut keep,
-            )?;
-            n += usize::from(self.eval(&fields));
+        self.each_result(keys, |_, matches| {
+            n += usize::from(matches);
             Ok(())
         })?;
         Ok(n)
