@@ -2,13 +2,16 @@
 //!
 //! A [`Matcher`] is built once per spec and then evaluates any number of keys
 //! without allocating: keys are read in place, whether they come as rows
-//! (`&[impl AsRef<[u8]>]`) or as a packed batch ([`PackedKeys`]).
+//! (`&[impl AsRef<[u8]>]`), as a packed batch ([`PackedKeys`]) or as columns
+//! in Arrow's layouts ([`Columns`]).
 
 mod check;
+mod columns;
 mod packed;
 mod tree;
 mod word;
 
+pub use columns::{Column, ColumnError, Columns, Validity};
 pub use packed::{PackedError, PackedIndex, PackedKeys};
 
 use crate::plan::{Body, Plan};
@@ -107,5 +110,50 @@ impl Matcher {
             Some(program) => out.extend(range.map(|i| program.run(|f| keys.field(i, f)))),
             None => out.extend(range.map(|i| self.checks.iter().all(|c| c.holds(keys.field(i, c.field))))),
         }
+    }
+
+    /// Whether key `row` of `keys` matches; a key with a null field never does.
+    #[inline]
+    pub fn matches_row(&self, keys: &Columns<'_>, row: usize) -> bool {
+        !keys.is_null(row) && self.matches_by(|f| keys.field(row, f))
+    }
+
+    /// Writes the results of keys `start..` of `keys` as a bitmap (bit `i` of
+    /// `bits`, least significant first, is key `start + i`) until `bits` is
+    /// full or the keys run out; bits past the last key are cleared. `start`
+    /// must be a multiple of 8, so that slices of one bitmap can be filled in
+    /// parallel.
+    pub fn mask_columns(&self, keys: &Columns<'_>, start: usize, bits: &mut [u8]) {
+        debug_assert_eq!(start % 8, 0);
+        let end = keys.len().min(start.saturating_add(bits.len() * 8));
+        if self.never {
+            bits.fill(0);
+            return;
+        }
+        for (i, byte) in bits.iter_mut().enumerate() {
+            let first = start + i * 8;
+            let mut b = 0u8;
+            for row in first..end.min(first + 8) {
+                b |= (self.matches_row(keys, row) as u8) << (row - first);
+            }
+            *byte = b;
+        }
+    }
+
+    /// Appends to `out` the index of every matching key among `range` of
+    /// `keys` (indices are those of the whole set).
+    pub fn matched_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
+        if self.never {
+            return;
+        }
+        out.extend(range.filter(|&row| self.matches_row(keys, row)).map(|row| row as u32));
+    }
+
+    /// Number of matching keys among `range` of `keys`.
+    pub fn count_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>) -> usize {
+        if self.never {
+            return 0;
+        }
+        range.filter(|&row| self.matches_row(keys, row)).count()
     }
 }
