@@ -41,6 +41,22 @@ class Matcher:
         """A new list of the matching key objects themselves, in order."""
     def count(self, keys: Iterable[Sequence[_Field]]) -> int:
         """The number of matching keys."""
+    def _arrow_eval(
+        self, data: Any, columns: Any = None, nulls: str = "no_match", threads: Optional[int] = None, want_mask: bool = True
+    ) -> Any:
+        """Arrow data: an ``ArrowMask`` (``want_mask``) or the count."""
+
+class ArrowMask:
+    """One bool per key as an Arrow boolean array (``__arrow_c_array__``)."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Tuple[Any, Any]: ...
+    def __len__(self) -> int: ...
+    @property
+    def true_count(self) -> int: ...
+    def to_pylist(self) -> List[bool]: ...
+
+def is_arrow(obj: Any) -> bool:
+    """Whether ``obj`` exports Arrow data through the PyCapsule interface."""
 
 def validate(arity: int, predicates: _Wire, expr: _Expr) -> None: ...
 def spec_to_json(arity: int, predicates: _Wire, expr: _Expr) -> str: ...

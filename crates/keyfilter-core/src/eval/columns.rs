@@ -141,6 +141,20 @@ fn read_key(bytes: &[u8], row: usize, width: u8, signed: bool) -> u64 {
     }
 }
 
+/// Whether `offsets` never decrease and the last is at most `len` (so all are).
+fn monotone_within(offsets: impl Iterator<Item = u64> + Clone, len: usize) -> bool {
+    let mut ok = true;
+    let mut previous = 0u64;
+    let mut last = 0u64;
+    for (i, o) in offsets.enumerate() {
+        // The first offset may be anything within bounds (a sliced array).
+        ok &= i == 0 || o >= previous;
+        previous = o;
+        last = o;
+    }
+    ok && last <= len as u64
+}
+
 fn need(buffer: &'static str, actual: usize, needed: u64, rows: usize) -> Result<(), ColumnError> {
     if (actual as u64) < needed {
         return Err(ColumnError::TooShort {
@@ -170,18 +184,38 @@ impl<'a> Column<'a> {
             )));
         }
         need("offsets", offsets.len(), (rows as u64 + 1) * width as u64, rows)?;
-        let mut previous = 0u64;
-        for index in 0..=rows {
-            let offset = read_le(offsets, index * width as usize, width);
-            // Arrow's offsets are signed: a negative one reads as huge here.
-            if offset < previous || offset > data.len() as u64 {
-                return Err(ColumnError::BadOffset {
-                    index,
-                    offset,
-                    values: data.len(),
-                });
+        let offsets = &offsets[..(rows + 1) * width as usize];
+        // One branch-free pass (it vectorizes); the slow search for the
+        // culprit runs only when something is wrong.
+        let valid = if width == 4 {
+            monotone_within(
+                offsets
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64),
+                data.len(),
+            )
+        } else {
+            monotone_within(
+                offsets
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+                data.len(),
+            )
+        };
+        if !valid {
+            let mut previous = 0u64;
+            for index in 0..=rows {
+                let offset = read_le(offsets, index * width as usize, width);
+                // Arrow's offsets are signed: a negative one reads as huge here.
+                if offset < previous || offset > data.len() as u64 {
+                    return Err(ColumnError::BadOffset {
+                        index,
+                        offset,
+                        values: data.len(),
+                    });
+                }
+                previous = offset;
             }
-            previous = offset;
         }
         Ok(Column {
             layout: Layout::Offsets { width, offsets, data },
@@ -380,6 +414,34 @@ impl<'a> Column<'a> {
     }
 }
 
+/// A validated 32-bit-offsets column without nulls, read without bounds
+/// checks: the layout pyarrow gives binary and utf8 columns, worth its own
+/// code path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainOffsets32<'a> {
+    offsets: &'a [u8],
+    data: &'a [u8],
+}
+
+impl<'a> PlainOffsets32<'a> {
+    /// Row `row`'s bytes.
+    ///
+    /// # Safety
+    /// `row` must be below the column's row count.
+    #[inline(always)]
+    pub(crate) unsafe fn value(&self, row: usize) -> &'a [u8] {
+        // SAFETY: `Column::offsets` checked that `offsets` holds rows + 1
+        // entries that never decrease and end within `data`, and the caller
+        // keeps `row` below the row count.
+        unsafe {
+            let at = self.offsets.as_ptr().add(row * 4);
+            let start = u32::from_le_bytes(*at.cast::<[u8; 4]>()) as usize;
+            let end = u32::from_le_bytes(*at.add(4).cast::<[u8; 4]>()) as usize;
+            self.data.get_unchecked(start..end)
+        }
+    }
+}
+
 /// Keys as columns: column `f` holds field `f` of every key.
 #[derive(Debug, Clone)]
 pub struct Columns<'a> {
@@ -437,6 +499,25 @@ impl<'a> Columns<'a> {
             return None;
         }
         (0..self.rows).find_map(|row| self.columns.iter().position(|c| !c.is_valid(row)).map(|f| (row, f)))
+    }
+
+    /// The columns as [`PlainOffsets32`] when every one is (no nulls, 32-bit
+    /// offsets), for the fast path.
+    pub(crate) fn plain_offsets32(&self) -> Option<Vec<PlainOffsets32<'a>>> {
+        if self.nullable {
+            return None;
+        }
+        self.columns
+            .iter()
+            .map(|c| match c.layout {
+                Layout::Offsets {
+                    width: 4,
+                    offsets,
+                    data,
+                } => Some(PlainOffsets32 { offsets, data }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Field `field` of key `row`.
