@@ -873,6 +873,52 @@ fn decode_match_response(data: &[u8]) -> PyResult<Vec<bool>> {
     Ok(decode::<proto::MatchResponse>(data, "MatchResponse")?.matches)
 }
 
+/// `MatchResponse` bytes -> an Arrow boolean array (`ArrowMask`).
+#[pyfunction]
+fn decode_match_response_mask(data: &[u8]) -> PyResult<arrow::export::ArrowMask> {
+    Ok(arrow::export::ArrowMask::from_bools(
+        &decode::<proto::MatchResponse>(data, "MatchResponse")?.matches,
+    ))
+}
+
+/// `FilterResponse` bytes -> `(batch, matched indices as an Arrow uint32 array)`.
+#[pyfunction]
+fn decode_filter_response_indices(data: &[u8]) -> PyResult<(u64, arrow::export::ArrowIndices)> {
+    let r = decode::<proto::FilterResponse>(data, "FilterResponse")?;
+    Ok((r.batch, arrow::export::ArrowIndices::new(r.matched)))
+}
+
+/// Encodes the keys of Arrow `data` (anything exporting Arrow) as a
+/// `ColumnarKeys` message, protobuf field `field` of the enclosing request:
+/// `columns` picks the key columns (as `Matcher.mask`), keys from `start` on,
+/// at most `max_rows` of them and about `max_bytes` of message (at least one
+/// key while any is left). Returns `(bytes, keys encoded)`.
+#[pyfunction]
+#[pyo3(signature = (data, field, arity, columns = None, start = 0, max_rows = None, max_bytes = None))]
+#[allow(clippy::too_many_arguments)]
+fn encode_columnar<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    field: u32,
+    arity: usize,
+    columns: Option<&Bound<'py, PyAny>>,
+    start: usize,
+    max_rows: Option<usize>,
+    max_bytes: Option<usize>,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    let (bytes, n) = arrow::encode::encode(
+        py,
+        data,
+        columns,
+        arity,
+        field,
+        start,
+        max_rows.unwrap_or(usize::MAX),
+        max_bytes.unwrap_or(usize::MAX),
+    )?;
+    Ok((PyBytes::new(py, &bytes), n))
+}
+
 /// `FilterResponse` bytes -> `(batch, matched indices)`.
 #[pyfunction]
 fn decode_filter_response(data: &[u8]) -> PyResult<(u64, Vec<u32>)> {
@@ -1028,6 +1074,12 @@ fn is_arrow(obj: &Bound<'_, PyAny>) -> bool {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Matcher>()?;
     m.add_class::<arrow::export::ArrowMask>()?;
+    m.add_class::<arrow::export::ArrowIndices>()?;
+    m.add_class::<arrow::take::ArrowBatch>()?;
+    m.add_function(wrap_pyfunction!(arrow::take::take_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_columnar, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_match_response_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_filter_response_indices, m)?)?;
     m.add_function(wrap_pyfunction!(is_arrow, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;

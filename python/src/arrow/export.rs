@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray};
+use arrow_array::{Array, BooleanArray, UInt32Array};
 use arrow_buffer::{BooleanBuffer, Buffer};
 use arrow_data::ffi::FFI_ArrowArray;
 use arrow_schema::ffi::FFI_ArrowSchema;
@@ -23,7 +23,27 @@ pub(crate) struct ArrowMask {
     array: Arc<BooleanArray>,
 }
 
+/// The `(schema, array)` capsule pair of the Arrow PyCapsule interface.
+fn capsules<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+    let data = array.to_data();
+    let schema = FFI_ArrowSchema::try_from(data.data_type()).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let array = FFI_ArrowArray::new(&data);
+    // The capsules own the structs; a consumer moves them out (marking them
+    // released), and whatever is left is released when they drop.
+    Ok((
+        PyCapsule::new_with_value(py, schema, c"arrow_schema")?,
+        PyCapsule::new_with_value(py, array, c"arrow_array")?,
+    ))
+}
+
 impl ArrowMask {
+    /// A mask of the given results.
+    pub(crate) fn from_bools(results: &[bool]) -> ArrowMask {
+        ArrowMask {
+            array: Arc::new(BooleanArray::from(results.to_vec())),
+        }
+    }
+
     /// Wraps a finished mask.
     pub(crate) fn new(mask: Mask) -> ArrowMask {
         let bits = BooleanBuffer::new(Buffer::from_vec(mask.bits), 0, mask.len);
@@ -44,15 +64,7 @@ impl ArrowMask {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
         let _ = requested_schema;
-        let data = self.array.to_data();
-        let schema = FFI_ArrowSchema::try_from(data.data_type()).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let array = FFI_ArrowArray::new(&data);
-        // The capsules own the structs; a consumer moves them out (marking
-        // them released), and whatever is left is released when they drop.
-        Ok((
-            PyCapsule::new_with_value(py, schema, c"arrow_schema")?,
-            PyCapsule::new_with_value(py, array, c"arrow_array")?,
-        ))
+        capsules(py, self.array.as_ref())
     }
 
     /// Number of keys.
@@ -78,5 +90,50 @@ impl ArrowMask {
             self.array.len(),
             self.array.true_count()
         )
+    }
+}
+
+/// Row indices (the `matched` of a `Filter` answer) as an Arrow uint32
+/// array, for `take` on the batch they index, without a Python int per row.
+#[pyclass(frozen, module = "keyfilter._native", name = "ArrowIndices")]
+pub(crate) struct ArrowIndices {
+    array: Arc<UInt32Array>,
+}
+
+impl ArrowIndices {
+    /// The indices.
+    pub(crate) fn array(&self) -> &UInt32Array {
+        &self.array
+    }
+
+    /// Wraps decoded indices (no copy).
+    pub(crate) fn new(indices: Vec<u32>) -> ArrowIndices {
+        ArrowIndices {
+            array: Arc::new(UInt32Array::from(indices)),
+        }
+    }
+}
+
+#[pymethods]
+impl ArrowIndices {
+    /// The Arrow PyCapsule interface (a requested schema is ignored).
+    #[pyo3(signature = (requested_schema = None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+        let _ = requested_schema;
+        capsules(py, self.array.as_ref())
+    }
+
+    /// Number of indices.
+    fn __len__(&self) -> usize {
+        self.array.len()
+    }
+
+    /// The indices as a list of int (for tests and small data).
+    fn to_pylist(&self) -> Vec<u32> {
+        self.array.values().to_vec()
     }
 }
