@@ -376,14 +376,14 @@ async fn c_watch_streams_beyond_max_watch_streams_are_refused() {
 }
 
 /// On SIGTERM, open Watch streams say NOT_SERVING (for the KeyFilter
-/// service) and end, so the server exits without waiting out its grace
+/// service and for the whole server, `""`) and end, so the server exits without waiting out its grace
 /// period for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_watch_streams_end_when_shutdown_starts() {
     let attack = "health Watch streams open at SIGTERM, --shutdown-grace 60s";
     let mut target = Target::start(&["--shutdown-grace", "60s"]).await;
     let mut connection = RawConnection::open(target.addr).await;
-    let whole = open_watch(&mut connection, "")
+    let mut whole = open_watch(&mut connection, "")
         .await
         .unwrap_or_else(|reply| panic!("{attack}: Watch(\"\"): {reply:?}"));
     let mut service = open_watch(&mut connection, KEYFILTER_SERVICE)
@@ -406,6 +406,11 @@ async fn d_watch_streams_end_when_shutdown_starts() {
                 service.code
             )
         });
+    assert_eq!(health_status(&next), ServingStatus::NotServing, "{attack}");
+    let next = timeout(SOON, whole.next_message())
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: nothing on the \"\" Watch within {SOON:?} of SIGTERM"))
+        .unwrap_or_else(|| panic!("{attack}: the \"\" Watch ended without NOT_SERVING: {:?}", whole.code));
     assert_eq!(health_status(&next), ServingStatus::NotServing, "{attack}");
     for (name, watch) in [("KeyFilter", service), ("\"\"", whole)] {
         let reply = timeout(SOON, watch.reply())

@@ -147,6 +147,10 @@ pub async fn serve(
         health_on_shutdown
             .set_not_serving::<KeyFilterServer<KeyFilterService>>()
             .await;
+        // The whole server ("") too: probes and balancers usually ask for it.
+        health_on_shutdown
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
         drain.cancel();
         drain_started.notify_one();
     };
