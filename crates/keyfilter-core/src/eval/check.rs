@@ -107,6 +107,69 @@ pub(super) enum Kind {
     NotContains(Box<memmem::Finder<'static>>),
 }
 
+/// Runs `$body` with `$test` bound to the closure `|x: &[u8]| -> bool` that
+/// decides `$kind` for a field value: the one definition of what each kind
+/// means, used per key ([`Kind::holds`]) and per block of keys with the kind
+/// decided once outside the loop ([`Check::retain`]).
+macro_rules! with_test {
+    ($kind:expr, |$test:ident| $body:expr) => {
+        match $kind {
+            Kind::Eq(v) => {
+                let $test = |x: &[u8]| v.equals(x);
+                $body
+            }
+            Kind::Ne(v) => {
+                let $test = |x: &[u8]| !v.equals(x);
+                $body
+            }
+            Kind::Lower { bound, min } => {
+                let $test = |x: &[u8]| bound.compare(x) >= *min;
+                $body
+            }
+            Kind::Upper { bound, max } => {
+                let $test = |x: &[u8]| bound.compare(x) <= *max;
+                $body
+            }
+            Kind::Between { lower, min, upper, max } => {
+                let $test = |x: &[u8]| lower.compare(x) >= *min && upper.compare(x) <= *max;
+                $body
+            }
+            Kind::InSmall(vs) => {
+                let $test = |x: &[u8]| vs.iter().any(|v| v.equals(x));
+                $body
+            }
+            Kind::InHash(set) => {
+                let $test = |x: &[u8]| set.contains(x);
+                $body
+            }
+            Kind::NotInSmall(vs) => {
+                let $test = |x: &[u8]| !vs.iter().any(|v| v.equals(x));
+                $body
+            }
+            Kind::NotInHash(set) => {
+                let $test = |x: &[u8]| !set.contains(x);
+                $body
+            }
+            Kind::Suffix(v) => {
+                let $test = |x: &[u8]| x.ends_with(v);
+                $body
+            }
+            Kind::NotSuffix(v) => {
+                let $test = |x: &[u8]| !x.ends_with(v);
+                $body
+            }
+            Kind::Contains(finder) => {
+                let $test = |x: &[u8]| finder.find(x).is_some();
+                $body
+            }
+            Kind::NotContains(finder) => {
+                let $test = |x: &[u8]| finder.find(x).is_none();
+                $body
+            }
+        }
+    };
+}
+
 impl Kind {
     fn new(test: &Test) -> Kind {
         match test {
@@ -141,22 +204,22 @@ impl Kind {
 
     #[inline(always)]
     fn holds(&self, x: &[u8]) -> bool {
-        match self {
-            Kind::Eq(v) => v.equals(x),
-            Kind::Ne(v) => !v.equals(x),
-            Kind::Lower { bound, min } => bound.compare(x) >= *min,
-            Kind::Upper { bound, max } => bound.compare(x) <= *max,
-            Kind::Between { lower, min, upper, max } => lower.compare(x) >= *min && upper.compare(x) <= *max,
-            Kind::InSmall(vs) => vs.iter().any(|v| v.equals(x)),
-            Kind::InHash(set) => set.contains(x),
-            Kind::NotInSmall(vs) => !vs.iter().any(|v| v.equals(x)),
-            Kind::NotInHash(set) => !set.contains(x),
-            Kind::Suffix(v) => x.ends_with(v),
-            Kind::NotSuffix(v) => !x.ends_with(v),
-            Kind::Contains(finder) => finder.find(x).is_some(),
-            Kind::NotContains(finder) => finder.find(x).is_none(),
-        }
+        with_test!(self, |test| test(x))
     }
+}
+
+/// Keeps, in order, the entries `r` of `selection[..len]` for which `keep(r)`
+/// holds, and returns how many there are. Branch-free: whether a row stays is
+/// data, not a jump, so random outcomes cost no mispredicted branches.
+#[inline(always)]
+fn retain(selection: &mut [usize], len: usize, mut keep: impl FnMut(usize) -> bool) -> usize {
+    let mut kept = 0;
+    for i in 0..len {
+        let row = selection[i];
+        selection[kept] = row;
+        kept += keep(row) as usize;
+    }
+    kept
 }
 
 /// A compiled test and the field it reads.
@@ -171,6 +234,14 @@ impl Check {
     #[inline(always)]
     pub(super) fn holds(&self, x: &[u8]) -> bool {
         self.kind.holds(x)
+    }
+
+    /// Keeps, in order, the rows of `selection[..len]` whose field (read by
+    /// `field(row)`) passes the test; returns how many. The kind is decided
+    /// once for the whole block.
+    #[inline(always)]
+    pub(super) fn retain<'k>(&self, selection: &mut [usize], len: usize, field: impl Fn(usize) -> &'k [u8]) -> usize {
+        with_test!(&self.kind, |test| retain(selection, len, |row| test(field(row))))
     }
 }
 

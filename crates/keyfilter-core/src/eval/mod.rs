@@ -18,6 +18,10 @@ use crate::plan::{Body, Plan};
 use check::Check;
 use tree::Program;
 
+/// Keys per block of the columnar loops: the selection vector stays in the
+/// L1 cache, and the columns' bytes of one block in L2.
+const SELECTION_BLOCK: usize = 1024;
+
 /// A plan made ready for fast evaluation.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -118,24 +122,81 @@ impl Matcher {
         !keys.is_null(row) && self.matches_by(|f| keys.field(row, f))
     }
 
-    /// Calls `sink(row, matches)` for every key of `range`, in order, with
-    /// the reader chosen once: plain 32-bit-offsets columns (pyarrow's binary
-    /// and utf8 without nulls) are read without bounds checks.
+    /// Calls `sink(matched)` with the matching keys of `range`, in order, a
+    /// block of keys at a time, with the reader chosen once: plain
+    /// 32-bit-offsets columns (pyarrow's binary and utf8 without nulls) are
+    /// read without bounds checks. A conjunction runs check by check over
+    /// each block ([`Matcher::selection_pass`]); a tree, key by key.
     #[inline(always)]
-    fn each_column_result(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, mut sink: impl FnMut(usize, bool)) {
+    fn each_matched_block(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, sink: impl FnMut(&[usize])) {
         debug_assert!(range.end <= keys.len());
         if self.never {
-            return range.for_each(|row| sink(row, false));
+            return;
         }
-        match keys.plain_offsets32() {
-            Some(plain) => {
+        match (keys.plain_offsets32(), &self.tree) {
+            // SAFETY: rows come from `range`, below `keys.len()`, every column's row count.
+            (Some(plain), None) => self.selection_pass(range, |f, row| unsafe { plain[f].value(row) }, None, sink),
+            (None, None) => self.selection_pass(range, |f, row| keys.field(row, f), Some(keys), sink),
+            (Some(plain), Some(program)) => {
                 let plain = &plain[..];
-                for row in range {
-                    // SAFETY: `row < keys.len()`, every column's row count.
-                    sink(row, self.matches_by(|f| unsafe { plain[f].value(row) }));
-                }
+                // SAFETY: as above.
+                Self::row_by_row(range, |row| program.run(|f| unsafe { plain[f].value(row) }), sink)
             }
-            None => range.for_each(|row| sink(row, self.matches_row(keys, row))),
+            (None, Some(_)) => Self::row_by_row(range, |row| self.matches_row(keys, row), sink),
+        }
+    }
+
+    /// The key-by-key loop, handing matches over in blocks like
+    /// [`Matcher::selection_pass`].
+    #[inline(always)]
+    fn row_by_row(range: std::ops::Range<usize>, matches: impl Fn(usize) -> bool, mut sink: impl FnMut(&[usize])) {
+        let mut matched = Vec::with_capacity(SELECTION_BLOCK.min(range.len()));
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + SELECTION_BLOCK);
+            matched.clear();
+            matched.extend((start..end).filter(|&row| matches(row)));
+            sink(&matched);
+            start = end;
+        }
+    }
+
+    /// A conjunction over a block of keys at a time: each check keeps the
+    /// keys that pass it in a selection vector, branch-free, with the check's
+    /// kind decided once per block, and the next check sees only those. A
+    /// key's outcome is then data, never a mispredicted jump, which is what
+    /// random data costs a key-by-key loop. `nulls`: drop keys with a null
+    /// field first.
+    #[inline(always)]
+    fn selection_pass<'k>(
+        &self,
+        range: std::ops::Range<usize>,
+        field: impl Fn(usize, usize) -> &'k [u8],
+        nulls: Option<&Columns<'_>>,
+        mut sink: impl FnMut(&[usize]),
+    ) {
+        let mut selection = Vec::with_capacity(SELECTION_BLOCK.min(range.len()));
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + SELECTION_BLOCK);
+            selection.clear();
+            selection.extend(start..end);
+            let mut len = selection.len();
+            if let Some(keys) = nulls {
+                len = (0..len).fold(0, |kept, i| {
+                    let row = selection[i];
+                    selection[kept] = row;
+                    kept + !keys.is_null(row) as usize
+                });
+            }
+            for check in self.checks.iter() {
+                if len == 0 {
+                    break;
+                }
+                len = check.retain(&mut selection, len, |row| field(check.field, row));
+            }
+            sink(&selection[..len]);
+            start = end;
         }
     }
 
@@ -151,26 +212,24 @@ impl Matcher {
         if start >= end {
             return;
         }
-        self.each_column_result(keys, start..end, |row, matches| {
-            let i = row - start;
-            bits[i / 8] |= (matches as u8) << (i % 8);
+        self.each_matched_block(keys, start..end, |matched| {
+            for &row in matched {
+                let i = row - start;
+                bits[i / 8] |= 1 << (i % 8);
+            }
         });
     }
 
     /// Appends to `out` the index of every matching key among `range` of
     /// `keys` (indices are those of the whole set).
     pub fn matched_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
-        self.each_column_result(keys, range, |row, matches| {
-            if matches {
-                out.push(row as u32);
-            }
-        });
+        self.each_matched_block(keys, range, |matched| out.extend(matched.iter().map(|&row| row as u32)));
     }
 
     /// Number of matching keys among `range` of `keys`.
     pub fn count_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>) -> usize {
         let mut n = 0;
-        self.each_column_result(keys, range, |_, matches| n += matches as usize);
+        self.each_matched_block(keys, range, |matched| n += matched.len());
         n
     }
 }
