@@ -906,7 +906,7 @@ fn encode_columnar<'py>(
     max_rows: Option<usize>,
     max_bytes: Option<usize>,
 ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
-    let (bytes, n) = arrow::encode::encode(
+    arrow::encode::encode(
         py,
         data,
         columns,
@@ -915,8 +915,7 @@ fn encode_columnar<'py>(
         start,
         max_rows.unwrap_or(usize::MAX),
         max_bytes.unwrap_or(usize::MAX),
-    )?;
-    Ok((PyBytes::new(py, &bytes), n))
+    )
 }
 
 /// `FilterResponse` bytes -> `(batch, matched indices)`.

@@ -83,3 +83,10 @@ def test_the_encoder_cuts_where_asked():
     assert n == 3
     # At least one key, however small the budget.
     assert keyfilter._native.encode_columnar(table, 4, 1, None, 0, None, 1)[1] == 1
+
+
+def test_arity_zero_counts_rows(client):
+    table = pa.table({"a": [b"x", b"y", b"z"]})
+    assert Matcher(Spec(0)).mask(table, columns=[]).to_pylist() == [True] * 3
+    assert client.match(Spec(0), table, columns=[]).to_pylist() == [True] * 3
+    assert client.filter(Spec(0), table, columns=[], batch_size=2).read_all().num_rows == 3

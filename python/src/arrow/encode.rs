@@ -2,151 +2,179 @@
 //! key column becomes one `Column` (32-bit offsets, values, validity when a
 //! row is null), whatever its Arrow layout (views and dictionaries are
 //! written out, slices rebased), so the server reads one layout.
+//!
+//! Two passes: the first decides how many keys go in and sizes every part,
+//! the second writes the message straight into the Python `bytes` object;
+//! the values of a 32-bit-offsets column (pyarrow's binary and utf8) are one
+//! copy of one contiguous range.
 
+use std::ops::Range;
+
+use arrow_data::ArrayData;
 use keyfilter_core::eval::Column;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
-/// Writes a protobuf varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Writes the tag and length of a length-delimited field.
-fn put_len(out: &mut Vec<u8>, field: u32, len: usize) {
-    put_varint(out, (u64::from(field) << 3) | 2);
-    put_varint(out, len as u64);
-}
+use super::columns::{column, Selection};
+use super::import::ArrowInput;
 
 fn varint_len(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-/// One field's part of the message being built.
-#[derive(Default)]
-struct FieldOut {
-    values: Vec<u8>,
-    /// Little-endian u32 offsets; the first (0) is written at creation.
-    offsets: Vec<u8>,
-    validity: Vec<u8>,
-    has_nulls: bool,
+/// Writes into a buffer of exactly the planned size.
+struct Cursor<'b> {
+    buf: &'b mut [u8],
+    at: usize,
 }
 
-/// A `ColumnarKeys` message being built from batches of Arrow columns.
-pub(crate) struct ColumnarOut {
-    fields: Vec<FieldOut>,
-    rows: usize,
+impl Cursor<'_> {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf[self.at] = (v as u8) | 0x80;
+            self.at += 1;
+            v >>= 7;
+        }
+        self.buf[self.at] = v as u8;
+        self.at += 1;
+    }
+
+    fn len_field(&mut self, field: u32, len: usize) {
+        self.varint((u64::from(field) << 3) | 2);
+        self.varint(len as u64);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    fn u32_le(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
 }
 
-/// Why keys cannot be encoded.
-#[derive(Debug)]
-pub(crate) struct TooLarge;
+fn offset_at(offsets: &[u8], i: usize) -> usize {
+    u32::from_le_bytes(offsets[i * 4..i * 4 + 4].try_into().unwrap()) as usize
+}
 
-impl ColumnarOut {
-    /// An empty message for keys of `arity` fields.
-    pub(crate) fn new(arity: usize) -> ColumnarOut {
-        ColumnarOut {
-            fields: (0..arity)
-                .map(|_| FieldOut {
-                    offsets: 0u32.to_le_bytes().to_vec(),
-                    ..FieldOut::default()
-                })
-                .collect(),
-            rows: 0,
+/// Bytes of field data of `rows` of `column`.
+fn value_bytes(column: &Column<'_>, rows: Range<usize>) -> usize {
+    match column.offsets32_parts() {
+        Some((offsets, _)) => offset_at(offsets, rows.end) - offset_at(offsets, rows.start),
+        None => rows
+            .filter(|&r| column.is_valid(r))
+            .map(|r| column.value(r).len())
+            .sum(),
+    }
+}
+
+/// One batch's key columns and the rows of it that go in the message.
+struct Part<'a> {
+    columns: Vec<Column<'a>>,
+    rows: Range<usize>,
+}
+
+/// How many keys from `start` on (at least one, at most `max_rows`) fit in
+/// about `budget` bytes: each costs its field bytes and a 4-byte offset per
+/// field. Found by bisection on the (monotone) size of a prefix.
+fn rows_fitting(columns: &[Column<'_>], rows: usize, start: usize, max_rows: usize, budget: usize) -> usize {
+    let most = (rows - start).min(max_rows);
+    let size = |n: usize| {
+        columns
+            .iter()
+            .map(|c| value_bytes(c, start..start + n) + 4 * n)
+            .sum::<usize>()
+    };
+    if columns.is_empty() || size(most) <= budget {
+        return most;
+    }
+    let (mut lo, mut hi) = (1, most); // size(lo) may exceed the budget: one key always goes
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if size(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
     }
+    lo
+}
 
-    /// Number of keys so far.
-    pub(crate) fn len(&self) -> usize {
-        self.rows
+/// The `Column` message of field `f` over every part, and its size.
+fn column_len(parts: &[Part<'_>], f: usize, count: usize) -> (usize, usize, bool) {
+    let values: usize = parts.iter().map(|p| value_bytes(&p.columns[f], p.rows.clone())).sum();
+    let nulls = parts
+        .iter()
+        .any(|p| p.columns[f].may_have_nulls() && p.rows.clone().any(|r| !p.columns[f].is_valid(r)));
+    let offsets = (count + 1) * 4;
+    let mut len = 1 + varint_len(values as u64) + values + 1 + varint_len(offsets as u64) + offsets + 2;
+    if nulls {
+        let bits = count.div_ceil(8);
+        len += 1 + varint_len(bits as u64) + bits;
     }
+    (len, values, nulls)
+}
 
-    /// How many keys from `start` on (at least one, at most `max_rows`) fit
-    /// in about `max_bytes` of message.
-    pub(crate) fn rows_fitting(
-        columns: &[Column<'_>],
-        rows: usize,
-        start: usize,
-        max_rows: usize,
-        max_bytes: usize,
-    ) -> usize {
-        let end = rows.min(start.saturating_add(max_rows.max(1)));
-        if columns.is_empty() {
-            return end - start;
-        }
-        let mut size = 0usize;
-        for row in start..end {
-            size += columns
-                .iter()
-                .map(|c| if c.is_valid(row) { c.value(row).len() } else { 0 } + 4)
-                .sum::<usize>();
-            if size > max_bytes && row > start {
-                return row - start;
+/// Writes field `f` of every part as a `Column` message body.
+fn write_column(out: &mut Cursor<'_>, parts: &[Part<'_>], f: usize, count: usize, values: usize, nulls: bool) {
+    out.len_field(1, values);
+    for part in parts {
+        let column = &part.columns[f];
+        match column.offsets32_parts() {
+            Some((offsets, data)) => {
+                out.bytes(&data[offset_at(offsets, part.rows.start)..offset_at(offsets, part.rows.end)]);
+            }
+            None => {
+                for row in part.rows.clone().filter(|&r| column.is_valid(r)) {
+                    out.bytes(column.value(row));
+                }
             }
         }
-        end - start
     }
-
-    /// Appends keys `range` of `columns` (one per field).
-    pub(crate) fn push(&mut self, columns: &[Column<'_>], range: std::ops::Range<usize>) -> Result<(), TooLarge> {
-        for (out, column) in self.fields.iter_mut().zip(columns) {
-            out.validity.resize((self.rows + range.len()).div_ceil(8), 0);
-            out.offsets.reserve(range.len() * 4);
-            for (bit, row) in (self.rows..).zip(range.clone()) {
-                if column.is_valid(row) {
-                    out.values.extend_from_slice(column.value(row));
-                    out.validity[bit / 8] |= 1 << (bit % 8);
-                } else {
-                    out.has_nulls = true;
+    out.len_field(2, (count + 1) * 4);
+    out.u32_le(0);
+    let mut at = 0usize;
+    for part in parts {
+        let column = &part.columns[f];
+        match column.offsets32_parts() {
+            Some((offsets, _)) => {
+                let first = offset_at(offsets, part.rows.start);
+                for row in part.rows.clone() {
+                    out.u32_le((at + offset_at(offsets, row + 1) - first) as u32);
                 }
-                let end = u32::try_from(out.values.len()).map_err(|_| TooLarge)?;
-                out.offsets.extend_from_slice(&end.to_le_bytes());
+                at += offset_at(offsets, part.rows.end) - first;
+            }
+            None => {
+                for row in part.rows.clone() {
+                    if column.is_valid(row) {
+                        at += column.value(row).len();
+                    }
+                    out.u32_le(at as u32);
+                }
             }
         }
-        self.rows += range.len();
-        Ok(())
     }
-
-    /// The message as protobuf field `field` of its enclosing message.
-    pub(crate) fn finish(self, field: u32) -> Vec<u8> {
-        let columns: Vec<Vec<u8>> = self
-            .fields
-            .into_iter()
-            .map(|f| {
-                let mut c = Vec::with_capacity(f.values.len() + f.offsets.len() + f.validity.len() + 24);
-                put_len(&mut c, 1, f.values.len());
-                c.extend_from_slice(&f.values);
-                put_len(&mut c, 2, f.offsets.len());
-                c.extend_from_slice(&f.offsets);
-                put_varint(&mut c, 3 << 3); // offset_width = 4
-                put_varint(&mut c, 4);
-                if f.has_nulls {
-                    put_len(&mut c, 5, f.validity.len());
-                    c.extend_from_slice(&f.validity);
+    out.varint(3 << 3); // offset_width = 4
+    out.varint(4);
+    if nulls {
+        out.len_field(5, count.div_ceil(8));
+        let mut byte = 0u8;
+        let mut bit = 0usize;
+        for part in parts {
+            for row in part.rows.clone() {
+                byte |= (part.columns[f].is_valid(row) as u8) << (bit % 8);
+                bit += 1;
+                if bit % 8 == 0 {
+                    out.bytes(&[byte]);
+                    byte = 0;
                 }
-                c
-            })
-            .collect();
-        let mut body_len = 0;
-        if self.rows > 0 {
-            body_len += 1 + varint_len(self.rows as u64);
+            }
         }
-        for c in &columns {
-            body_len += 1 + varint_len(c.len() as u64) + c.len();
+        if bit % 8 != 0 {
+            out.bytes(&[byte]);
         }
-        let mut out = Vec::with_capacity(body_len + 12);
-        put_len(&mut out, field, body_len);
-        if self.rows > 0 {
-            put_varint(&mut out, 1 << 3); // count
-            put_varint(&mut out, self.rows as u64);
-        }
-        for c in &columns {
-            put_len(&mut out, 2, c.len());
-            out.extend_from_slice(c);
-        }
-        out
     }
 }
 
@@ -155,58 +183,88 @@ impl ColumnarOut {
 /// key when any is left), as protobuf field `field`. Returns the bytes and
 /// the number of keys they hold.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn encode(
-    py: pyo3::Python<'_>,
-    data: &pyo3::Bound<'_, pyo3::PyAny>,
-    columns: Option<&pyo3::Bound<'_, pyo3::PyAny>>,
+pub(crate) fn encode<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    columns: Option<&Bound<'py, PyAny>>,
     arity: usize,
     field: u32,
     start: usize,
     max_rows: usize,
     max_bytes: usize,
-) -> pyo3::PyResult<(Vec<u8>, usize)> {
-    use super::columns::{column, Selection};
-    use super::import::ArrowInput;
-    use pyo3::exceptions::PyValueError;
-
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
     let mut input = ArrowInput::read(data)?;
     let selection = Selection::new(&input.data_type, columns, arity)?;
-    let mut out = ColumnarOut::new(arity);
+    // The batches that contribute, kept alive until the message is written.
+    let mut batches: Vec<(Vec<ArrayData>, usize, usize)> = Vec::new();
     let mut seen = 0usize;
-    while out.len() < max_rows {
+    let mut taken = 0usize;
+    while taken < max_rows {
         let Some(batch) = input.next_batch()? else { break };
         let rows = batch.len();
         if seen + rows <= start || rows == 0 {
             seen += rows;
             continue;
         }
-        let arrays = selection.pick(batch)?;
-        let first = start.saturating_sub(seen);
-        let done = py.detach(|| -> Result<bool, String> {
+        batches.push((selection.pick(batch)?, start.saturating_sub(seen), rows));
+        taken += rows - start.saturating_sub(seen);
+        seen += rows;
+    }
+    let written = py.detach(|| -> Result<(Vec<Part<'_>>, usize), String> {
+        let mut parts = Vec::with_capacity(batches.len());
+        let (mut count, mut size) = (0usize, 0usize);
+        for (arrays, first, rows) in &batches {
+            if count >= max_rows || (count > 0 && size >= max_bytes) {
+                break;
+            }
             let mut views = Vec::with_capacity(arrays.len());
             for (data, name) in arrays.iter().zip(&selection.names) {
                 views.push(column(data).map_err(|e| format!("{name}: {e}"))?);
             }
-            let budget = max_bytes.saturating_sub(out.bytes());
-            let n = ColumnarOut::rows_fitting(&views, rows, first, max_rows - out.len(), budget);
-            let n = if out.len() > 0 && budget == 0 { 0 } else { n };
-            out.push(&views, first..first + n)
-                .map_err(|TooLarge| "the keys' values are above 4 GiB, too large for one message".to_string())?;
-            Ok(first + n < rows)
-        });
-        seen += rows;
-        drop(arrays);
-        if done.map_err(PyValueError::new_err)? {
-            break;
+            let n = rows_fitting(&views, *rows, *first, max_rows - count, max_bytes.saturating_sub(size));
+            size += views
+                .iter()
+                .map(|c| value_bytes(c, *first..first + n) + 4 * n)
+                .sum::<usize>();
+            count += n;
+            parts.push(Part {
+                columns: views,
+                rows: *first..first + n,
+            });
         }
+        Ok((parts, count))
+    });
+    let (parts, count) = written.map_err(PyValueError::new_err)?;
+    let _ = &batches; // the parts borrow these buffers until here
+    let columns: Vec<(usize, usize, bool)> = (0..arity).map(|f| column_len(&parts, f, count)).collect();
+    if columns.iter().any(|&(_, values, _)| values > u32::MAX as usize) {
+        return Err(PyValueError::new_err(
+            "the keys' values are above 4 GiB, too large for one message",
+        ));
     }
-    let n = out.len();
-    Ok((out.finish(field), n))
-}
-
-impl ColumnarOut {
-    /// Bytes of field data so far (an estimate of the message size).
-    fn bytes(&self) -> usize {
-        self.fields.iter().map(|f| f.values.len() + f.offsets.len()).sum()
+    let mut body = 0;
+    if count > 0 {
+        body += 1 + varint_len(count as u64);
     }
+    for &(len, _, _) in &columns {
+        body += 1 + varint_len(len as u64) + len;
+    }
+    let total = varint_len((u64::from(field) << 3) | 2) + varint_len(body as u64) + body;
+    let bytes = PyBytes::new_with(py, total, |buf| {
+        py.detach(|| {
+            let mut out = Cursor { buf, at: 0 };
+            out.len_field(field, body);
+            if count > 0 {
+                out.varint(1 << 3); // count
+                out.varint(count as u64);
+            }
+            for (f, &(len, values, nulls)) in columns.iter().enumerate() {
+                out.len_field(2, len);
+                write_column(&mut out, &parts, f, count, values, nulls);
+            }
+            debug_assert_eq!(out.at, total);
+        });
+        Ok(())
+    })?;
+    Ok((bytes, count))
 }

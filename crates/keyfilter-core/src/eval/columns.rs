@@ -347,7 +347,7 @@ impl<'a> Column<'a> {
     }
 
     /// Whether row `row` has a value (is not null).
-    #[inline]
+    #[inline(always)]
     pub fn is_valid(&self, row: usize) -> bool {
         if self.validity.is_some_and(|v| !v.is_set(row)) {
             return false;
@@ -363,9 +363,24 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// The raw little-endian offsets (rows + 1 of them) and values of a
+    /// column with 32-bit offsets (Arrow binary/utf8), validated; None for
+    /// any other layout. For bulk copies (a slice of rows is one contiguous
+    /// range of values).
+    pub fn offsets32_parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        match self.layout {
+            Layout::Offsets {
+                width: 4,
+                offsets,
+                data,
+            } => Some((offsets, data)),
+            _ => None,
+        }
+    }
+
     /// Whether some row may be null (a validity bitmap, here or in a
     /// dictionary's values, exists).
-    fn may_have_nulls(&self) -> bool {
+    pub fn may_have_nulls(&self) -> bool {
         self.validity.is_some()
             || match &self.layout {
                 Layout::Dictionary { values, .. } => values.may_have_nulls(),
@@ -375,7 +390,7 @@ impl<'a> Column<'a> {
 
     /// The bytes of row `row`, which must be below [`len`](Self::len) and
     /// valid (for a null row the bytes are whatever its slot holds).
-    #[inline]
+    #[inline(always)]
     pub fn value(&self, row: usize) -> &'a [u8] {
         match &self.layout {
             Layout::Offsets {
