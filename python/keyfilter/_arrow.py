@@ -9,11 +9,34 @@ batch of a ``RecordBatchReader``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import sys
+
+from typing import Any, Callable, Iterator, Tuple, Union
 
 from . import _native
 
-__all__ = ["is_arrow", "to_arrow_mask", "filter_like"]
+if sys.version_info >= (3, 8):
+    from typing import Protocol
+else:  # pragma: no cover
+    from typing_extensions import Protocol
+
+__all__ = ["ArrowData", "is_arrow", "to_arrow_mask", "filter_like"]
+
+
+class ArrowStreamExportable(Protocol):
+    """An object exporting an Arrow C stream (a table, a reader, a data frame)."""
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any: ...
+
+
+class ArrowArrayExportable(Protocol):
+    """An object exporting one Arrow C array (a record batch, an array)."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Tuple[Any, Any]: ...
+
+
+#: What the Arrow paths accept, for type checkers.
+ArrowData = Union[ArrowStreamExportable, ArrowArrayExportable]
 
 
 def is_arrow(data: Any) -> bool:

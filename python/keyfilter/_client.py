@@ -13,7 +13,7 @@ import importlib.util
 import itertools
 import re
 import threading
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, overload
 
 import grpc
 
@@ -267,10 +267,32 @@ class Client:
             raise ValueError("metadata: 'authorization' is already set by the client's token=")
         return (self._metadata + extra) or None
 
+    @overload
+    def match(
+        self,
+        spec: SpecLike,
+        keys: _arrow.ArrowData,
+        *,
+        packed: bool = ...,
+        columns: Any = ...,
+        timeout: Optional[float] = ...,
+        metadata: Metadata = ...,
+    ) -> Any: ...
+    @overload
     def match(
         self,
         spec: SpecLike,
         keys: Iterable[Key],
+        *,
+        packed: bool = ...,
+        timeout: Optional[float] = ...,
+        metadata: Metadata = ...,
+    ) -> List[bool]: ...
+
+    def match(
+        self,
+        spec: SpecLike,
+        keys: Any,
         *,
         packed: bool = False,
         columns: Any = None,
@@ -310,10 +332,36 @@ class Client:
         except grpc.RpcError as e:
             raise _error(e) from e
 
+    @overload
+    def filter(
+        self,
+        spec: SpecLike,
+        keys: _arrow.ArrowData,
+        batch_size: Optional[int] = ...,
+        *,
+        packed: bool = ...,
+        columns: Any = ...,
+        window: int = ...,
+        timeout: Optional[float] = ...,
+        metadata: Metadata = ...,
+    ) -> Any: ...
+    @overload
     def filter(
         self,
         spec: SpecLike,
         keys: Iterable[Key],
+        batch_size: Optional[int] = ...,
+        *,
+        packed: bool = ...,
+        window: int = ...,
+        timeout: Optional[float] = ...,
+        metadata: Metadata = ...,
+    ) -> Iterator[Key]: ...
+
+    def filter(
+        self,
+        spec: SpecLike,
+        keys: Any,
         batch_size: Optional[int] = None,
         *,
         packed: bool = False,

@@ -11,13 +11,16 @@ in Rust has no Python form; rebuilding it from the spec takes microseconds).
 from __future__ import annotations
 
 import codecs
-from typing import Any, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union, overload
 
 from . import _arrow, _native
 from ._errors import spec_errors
 from ._spec import Spec
 
 __all__ = ["Matcher"]
+
+# A field of a key given as a tuple: bytes, or str with an encoding.
+_Field = Union[bytes, str]
 
 
 def _text_encoding(encoding: Optional[str]) -> Optional[str]:
@@ -94,6 +97,13 @@ class Matcher(_native.Matcher):
         """Pickles as ``Matcher(spec, encoding)``."""
         return (type(self), (self._spec, self.encoding))
 
+    @overload
+    def mask(
+        self, data: _arrow.ArrowData, columns: Any = None, *, nulls: str = ..., threads: Optional[int] = ...
+    ) -> Any: ...
+    @overload
+    def mask(self, data: Iterable[Sequence[_Field]]) -> List[bool]: ...
+
     def mask(self, data: Any, columns: Any = None, *, nulls: str = "no_match", threads: Optional[int] = None) -> Any:
         """One result per key, in order: a list of bool for an iterable of
         tuples; a ``pyarrow.BooleanArray`` for Arrow data (a
@@ -103,6 +113,13 @@ class Matcher(_native.Matcher):
             return _arrow.to_arrow_mask(self._arrow_eval(data, columns, nulls, threads, True))
         _rows_only(columns, nulls, threads)
         return super().mask(data)
+
+    @overload
+    def filter(
+        self, data: _arrow.ArrowData, columns: Any = None, *, nulls: str = ..., threads: Optional[int] = ...
+    ) -> Any: ...
+    @overload
+    def filter(self, data: Iterable[Sequence[_Field]]) -> List[Any]: ...
 
     def filter(self, data: Any, columns: Any = None, *, nulls: str = "no_match", threads: Optional[int] = None) -> Any:
         """The matching keys, in order: a new list of the key objects
