@@ -506,6 +506,7 @@ async fn flood_match(addr: std::net::SocketAddr, n: usize) -> Reply {
         spec: Some(flood_spec(n)),
         keys: keys.into_iter().map(|k| Key { fields: vec![k] }).collect(),
         packed_keys: None,
+        columnar_keys: None,
     };
     raw_call(addr, "Match", vec![frame(&request)], &[]).await
 }
@@ -609,6 +610,7 @@ fn heavy_match() -> MatchRequest {
             lengths: vec![1; n],
             count: n as u32,
         }),
+        columnar_keys: None,
     }
 }
 
@@ -730,6 +732,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             }),
             keys: vec![],
             packed_keys: None,
+            columnar_keys: None,
         })],
         &[],
     )
@@ -766,6 +769,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             }),
             keys: vec![],
             packed_keys: None,
+            columnar_keys: None,
         })],
         &[],
     )

@@ -197,6 +197,7 @@ async fn check_match(client: &mut KeyFilterClient<Channel>) {
         spec: Some(spec_eq(b"b")),
         keys: one_field_keys(&[b"a", b"b", b"c"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let response = timeout(STEP, client.r#match(request))
         .await
@@ -325,6 +326,7 @@ async fn settings_from_environment_variables() {
         spec: Some(two),
         keys: one_field_keys(&[b"b"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let status = timeout(STEP, client.r#match(request))
         .await
@@ -352,6 +354,7 @@ async fn settings_from_environment_variables() {
         spec: Some(two),
         keys: one_field_keys(&[b"b", b"a"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let response = timeout(STEP, client.r#match(request)).await.unwrap().expect("Match");
     assert_eq!(response.into_inner().matches, vec![true, false]);

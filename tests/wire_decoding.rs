@@ -66,6 +66,7 @@ proptest! {
             spec: Some(proto::FilterSpec { arity: arity as u32, predicates: vec![], expr: None, }),
             keys: if packed_form { vec![] } else { proto_keys(&keys) },
             packed_keys: packed_form.then(|| packed(&keys)),
+            columnar_keys: None,
         };
         let encoded = request.encode_to_vec();
         let decoded = wire::MatchRequest::decode(split(&encoded, at)).expect("decodes");
@@ -171,6 +172,7 @@ fn rows_of_the_wrong_arity_are_named() {
         spec: None,
         keys: proto_keys(&keys),
         packed_keys: None,
+        columnar_keys: None,
     }
     .encode_to_vec();
     let decoded = wire::MatchRequest::decode(&encoded[..]).unwrap();

@@ -147,10 +147,17 @@ fn match_keys(
 
 /// The number of keys a `MatchRequest` claims (sent or declared).
 fn declared_keys(request: &MatchRequest) -> usize {
-    request
-        .packed_keys
-        .as_ref()
-        .map_or(request.keys.len(), |p| p.declared_keys())
+    let packed = request.packed_keys.as_ref().map_or(0, |p| p.declared_keys());
+    let columnar = request.columnar_keys.as_ref().map_or(0, |c| c.declared_keys());
+    request.keys.len().max(packed).max(columnar)
+}
+
+/// What evaluating a batch of `declared` keys costs (at most one more than
+/// `max_keys`: more are refused before any is evaluated), plus validating its
+/// columns, if any.
+fn keys_cost(declared: usize, max_keys: usize, columnar: Option<&wire::ColumnarWire>, matcher: &Matcher) -> usize {
+    eval_cost(declared.min(max_keys.saturating_add(1)), matcher)
+        .saturating_add(columnar.map_or(0, wire::ColumnarWire::validation_cost))
 }
 
 impl KeyFilterService {
@@ -166,7 +173,12 @@ impl KeyFilterService {
             })
             .await?;
         let max_keys = self.config.max_keys_per_request;
-        let cost = eval_cost(declared_keys(&request).min(max_keys.saturating_add(1)), &matcher);
+        let cost = keys_cost(
+            declared_keys(&request),
+            max_keys,
+            request.columnar_keys.as_ref(),
+            &matcher,
+        );
         self.cpu
             .run(cost, move |cancel| match_keys(&matcher, &request, max_keys, cancel))
             .await

@@ -2,11 +2,13 @@
 //!
 //! `MatchRequest` and `FilterRequest` are hand-written [`prost::Message`]s with
 //! the same wire format as the generated ones in [`crate::proto`], but their
-//! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) ready for the
-//! evaluator. The server stubs are generated against these types (`build.rs`
+//! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) or stay where
+//! they are, checked, until the handler reads them as columns
+//! ([`ColumnarWire`]), ready for the evaluator. The server stubs are generated against these types (`build.rs`
 //! maps the two messages here and every other type to [`crate::proto`]);
 //! clients keep using the generated types.
 
+mod columns;
 mod keys;
 mod spec;
 
@@ -14,6 +16,7 @@ use bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
+pub use columns::ColumnarWire;
 pub use keys::{PackedWire, RowKeys};
 pub use spec::{SpecWire, SpecWireError};
 
@@ -40,6 +43,8 @@ pub struct MatchRequest {
     pub keys: RowKeys,
     /// Field 3.
     pub packed_keys: Option<PackedWire>,
+    /// Field 4.
+    pub columnar_keys: Option<ColumnarWire>,
 }
 
 impl prost::Message for MatchRequest {
@@ -50,6 +55,9 @@ impl prost::Message for MatchRequest {
         self.keys.encode(2, buf);
         if let Some(packed) = &self.packed_keys {
             encoding::message::encode(3, packed, buf);
+        }
+        if let Some(columnar) = &self.columnar_keys {
+            columnar.encode(4, buf);
         }
     }
 
@@ -69,6 +77,10 @@ impl prost::Message for MatchRequest {
                 buf,
                 ctx,
             ),
+            4 => self
+                .columnar_keys
+                .get_or_insert_with(Default::default)
+                .merge(wire_type, buf, ctx),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -80,6 +92,7 @@ impl prost::Message for MatchRequest {
                 .packed_keys
                 .as_ref()
                 .map_or(0, |p| encoding::message::encoded_len(3, p))
+            + self.columnar_keys.as_ref().map_or(0, |c| c.encoded_len(4))
     }
 
     fn clear(&mut self) {
@@ -96,6 +109,8 @@ pub enum FilterMessage {
     Batch(RowKeys),
     /// Field 3.
     PackedBatch(PackedWire),
+    /// Field 4: a `ColumnarKeys`.
+    ColumnarBatch(ColumnarWire),
 }
 
 /// `keyfilter.v1.FilterRequest` as the server decodes it.
@@ -115,6 +130,7 @@ impl prost::Message for FilterRequest {
                 rows.encode(1, buf);
             }
             Some(FilterMessage::PackedBatch(packed)) => encoding::message::encode(3, packed, buf),
+            Some(FilterMessage::ColumnarBatch(columnar)) => columnar.encode(4, buf),
             None => {}
         }
     }
@@ -129,7 +145,7 @@ impl prost::Message for FilterRequest {
         // Oneof semantics: a field of the variant already held merges into it,
         // any other variant replaces it. A spec being replaced was never
         // parsed: check it now, as the generated decoder would have.
-        if let (2 | 3, Some(FilterMessage::Spec(spec))) = (tag, &self.msg) {
+        if let (2..=4, Some(FilterMessage::Spec(spec))) = (tag, &self.msg) {
             spec.check()?;
         }
         match tag {
@@ -160,6 +176,15 @@ impl prost::Message for FilterRequest {
                 };
                 encoding::message::merge(wire_type, packed, buf, ctx)
             }
+            4 => {
+                if !matches!(self.msg, Some(FilterMessage::ColumnarBatch(_))) {
+                    self.msg = Some(FilterMessage::ColumnarBatch(ColumnarWire::default()));
+                }
+                let Some(FilterMessage::ColumnarBatch(columnar)) = &mut self.msg else {
+                    unreachable!()
+                };
+                columnar.merge(wire_type, buf, ctx)
+            }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -172,6 +197,7 @@ impl prost::Message for FilterRequest {
                 encoding::key_len(2) + encoding::encoded_len_varint(len as u64) + len
             }
             Some(FilterMessage::PackedBatch(packed)) => encoding::message::encoded_len(3, packed),
+            Some(FilterMessage::ColumnarBatch(columnar)) => columnar.encoded_len(4),
             None => 0,
         }
     }
