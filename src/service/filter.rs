@@ -188,13 +188,21 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 }
 
 /// What evaluating one batch costs, roughly (see [`super::work::INLINE_COST`]).
+/// Columnar keys are scanned here, inline, when their message is below the
+/// inline cost (a scan reads at most every byte once; the usual batch has a
+/// handful of fields), else on the batch's CPU slot.
 fn batch_cost(request: &FilterRequest, max_keys: usize, matcher: &Matcher) -> usize {
     match &request.msg {
         Some(Msg::Batch(rows)) => super::keys_cost(rows.len(), max_keys, None, matcher),
         Some(Msg::PackedBatch(packed)) => super::keys_cost(packed.declared_keys(), max_keys, None, matcher),
-        Some(Msg::ColumnarBatch(columnar)) => {
-            super::keys_cost(columnar.declared_keys(), max_keys, Some(columnar), matcher)
+        Some(Msg::ColumnarBatch(columnar)) if columnar.encoded_bytes() < super::work::INLINE_COST => {
+            match columnar.shape() {
+                Ok(shape) => super::keys_cost(shape.keys(), max_keys, Some(shape), matcher),
+                // Reported by `evaluate`.
+                Err(_) => 0,
+            }
         }
+        Some(Msg::ColumnarBatch(_)) => super::work::INLINE_COST,
         _ => 0,
     }
 }

@@ -1,20 +1,25 @@
 //! `ColumnarKeys` as the server receives it: the encoded message, a slice of
-//! the request (not a copy), checked while the request is decoded and read
-//! into columns only once the handler knows the arity and the limits.
+//! the request (not a copy), read only once the handler runs it where CPU
+//! work runs, and into columns only once it knows the arity and the limits.
 //!
 //! The generated decoder would build a `Column` struct (about 100 bytes) per
 //! `columns` entry before anything could count them: two bytes on the wire
-//! (`12 00`, an empty column) would become fifty times that in memory. Here
-//! decoding walks the message once, allocating nothing: it checks the
-//! encoding exactly as the generated decoder would (wire types, lengths,
-//! nesting), counts the columns, reads `count`, and sums the sizes of the
-//! buffers validation will read. [`ColumnarWire::view`] then checks `count`
-//! against `max_keys_per_request` and the column count against the spec's
-//! arity (itself within `max_arity`) before it allocates the `arity` column
-//! views, and validates each column through
+//! (`12 00`, an empty column) would become fifty times that in memory.
+//! Decoding a request here only slices the field (like a spec, see
+//! `spec.rs`): no work on the async worker grows with the message. The
+//! handler then [scans](ColumnarWire::shape) it once, allocating nothing:
+//! it checks the encoding exactly as the generated decoder would (wire
+//! types, lengths, nesting; a message that does not decode is `INTERNAL`, as
+//! for the generated types), counts the columns, reads `count`, and sums the
+//! sizes of the buffers validation will read. [`ColumnarWire::view`] checks
+//! `count` against `max_keys_per_request` and the column count against the
+//! spec's arity (itself within `max_arity`) before it allocates the `arity`
+//! column views, and validates each column through
 //! [`ColumnParts::column`](keyfilter_proto::convert::ColumnParts::column),
 //! the one definition of what a `Column` means, shared with the generated
 //! type's [`to_columns`](keyfilter_proto::ColumnarKeys::to_columns).
+
+use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -52,9 +57,6 @@ impl Encoded {
     }
 
     fn append(&mut self, chunk: Bytes) {
-        if chunk.is_empty() {
-            return;
-        }
         match self {
             Encoded::Shared(bytes) if bytes.is_empty() => *bytes = chunk,
             Encoded::Shared(bytes) => {
@@ -68,39 +70,24 @@ impl Encoded {
     }
 }
 
-/// A `ColumnarKeys` field (`MatchRequest.columnar_keys`,
-/// `FilterRequest.columnar_batch`), checked but not yet read into columns.
-#[derive(Debug, Clone, Default)]
-pub struct ColumnarWire {
-    encoded: Encoded,
-    /// `count`, the last one sent (protobuf's rule for a repeated scalar field).
+/// What scanning a `ColumnarKeys` message learns, without keeping anything of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnarShape {
     count: u32,
-    /// `columns` entries sent.
     columns: usize,
-    /// Bytes of `offsets` and `validity` sent: what validation reads.
     validated_bytes: u64,
 }
 
-impl PartialEq for ColumnarWire {
-    fn eq(&self, other: &Self) -> bool {
-        self.encoded.as_slice() == other.encoded.as_slice()
-            && (self.count, self.columns, self.validated_bytes) == (other.count, other.columns, other.validated_bytes)
-    }
-}
-
-impl ColumnarWire {
-    /// The message as encoded by the generated type (for tests and tools).
-    pub fn from_message(keys: &keyfilter_proto::ColumnarKeys) -> Self {
-        let bytes = prost::Message::encode_to_vec(keys);
-        let mut wire = ColumnarWire::default();
-        wire.merge_occurrence(bytes.into(), DecodeContext::default())
-            .expect("the generated type encodes a valid message");
-        wire
-    }
-
-    /// The number of keys the message declares (`count`).
-    pub fn declared_keys(&self) -> usize {
+impl ColumnarShape {
+    /// The number of keys declared (`count`, the last one sent: protobuf's
+    /// rule for a scalar field sent twice).
+    pub fn keys(&self) -> usize {
         self.count as usize
+    }
+
+    /// The number of `columns` entries sent.
+    pub fn columns(&self) -> usize {
+        self.columns
     }
 
     /// What validating the columns costs, in the units of the service's work
@@ -109,46 +96,106 @@ impl ColumnarWire {
     pub fn validation_cost(&self) -> usize {
         usize::try_from(self.validated_bytes).unwrap_or(usize::MAX)
     }
+}
 
-    /// Merges one occurrence of the length-delimited field, checking it as
-    /// the generated decoder would (`ctx` is the enclosing message's).
-    pub(super) fn merge(
-        &mut self,
-        wire_type: WireType,
-        buf: &mut impl Buf,
-        ctx: DecodeContext,
-    ) -> Result<(), DecodeError> {
+/// A `ColumnarKeys` field (`MatchRequest.columnar_keys`,
+/// `FilterRequest.columnar_batch`) as received: not yet checked or read.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnarWire {
+    encoded: Encoded,
+    /// Where each non-empty occurrence ends in `encoded`: each must be a
+    /// whole message, and is checked on its own (an occurrence takes at least
+    /// three bytes on the wire, so this is at most a few times the request).
+    ends: Vec<usize>,
+    /// The scan, once made.
+    shape: OnceLock<Result<ColumnarShape, DecodeError>>,
+}
+
+impl PartialEq for ColumnarWire {
+    fn eq(&self, other: &Self) -> bool {
+        self.encoded.as_slice() == other.encoded.as_slice() && self.ends == other.ends
+    }
+}
+
+impl ColumnarWire {
+    /// The message as encoded by the generated type (for tests and tools).
+    pub fn from_message(keys: &keyfilter_proto::ColumnarKeys) -> Self {
+        let mut wire = ColumnarWire::default();
+        wire.push(prost::Message::encode_to_vec(keys).into());
+        wire
+    }
+
+    /// Size of the encoded message (every occurrence), in bytes: a bound on
+    /// what [`shape`](Self::shape) reads.
+    pub fn encoded_bytes(&self) -> usize {
+        self.encoded.as_slice().len()
+    }
+
+    /// Checks the encoding as the generated decoder would, and counts (the
+    /// first call; later ones return what it found). O(fields sent), no
+    /// allocation: call it where CPU work runs, or inline for a message below
+    /// the service's inline cost.
+    pub fn shape(&self) -> Result<ColumnarShape, DecodeError> {
+        self.shape.get_or_init(|| self.scan()).clone()
+    }
+
+    fn scan(&self) -> Result<ColumnarShape, DecodeError> {
+        let bytes = self.encoded.as_slice();
+        let mut shape = ColumnarShape::default();
+        let mut start = 0;
+        for &end in &self.ends {
+            let occurrence = &bytes[start..end];
+            start = end;
+            // `encoding::message::merge` reads the length and enters one level
+            // of nesting, exactly as the generated type does for a field of a
+            // request (which is decoded from the top level, with the default
+            // context: so is this).
+            let mut header = [0u8; 10];
+            let mut at = &mut header[..];
+            encoding::encode_varint(occurrence.len() as u64, &mut at);
+            let header_len = 10 - at.len();
+            let mut scan = Scan::default();
+            encoding::message::merge(
+                WireType::LengthDelimited,
+                &mut scan,
+                &mut (&header[..header_len]).chain(occurrence),
+                DecodeContext::default(),
+            )?;
+            if let Some(count) = scan.count {
+                shape.count = count;
+            }
+            shape.columns += scan.columns;
+            shape.validated_bytes = shape.validated_bytes.saturating_add(scan.validated_bytes);
+        }
+        Ok(shape)
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        // An empty occurrence is a whole (empty) message: nothing to keep.
+        if !chunk.is_empty() {
+            self.encoded.append(chunk);
+            self.ends.push(self.encoded.as_slice().len());
+            self.shape = OnceLock::new();
+        }
+    }
+
+    /// Merges one occurrence of the length-delimited field: a slice of the
+    /// request for the buffer tonic decodes from, nothing read yet.
+    pub(super) fn merge(&mut self, wire_type: WireType, buf: &mut impl Buf) -> Result<(), DecodeError> {
         encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
         let len = encoding::decode_varint(buf)?;
         if len > buf.remaining() as u64 {
             return Err(decode_error("buffer underflow"));
         }
-        // A slice of the request for the buffer tonic decodes from.
-        let chunk = buf.copy_to_bytes(len as usize);
-        self.merge_occurrence(chunk, ctx)
+        self.push(buf.copy_to_bytes(len as usize));
+        Ok(())
     }
 
-    fn merge_occurrence(&mut self, chunk: Bytes, ctx: DecodeContext) -> Result<(), DecodeError> {
-        // `encoding::message::merge` reads the length again and enters one
-        // level of nesting, exactly as for the generated type.
-        let mut header = [0u8; 10];
-        let mut at = &mut header[..];
-        encoding::encode_varint(chunk.len() as u64, &mut at);
-        let header_len = 10 - at.len();
-        let mut scan = Scan::default();
-        encoding::message::merge(
-            WireType::LengthDelimited,
-            &mut scan,
-            &mut (&header[..header_len]).chain(&chunk[..]),
-            ctx,
-        )?;
-        if let Some(count) = scan.count {
-            self.count = count;
-        }
-        self.columns += scan.columns;
-        self.validated_bytes = self.validated_bytes.saturating_add(scan.validated_bytes);
-        self.encoded.append(chunk);
-        Ok(())
+    /// Checks the encoding of a field about to be dropped unread (a
+    /// `FilterRequest` oneof replaced by a later field): the generated decoder
+    /// would have failed on it, so we fail too.
+    pub(super) fn check(&self) -> Result<(), DecodeError> {
+        self.shape().map(|_| ())
     }
 
     /// Encodes the field (every occurrence, as one) with tag `tag`.
@@ -165,23 +212,25 @@ impl ColumnarWire {
         encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
     }
 
-    /// The keys for evaluation, borrowing the request's buffers, or
+    /// The keys for evaluation, borrowing the request's buffers; `INTERNAL`
+    /// if the message does not decode (see [`shape`](Self::shape)), or
     /// `INVALID_ARGUMENT` naming the field at fault (`what` names the request
     /// field, e.g. `columnar_keys`): `count` above `max_keys` (checked first:
     /// it alone sizes the answer when the arity is 0), a column count other
     /// than `arity`, or the first malformed column. Validation reads every
-    /// offset once (see [`validation_cost`](Self::validation_cost)).
+    /// offset once (see [`ColumnarShape::validation_cost`]).
     pub fn view(&self, arity: usize, max_keys: usize, what: impl std::fmt::Display) -> Result<Columns<'_>, Status> {
+        let shape = self.shape().map_err(malformed)?;
         let refused = |e: ColumnarError| {
             if matches!(e, ColumnarError::TooManyKeys { .. }) {
                 crate::service::metrics::rejected("keys_per_request");
             }
             Status::invalid_argument(e.message(&what))
         };
-        check_columnar_shape(self.count, self.columns, arity, max_keys).map_err(refused)?;
-        let rows = self.count as usize;
+        check_columnar_shape(shape.count, shape.columns, arity, max_keys).map_err(refused)?;
+        let rows = shape.count as usize;
         // At most `arity` entries: the count was just checked.
-        let mut columns = Vec::with_capacity(self.columns);
+        let mut columns = Vec::with_capacity(shape.columns);
         let mut body = self.encoded.as_slice();
         while !body.is_empty() {
             let (tag, wire_type) = encoding::decode_key(&mut body).map_err(malformed)?;
@@ -201,8 +250,9 @@ impl ColumnarWire {
     }
 }
 
-/// Checked while decoding: reading the bytes again cannot fail.
-fn malformed(e: DecodeError) -> Status {
+/// A `ColumnarKeys` that does not decode: `INTERNAL`, with the message tonic
+/// gives for any message that does not decode.
+pub fn malformed(e: DecodeError) -> Status {
     Status::internal(format!("failed to decode Protobuf message: ColumnarKeys: {e}"))
 }
 
@@ -248,7 +298,7 @@ fn column_parts(mut body: &[u8]) -> Result<ColumnParts<'_>, DecodeError> {
     Ok(parts)
 }
 
-/// What decoding learns of one occurrence, without keeping anything of it.
+/// What scanning learns of one occurrence.
 #[derive(Debug, Default)]
 struct Scan {
     count: Option<u32>,
@@ -389,9 +439,10 @@ mod tests {
             ],
         };
         let wire = ColumnarWire::from_message(&keys);
-        assert_eq!(wire.declared_keys(), 2);
+        let shape = wire.shape().unwrap();
+        assert_eq!((shape.keys(), shape.columns()), (2, 2));
         // 12 bytes of offsets, 1 byte of validity.
-        assert_eq!(wire.validation_cost(), 12 + 8);
+        assert_eq!(shape.validation_cost(), 12 + 8);
         let ours = wire.view(2, 10, "columnar_keys").unwrap();
         let generated = keys.to_columns(2, 10).unwrap();
         for columns in [&ours, &generated] {
@@ -420,7 +471,8 @@ mod tests {
         let generated = <keyfilter_proto::MatchRequest as prost::Message>::decode(&request[..]).unwrap();
         let ours = decoded.columnar_keys.as_ref().unwrap();
         let theirs = generated.columnar_keys.as_ref().unwrap();
-        assert_eq!((ours.declared_keys(), ours.columns), (1, 3));
+        let shape = ours.shape().unwrap();
+        assert_eq!((shape.keys(), shape.columns()), (1, 3));
         assert_eq!(theirs.columns.len(), 3);
         let ours = ours.view(3, 10, "columnar_keys").unwrap();
         let theirs = theirs.to_columns(3, 10).unwrap();
@@ -453,14 +505,27 @@ mod tests {
     }
 
     #[test]
-    fn malformed_encodings_fail_while_decoding() {
+    fn malformed_encodings_fail_when_scanned() {
+        let scanned = |request: &[u8]| {
+            let decoded = <super::super::MatchRequest as prost::Message>::decode(request).expect("only sliced");
+            decoded.columnar_keys.unwrap().shape()
+        };
         // A column whose `offsets` claims more bytes than there are.
         let request = [0x22, 0x04, 0x12, 0x02, 0x12, 0x05];
-        assert!(<super::super::MatchRequest as prost::Message>::decode(&request[..]).is_err());
+        assert!(scanned(&request).is_err());
         assert!(<keyfilter_proto::MatchRequest as prost::Message>::decode(&request[..]).is_err());
         // `count` sent as a length-delimited field.
         let request = [0x22, 0x02, 0x0a, 0x00];
-        assert!(<super::super::MatchRequest as prost::Message>::decode(&request[..]).is_err());
+        assert!(scanned(&request).is_err());
         assert!(<keyfilter_proto::MatchRequest as prost::Message>::decode(&request[..]).is_err());
+        // Two occurrences, each cut short, whose concatenation would decode.
+        let request = [0x22, 0x01, 0x12, 0x22, 0x01, 0x00];
+        assert!(scanned(&request).is_err());
+        assert!(<keyfilter_proto::MatchRequest as prost::Message>::decode(&request[..]).is_err());
+        let err = scanned(&request).unwrap_err();
+        let wire = <super::super::MatchRequest as prost::Message>::decode(&request[..]).unwrap();
+        let status = wire.columnar_keys.unwrap().view(1, 10, "columnar_keys").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().contains(&err.to_string()), "{status:?}");
     }
 }

@@ -3,8 +3,8 @@
 //! `MatchRequest` and `FilterRequest` are hand-written [`prost::Message`]s with
 //! the same wire format as the generated ones in [`crate::proto`], but their
 //! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) or stay where
-//! they are, checked, until the handler reads them as columns
-//! ([`ColumnarWire`]), ready for the evaluator. The server stubs are generated against these types (`build.rs`
+//! they are until the handler reads them as columns ([`ColumnarWire`]),
+//! ready for the evaluator. The server stubs are generated against these types (`build.rs`
 //! maps the two messages here and every other type to [`crate::proto`]);
 //! clients keep using the generated types.
 
@@ -16,7 +16,7 @@ use bytes::{Buf, BufMut};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
-pub use columns::ColumnarWire;
+pub use columns::{malformed as malformed_columnar, ColumnarShape, ColumnarWire};
 pub use keys::{PackedWire, RowKeys};
 pub use spec::{SpecWire, SpecWireError};
 
@@ -80,7 +80,7 @@ impl prost::Message for MatchRequest {
             4 => self
                 .columnar_keys
                 .get_or_insert_with(Default::default)
-                .merge(wire_type, buf, ctx),
+                .merge(wire_type, buf),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -143,10 +143,13 @@ impl prost::Message for FilterRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         // Oneof semantics: a field of the variant already held merges into it,
-        // any other variant replaces it. A spec being replaced was never
-        // parsed: check it now, as the generated decoder would have.
-        if let (2..=4, Some(FilterMessage::Spec(spec))) = (tag, &self.msg) {
-            spec.check()?;
+        // any other variant replaces it. A spec or columnar batch being
+        // replaced was never read: check it now, as the generated decoder
+        // would have.
+        match (tag, &self.msg) {
+            (2..=4, Some(FilterMessage::Spec(spec))) => spec.check()?,
+            (1..=3, Some(FilterMessage::ColumnarBatch(columnar))) => columnar.check()?,
+            _ => {}
         }
         match tag {
             1 => {
@@ -183,7 +186,7 @@ impl prost::Message for FilterRequest {
                 let Some(FilterMessage::ColumnarBatch(columnar)) = &mut self.msg else {
                     unreachable!()
                 };
-                columnar.merge(wire_type, buf, ctx)
+                columnar.merge(wire_type, buf)
             }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
