@@ -29,46 +29,7 @@ use tonic::Status;
 use keyfilter_core::eval::Columns;
 use keyfilter_proto::convert::{check_columnar_shape, columns_of, ColumnParts, ColumnarError};
 
-use super::decode_error;
-
-/// The bytes of every occurrence of the field: one occurrence is a slice of
-/// the request; further ones (protobuf merges them, which for this message
-/// is the same as reading their concatenation) are gathered into one owned
-/// buffer that grows like a `Vec`, so many small occurrences cost linear
-/// time and at most the request's size again.
-#[derive(Debug, Clone)]
-enum Encoded {
-    Shared(Bytes),
-    Owned(Vec<u8>),
-}
-
-impl Default for Encoded {
-    fn default() -> Self {
-        Encoded::Shared(Bytes::new())
-    }
-}
-
-impl Encoded {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Encoded::Shared(bytes) => bytes,
-            Encoded::Owned(bytes) => bytes,
-        }
-    }
-
-    fn append(&mut self, chunk: Bytes) {
-        match self {
-            Encoded::Shared(bytes) if bytes.is_empty() => *bytes = chunk,
-            Encoded::Shared(bytes) => {
-                let mut joined = Vec::with_capacity(bytes.len() + chunk.len());
-                joined.extend_from_slice(bytes);
-                joined.extend_from_slice(&chunk);
-                *self = Encoded::Owned(joined);
-            }
-            Encoded::Owned(bytes) => bytes.extend_from_slice(&chunk),
-        }
-    }
-}
+use super::{decode_error, Gathered};
 
 /// What scanning a `ColumnarKeys` message learns, without keeping anything of it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,7 +63,7 @@ impl ColumnarShape {
 /// `FilterRequest.columnar_batch`) as received: not yet checked or read.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnarWire {
-    encoded: Encoded,
+    encoded: Gathered,
     /// Where each non-empty occurrence ends in `encoded`: each must be a
     /// whole message, and is checked on its own (an occurrence takes at least
     /// three bytes on the wire, so this is at most a few times the request).
@@ -200,16 +161,12 @@ impl ColumnarWire {
 
     /// Encodes the field (every occurrence, as one) with tag `tag`.
     pub(super) fn encode(&self, tag: u32, buf: &mut impl BufMut) {
-        let bytes = self.encoded.as_slice();
-        encoding::encode_key(tag, WireType::LengthDelimited, buf);
-        encoding::encode_varint(bytes.len() as u64, buf);
-        buf.put_slice(bytes);
+        self.encoded.encode(tag, buf);
     }
 
     /// Length of [`encode`](Self::encode)'s output.
     pub(super) fn encoded_len(&self, tag: u32) -> usize {
-        let len = self.encoded.as_slice().len();
-        encoding::key_len(tag) + encoding::encoded_len_varint(len as u64) + len
+        self.encoded.encoded_len(tag)
     }
 
     /// The keys for evaluation, borrowing the request's buffers; `INTERNAL`
