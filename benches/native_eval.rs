@@ -1,13 +1,14 @@
 //! Native evaluator throughput: keys per second for 1-, 3- and 5-predicate
 //! specs over row and packed input, next to a bare `memcmp` pass over the same
-//! bytes (the memory-bandwidth ceiling).
+//! bytes (the memory-bandwidth ceiling), and over columns in Arrow's layout
+//! (what the Python package reads from pyarrow, Polars or pandas).
 //!
 //! `cargo bench --bench native_eval`
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use keyfilter::proto::{expr, Expr, ExprList, FilterSpec, Op, Predicate};
-use keyfilter_core::eval::{Matcher, PackedIndex};
+use keyfilter_core::eval::{Column, Columns, Matcher, PackedIndex};
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{validate, Limits};
 
@@ -96,6 +97,7 @@ fn bench(c: &mut Criterion) {
             }
         }
         bench_packed(&mut group, &matcher, name, &data, &lengths, arity);
+        bench_columns(&mut group, &matcher, name, &rows);
         if name == "3-pred" {
             // Ceiling: one memcmp per field over the same bytes, no matching logic.
             let probe = b"org0001-2024-01-eng/";
@@ -127,6 +129,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     bench_packed(&mut group, &matcher, "loadgen-mix", &data, &lengths, spec.arity);
+    bench_columns(&mut group, &matcher, "loadgen-mix", &set.keys);
     group.finish();
 }
 
@@ -146,6 +149,40 @@ fn bench_packed(
             let packed = index.index(data, lengths, arity, 0).unwrap();
             matcher.matched_packed(&packed, &mut matched);
             matched.len()
+        })
+    });
+}
+
+/// The keys as one Arrow binary column per field (32-bit offsets), evaluated
+/// into a bitmap as `Matcher.mask` does for a pyarrow Table; the columns'
+/// one validation pass is inside the measurement, as it is for a caller.
+fn bench_columns<K: AsRef<[u8]>>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    matcher: &Matcher,
+    name: &str,
+    rows: &[Vec<K>],
+) {
+    let arity = matcher.arity();
+    let columns: Vec<(Vec<u8>, Vec<u8>)> = (0..arity)
+        .map(|f| {
+            let (mut offsets, mut data) = (0u32.to_le_bytes().to_vec(), Vec::new());
+            for key in rows {
+                data.extend_from_slice(key[f].as_ref());
+                offsets.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            }
+            (offsets, data)
+        })
+        .collect();
+    let mut bits = vec![0u8; rows.len().div_ceil(8)];
+    group.bench_function(BenchmarkId::new("columns", name), |b| {
+        b.iter(|| {
+            let view = columns
+                .iter()
+                .map(|(offsets, data)| Column::offsets(4, offsets, data, rows.len(), None).unwrap())
+                .collect();
+            let keys = Columns::new(view, rows.len()).unwrap();
+            matcher.mask_columns(&keys, 0, &mut bits);
+            bits[0]
         })
     });
 }

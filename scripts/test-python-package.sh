@@ -47,8 +47,8 @@ py="$venv/bin/python"
 step "installing maturin and hypothesis"
 "$py" -m pip install --disable-pip-version-check --quiet "maturin>=1.9.4,<2" "hypothesis>=6.100,<7"
 
-step "building and installing ./python (pip install './python[grpc,test]')"
-"$py" -m pip install --disable-pip-version-check --quiet "./python[grpc,test]"
+step "building and installing ./python (pip install './python[grpc,test,arrow]')"
+"$py" -m pip install --disable-pip-version-check --quiet "./python[grpc,test,arrow]"
 "$py" -c 'import keyfilter, keyfilter._native; print("test-python-package: installed keyfilter", keyfilter.__version__, "from", keyfilter.__file__)'
 
 step "building the server binary (cargo build)"

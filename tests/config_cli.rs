@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 33] = [
+const ENV_VARS: [&str; 36] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -37,6 +37,9 @@ const ENV_VARS: [&str; 33] = [
     "KEYFILTER_REQUEST_TIMEOUT",
     "KEYFILTER_MAX_CONCURRENT_REQUESTS",
     "KEYFILTER_MAX_FILTER_STREAMS",
+    "KEYFILTER_MAX_CONNECTIONS",
+    "KEYFILTER_CONNECTION_IDLE_TIMEOUT",
+    "KEYFILTER_MAX_WATCH_STREAMS",
     "KEYFILTER_FILTER_BUFFER",
     "KEYFILTER_FILTER_IDLE_TIMEOUT",
     "KEYFILTER_SHUTDOWN_GRACE",
@@ -180,6 +183,9 @@ fn print_config_shows_the_defaults() {
     assert_eq!(string(&table, "request_timeout"), "30s");
     assert_eq!(int(&table, "max_concurrent_requests"), 256);
     assert_eq!(int(&table, "max_filter_streams"), 128);
+    assert_eq!(int(&table, "max_connections"), 1024);
+    assert_eq!(string(&table, "connection_idle_timeout"), "5m");
+    assert_eq!(int(&table, "max_watch_streams"), 256);
     assert_eq!(int(&table, "max_keys_per_request"), 1_000_000);
     assert_eq!(int(&table, "cpu_slots"), 0);
     assert_eq!(int(&table, "compile_cache_bytes"), 64 * 1024 * 1024);
@@ -352,6 +358,8 @@ fn a_bad_value_fails_naming_the_key() {
         (vec!["--filter-buffer", "0"], "filter_buffer"),
         (vec!["--max-concurrent-requests", "0"], "max_concurrent_requests"),
         (vec!["--max-filter-streams", "0"], "max_filter_streams"),
+        (vec!["--max-connections", "0"], "max_connections"),
+        (vec!["--connection-idle-timeout", "0s"], "connection_idle_timeout"),
         (vec!["--log", "keyfilter=loud"], "log"),
     ] {
         let mut full = vec!["--print-config"];

@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping
 
 import grpc
 
-from . import _native
+from . import _arrow, _native
 from ._codegen import materialize, running_version
 from ._errors import InvalidSpec, KeyFilterError, RemoteError, is_spec_message
 from ._spec import Spec
@@ -29,6 +29,10 @@ _SERVICE = "/keyfilter.v1.KeyFilter/"
 # (keyfilter serve --max-message-bytes, 4 MiB by default).
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _UNSET: Any = object()
+# About this much key data per columnar Filter message: large messages keep
+# the per-message cost (gRPC, Python) small per key, and stay well below the
+# server's default 4 MiB limit.
+_ARROW_MESSAGE_BYTES = 3 << 20
 
 SpecLike = Union[Spec, Any]  # a Spec, or a keyfilter.v1.FilterSpec message
 Key = Sequence[bytes]
@@ -239,6 +243,15 @@ class Client:
             _SERVICE + "Filter",
             response_deserializer=_native.decode_filter_response,
         )
+        # Arrow data: the answers become Arrow arrays in Rust, not Python lists.
+        self._match_arrow = self._channel.unary_unary(
+            _SERVICE + "Match",
+            response_deserializer=_native.decode_match_response_mask,
+        )
+        self._filter_arrow = self._channel.stream_stream(
+            _SERVICE + "Filter",
+            response_deserializer=_native.decode_filter_response_indices,
+        )
         self._compile = self._channel.unary_unary(
             _SERVICE + "Compile",
             response_deserializer=_native.decode_compile_response,
@@ -260,13 +273,34 @@ class Client:
         keys: Iterable[Key],
         *,
         packed: bool = False,
+        columns: Any = None,
         timeout: Optional[float] = _UNSET,
         metadata: Metadata = (),
-    ) -> List[bool]:
+    ) -> Any:
         """Evaluates ``spec`` on ``keys`` (tuples of bytes) in one ``Match``
         call; returns one bool per key. ``packed=True`` sends the keys in the
-        compact ``PackedKeys`` form."""
+        compact ``PackedKeys`` form.
+
+        Arrow data (anything exporting ``__arrow_c_stream__`` or
+        ``__arrow_c_array__``: pyarrow, Polars, pandas, DuckDB) is sent in the
+        columnar form, its key columns (``columns``: names or positions;
+        default all) read in place by Rust, and the answer is a
+        ``pyarrow.BooleanArray``, built in Rust. A key with a null field does
+        not match. The whole data goes in one message: mind the server's
+        ``--max-message-bytes`` (4 MiB by default), or use :meth:`filter`.
+        """
         call_metadata = self._call_metadata(metadata)
+        if _arrow.is_arrow(keys):
+            sent = _SpecBytes(spec)
+            body, _ = _native.encode_columnar(keys, 4, sent.arity, columns)  # MatchRequest.columnar_keys = 4
+            request = _len_field(1, sent.data) + body
+            try:
+                mask = self._match_arrow(request, timeout=self._timeout(timeout), metadata=call_metadata)
+            except grpc.RpcError as e:
+                raise _error(e) from e
+            return _arrow.to_arrow_mask(mask)
+        if columns is not None:
+            raise TypeError("columns= applies to Arrow data only (keys given as tuples have no columns)")
         # list(iter(keys)), not list(keys): the latter presizes from keys.__len__, which may lie.
         request = _match_request(
             _SpecBytes(spec), keys if isinstance(keys, (list, tuple)) else list(iter(keys)), packed
@@ -280,13 +314,14 @@ class Client:
         self,
         spec: SpecLike,
         keys: Iterable[Key],
-        batch_size: int = 10_000,
+        batch_size: Optional[int] = None,
         *,
         packed: bool = False,
+        columns: Any = None,
         window: int = 4,
         timeout: Optional[float] = _UNSET,
         metadata: Metadata = (),
-    ) -> Iterator[Key]:
+    ) -> Any:
         """Streams ``keys`` through the server's ``Filter`` and yields the
         matching keys themselves, in order.
 
@@ -296,8 +331,32 @@ class Client:
         memory stays flat whatever the input size. Stopping the iteration
         early cancels the call. An exception raised by ``keys`` (or a key that
         is not a tuple of bytes) ends the stream; it is raised after the keys
-        before it have been yielded.
+        before it have been yielded. ``batch_size`` is the keys per batch
+        (default 10,000).
+
+        Arrow data (a pyarrow Table, RecordBatchReader, Polars or pandas
+        DataFrame, DuckDB relation, ...) is streamed in the columnar form: its
+        record batches are cut into messages of at most ``batch_size`` keys
+        (default 65,536) and about 3 MiB, and the answer is a
+        ``pyarrow.RecordBatchReader`` of the matching rows (all columns, in
+        order; ``columns`` picks the key columns), filtered as it is read with
+        the same ``window``: no Python object per row, flat memory on any
+        stream. Needs pyarrow.
         """
+        if _arrow.is_arrow(keys):
+            rows = 65_536 if batch_size is None else batch_size
+            if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+                raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+            if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+                raise ValueError(f"window must be a positive int, got {window!r}")
+            call_metadata = self._call_metadata(metadata)
+            return self._stream_arrow(
+                _SpecBytes(spec), keys, columns, rows, window, self._timeout(timeout), call_metadata
+            )
+        if columns is not None:
+            raise TypeError("columns= applies to Arrow data only (keys given as tuples have no columns)")
+        if batch_size is None:
+            batch_size = 10_000
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
@@ -363,6 +422,68 @@ class Client:
             call.cancel()
         if failure:
             raise failure[0]
+
+    def _stream_arrow(
+        self,
+        spec: _SpecBytes,
+        data: Any,
+        columns: Any,
+        batch_rows: int,
+        window: int,
+        timeout: Optional[float],
+        metadata: Optional[_MetadataTuple],
+    ) -> Any:
+        try:
+            import pyarrow as pa
+        except ImportError:
+            raise ImportError("Client.filter of Arrow data needs pyarrow (pip install 'keyfilter[arrow]')") from None
+        reader = pa.RecordBatchReader.from_stream(data)
+        slots = threading.Semaphore(window)
+        in_flight: Deque[Any] = collections.deque()
+        finished = threading.Event()
+        failure: List[BaseException] = []
+
+        def requests() -> Iterator[bytes]:
+            # grpcio's thread, as for rows; each message is a slice of one
+            # record batch, encoded in Rust without the GIL.
+            yield _len_field(1, spec.data)  # FilterRequest.spec = 1
+            try:
+                for batch in reader:
+                    start = 0
+                    while start < batch.num_rows:
+                        slots.acquire()
+                        if finished.is_set():
+                            return
+                        body, n = _native.encode_columnar(
+                            batch, 4, spec.arity, columns, start, batch_rows, _ARROW_MESSAGE_BYTES
+                        )  # FilterRequest.columnar_batch = 4
+                        in_flight.append(batch.slice(start, n))
+                        start += n
+                        yield body
+            except BaseException as e:  # handed to the consumer's thread
+                failure.append(e)
+
+        def batches() -> Iterator[Any]:
+            call = self._filter_arrow(requests(), timeout=timeout, metadata=metadata)
+            try:
+                for _, matched in call:
+                    part = in_flight.popleft()
+                    if len(matched):  # batches without a match are left out
+                        yield pa.record_batch(_native.take_rows(part, matched))
+                    del part
+                    slots.release()
+            except grpc.RpcError as e:
+                if failure:
+                    raise failure[0] from None
+                raise _error(e) from e
+            finally:
+                finished.set()
+                slots.release()
+                call.cancel()
+            if failure:
+                raise failure[0]
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
     def compile(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 from typing import Any, Optional, Tuple
 
-from . import _native
+from . import _arrow, _native
 from ._errors import spec_errors
 from ._spec import Spec
 
@@ -56,6 +56,19 @@ class Matcher(_native.Matcher):
     A matcher pickles (``pickle``, ``copy``, multiprocessing, Spark, Dask) as
     its spec and encoding, and unpickles into an equal matcher. Later changes
     to the spec object do not affect it.
+
+    **Arrow data.** ``mask``, ``filter`` and ``count`` also take anything that
+    exports Arrow through the PyCapsule interface (pyarrow Table, RecordBatch,
+    RecordBatchReader, Array, ChunkedArray; Polars DataFrame or Series;
+    pandas DataFrame or Series; a DuckDB relation; ...). Its buffers are read
+    in place, with no Python object per row, with the GIL released and the
+    rows of large batches split across threads (``threads=`` caps them;
+    default: one per core). ``columns`` picks the key columns by name or
+    position (default: all, which must number ``arity``). Column types:
+    binary, large_binary, binary_view, utf8, large_utf8, utf8_view (their
+    UTF-8 bytes), fixed_size_binary, and dictionaries of those; anything else
+    is a TypeError naming the column. A key with a null field does not match
+    (``nulls="error"`` raises ValueError naming the first such key instead).
     """
 
     __slots__ = ("_spec",)
@@ -80,3 +93,41 @@ class Matcher(_native.Matcher):
     def __reduce__(self) -> Tuple[Any, Tuple[Any, Optional[str]]]:
         """Pickles as ``Matcher(spec, encoding)``."""
         return (type(self), (self._spec, self.encoding))
+
+    def mask(self, data: Any, columns: Any = None, *, nulls: str = "no_match", threads: Optional[int] = None) -> Any:
+        """One result per key, in order: a list of bool for an iterable of
+        tuples; a ``pyarrow.BooleanArray`` for Arrow data (a
+        ``keyfilter._native.ArrowMask``, which exports Arrow, when pyarrow is
+        not installed)."""
+        if _arrow.is_arrow(data):
+            return _arrow.to_arrow_mask(self._arrow_eval(data, columns, nulls, threads, True))
+        _rows_only(columns, nulls, threads)
+        return super().mask(data)
+
+    def filter(self, data: Any, columns: Any = None, *, nulls: str = "no_match", threads: Optional[int] = None) -> Any:
+        """The matching keys, in order: a new list of the key objects
+        themselves for an iterable of tuples; for Arrow data, the same kind
+        of object as ``data`` with the non-matching rows removed (pyarrow,
+        Polars and pandas objects; a ``RecordBatchReader`` gives a reader
+        that filters as it is read; other Arrow exporters, such as a DuckDB
+        relation, give a ``pyarrow.Table``)."""
+        if _arrow.is_arrow(data):
+            return _arrow.filter_like(
+                data, lambda part: _arrow.to_arrow_mask(self._arrow_eval(part, columns, nulls, threads, True))
+            )
+        _rows_only(columns, nulls, threads)
+        return super().filter(data)
+
+    def count(self, data: Any, columns: Any = None, *, nulls: str = "no_match", threads: Optional[int] = None) -> int:
+        """The number of matching keys (for Arrow data without building a mask)."""
+        if _arrow.is_arrow(data):
+            return int(self._arrow_eval(data, columns, nulls, threads, False))
+        _rows_only(columns, nulls, threads)
+        return super().count(data)
+
+
+def _rows_only(columns: Any, nulls: str, threads: Optional[int]) -> None:
+    """Refuses the Arrow-only arguments for keys given as rows (silently
+    ignoring them would hide a mistake)."""
+    if columns is not None or nulls != "no_match" or threads is not None:
+        raise TypeError("columns=, nulls= and threads= apply to Arrow data only (keys given as tuples have no columns)")

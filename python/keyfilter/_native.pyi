@@ -41,6 +41,51 @@ class Matcher:
         """A new list of the matching key objects themselves, in order."""
     def count(self, keys: Iterable[Sequence[_Field]]) -> int:
         """The number of matching keys."""
+    def _arrow_eval(
+        self, data: Any, columns: Any = None, nulls: str = "no_match", threads: Optional[int] = None, want_mask: bool = True
+    ) -> Any:
+        """Arrow data: an ``ArrowMask`` (``want_mask``) or the count."""
+
+class ArrowMask:
+    """One bool per key as an Arrow boolean array (``__arrow_c_array__``)."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Tuple[Any, Any]: ...
+    def __len__(self) -> int: ...
+    @property
+    def true_count(self) -> int: ...
+    def to_pylist(self) -> List[bool]: ...
+
+class ArrowIndices:
+    """Row indices as an Arrow uint32 array (``__arrow_c_array__``)."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Tuple[Any, Any]: ...
+    def __len__(self) -> int: ...
+    def to_pylist(self) -> List[int]: ...
+
+def encode_columnar(
+    data: Any,
+    field: int,
+    arity: int,
+    columns: Any = None,
+    start: int = 0,
+    max_rows: Optional[int] = None,
+    max_bytes: Optional[int] = None,
+) -> Tuple[bytes, int]:
+    """Arrow data as a ``ColumnarKeys`` message (protobuf field ``field``): ``(bytes, keys encoded)``."""
+
+class ArrowBatch:
+    """A record batch (``__arrow_c_array__``), for ``pyarrow.record_batch``."""
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> Tuple[Any, Any]: ...
+    def __len__(self) -> int: ...
+
+def take_rows(batch: Any, indices: ArrowIndices) -> ArrowBatch:
+    """The rows ``indices`` of the record batch ``batch``, taken in Rust."""
+
+def decode_match_response_mask(data: bytes) -> ArrowMask: ...
+def decode_filter_response_indices(data: bytes) -> Tuple[int, ArrowIndices]: ...
+def is_arrow(obj: Any) -> bool:
+    """Whether ``obj`` exports Arrow data through the PyCapsule interface."""
 
 def validate(arity: int, predicates: _Wire, expr: _Expr) -> None: ...
 def spec_to_json(arity: int, predicates: _Wire, expr: _Expr) -> str: ...

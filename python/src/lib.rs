@@ -25,6 +25,8 @@ use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput};
 use keyfilter_core::{compile_python, Target};
 use keyfilter_proto as proto;
 
+mod arrow;
+
 /// One predicate as returned to Python: `(field, op, value, values)`.
 type PyPredicate<'py> = (u32, i32, Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>);
 
@@ -657,6 +659,42 @@ impl Matcher {
         Ok(n)
     }
 
+    /// Evaluates Arrow data (anything with `__arrow_c_stream__` or
+    /// `__arrow_c_array__`): an `ArrowMask` when `want_mask`, else the count.
+    /// `columns` picks the key columns (names or positions; None: all),
+    /// `nulls` is "no_match" or "error", `threads` caps the threads (None:
+    /// one per core). The Python layer documents and wraps it.
+    #[pyo3(signature = (data, columns = None, nulls = "no_match", threads = None, want_mask = true))]
+    fn _arrow_eval<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        columns: Option<&Bound<'py, PyAny>>,
+        nulls: &str,
+        threads: Option<usize>,
+        want_mask: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let nulls = match nulls {
+            "no_match" => arrow::run::Nulls::NoMatch,
+            "error" => arrow::run::Nulls::Error,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "nulls must be \"no_match\" or \"error\", not {other:?}"
+                )))
+            }
+        };
+        let threads = match threads {
+            Some(0) => return Err(PyValueError::new_err("threads must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let options = arrow::run::Options { nulls, threads };
+        match arrow::run::evaluate(py, &self.inner, data, columns, options, want_mask)? {
+            arrow::run::Outcome::Mask(mask) => Ok(Bound::new(py, arrow::export::ArrowMask::new(mask))?.into_any()),
+            arrow::run::Outcome::Count(n) => Ok(n.into_pyobject(py)?.into_any()),
+        }
+    }
+
     fn __repr__(&self) -> String {
         let mut s = format!("<keyfilter.Matcher arity={}", self.inner.arity());
         if self.never {
@@ -835,6 +873,51 @@ fn decode_match_response(data: &[u8]) -> PyResult<Vec<bool>> {
     Ok(decode::<proto::MatchResponse>(data, "MatchResponse")?.matches)
 }
 
+/// `MatchResponse` bytes -> an Arrow boolean array (`ArrowMask`).
+#[pyfunction]
+fn decode_match_response_mask(data: &[u8]) -> PyResult<arrow::export::ArrowMask> {
+    Ok(arrow::export::ArrowMask::from_bools(
+        &decode::<proto::MatchResponse>(data, "MatchResponse")?.matches,
+    ))
+}
+
+/// `FilterResponse` bytes -> `(batch, matched indices as an Arrow uint32 array)`.
+#[pyfunction]
+fn decode_filter_response_indices(data: &[u8]) -> PyResult<(u64, arrow::export::ArrowIndices)> {
+    let r = decode::<proto::FilterResponse>(data, "FilterResponse")?;
+    Ok((r.batch, arrow::export::ArrowIndices::new(r.matched)))
+}
+
+/// Encodes the keys of Arrow `data` (anything exporting Arrow) as a
+/// `ColumnarKeys` message, protobuf field `field` of the enclosing request:
+/// `columns` picks the key columns (as `Matcher.mask`), keys from `start` on,
+/// at most `max_rows` of them and about `max_bytes` of message (at least one
+/// key while any is left). Returns `(bytes, keys encoded)`.
+#[pyfunction]
+#[pyo3(signature = (data, field, arity, columns = None, start = 0, max_rows = None, max_bytes = None))]
+#[allow(clippy::too_many_arguments)]
+fn encode_columnar<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    field: u32,
+    arity: usize,
+    columns: Option<&Bound<'py, PyAny>>,
+    start: usize,
+    max_rows: Option<usize>,
+    max_bytes: Option<usize>,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    arrow::encode::encode(
+        py,
+        data,
+        columns,
+        arity,
+        field,
+        start,
+        max_rows.unwrap_or(usize::MAX),
+        max_bytes.unwrap_or(usize::MAX),
+    )
+}
+
 /// `FilterResponse` bytes -> `(batch, matched indices)`.
 #[pyfunction]
 fn decode_filter_response(data: &[u8]) -> PyResult<(u64, Vec<u32>)> {
@@ -979,10 +1062,24 @@ fn file_descriptor_set<'py>(py: Python<'py>) -> Bound<'py, PyBytes> {
     PyBytes::new(py, proto::FILE_DESCRIPTOR_SET)
 }
 
+/// Whether `obj` exports Arrow data (`__arrow_c_stream__` or `__arrow_c_array__`).
+#[pyfunction]
+fn is_arrow(obj: &Bound<'_, PyAny>) -> bool {
+    arrow::import::is_arrow(obj)
+}
+
 /// The native half of the `keyfilter` package (import `keyfilter` instead).
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Matcher>()?;
+    m.add_class::<arrow::export::ArrowMask>()?;
+    m.add_class::<arrow::export::ArrowIndices>()?;
+    m.add_class::<arrow::take::ArrowBatch>()?;
+    m.add_function(wrap_pyfunction!(arrow::take::take_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_columnar, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_match_response_mask, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_filter_response_indices, m)?)?;
+    m.add_function(wrap_pyfunction!(is_arrow, m)?)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;
     m.add_function(wrap_pyfunction!(spec_to_json, m)?)?;

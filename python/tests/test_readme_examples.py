@@ -16,7 +16,7 @@ pytest.importorskip("grpc")
 from conftest import PYTHON_DIR, REPO, Server, running_server  # noqa: E402
 
 TOKEN = "s3cret"  # what python/README.md's examples send
-SECTIONS = ["Errors", "Authentication and metadata", "`str` keys", "Pickling and multiprocessing"]
+SECTIONS = ["Errors", "Authentication and metadata", "`str` keys", "Arrow data", "Pickling and multiprocessing"]
 
 
 def python_blocks(readme: Path, heading: str) -> List[str]:

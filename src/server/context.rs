@@ -2,9 +2,10 @@
 //! echoed in the response metadata, and a tracing span carrying the RPC path,
 //! the peer address and the id, around everything the call logs.
 
+use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use tonic::codegen::http::{HeaderValue, Request, Response};
+use tonic::codegen::http::{Extensions, HeaderValue, Request, Response};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -27,6 +28,18 @@ impl<S> Layer<S> for RequestContextLayer {
 #[derive(Clone, Debug)]
 pub struct RequestContext<S> {
     inner: S,
+}
+
+/// The caller's address, as tonic records it for plaintext and TLS connections.
+pub(crate) fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
 }
 
 fn usable_id(value: &HeaderValue) -> Option<String> {
@@ -53,16 +66,9 @@ where
             .get(REQUEST_ID)
             .and_then(usable_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let extensions = request.extensions();
-        let peer = extensions
-            .get::<TcpConnectInfo>()
-            .and_then(|i| i.remote_addr())
-            .or_else(|| {
-                extensions
-                    .get::<TlsConnectInfo<TcpConnectInfo>>()
-                    .and_then(|i| i.get_ref().remote_addr())
-            });
-        let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+        let peer = peer_addr(request.extensions())
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let span = tracing::info_span!("rpc", path = %request.uri().path(), request_id = %id, peer = %peer);
         let future = self.inner.call(request);
         Box::pin(

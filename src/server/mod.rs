@@ -2,8 +2,10 @@
 //! graceful shutdown around [`KeyFilterService`].
 
 pub(crate) mod admission;
+mod connections;
 pub mod context;
 mod drain;
+mod health;
 pub mod metrics;
 pub mod security;
 pub mod settings;
@@ -16,8 +18,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
@@ -54,6 +54,15 @@ pub struct ServerConfig {
     /// Streams the server may reset over a client's protocol errors, per
     /// connection; one more closes the connection (`ENHANCE_YOUR_CALM`).
     pub http2_max_local_error_reset_streams: usize,
+    /// TCP connections open at once; one more is closed as soon as it is
+    /// accepted (see `connections.rs` for why it is not left waiting).
+    pub max_connections: usize,
+    /// A connection with no call open for this long is closed, as is one
+    /// that never starts talking (no TLS or HTTP/2 handshake).
+    pub connection_idle_timeout: Duration,
+    /// Health `Watch` streams open at once across all connections; more are
+    /// refused with `RESOURCE_EXHAUSTED` (0 refuses every `Watch`).
+    pub max_watch_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +77,9 @@ impl Default for ServerConfig {
             http2_max_concurrent_streams: 1024,
             http2_max_pending_accept_reset_streams: 2048,
             http2_max_local_error_reset_streams: 1024,
+            max_connections: 1024,
+            connection_idle_timeout: Duration::from_secs(300),
+            max_watch_streams: 256,
         }
     }
 }
@@ -81,6 +93,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<KeyFilterServer<KeyFilterService>>().await;
+    // Cancelled once shutdown starts (after health turns NOT_SERVING).
+    let drain = CancellationToken::new();
+    // Watch streams are long-lived and open to everyone, so they are bounded
+    // on their own (Check, a short unary call, is not), and end when a drain
+    // starts rather than holding their connections open for the whole grace
+    // period.
+    let health_service = tower::Layer::layer(
+        &health::WatchLimitLayer::new(config.max_watch_streams, drain.clone()),
+        health_service,
+    );
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -107,7 +129,11 @@ pub async fn serve(
     );
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
+    let connections = connections::Connections::new(config.max_connections, config.connection_idle_timeout);
     let layers = tower::ServiceBuilder::new()
+        // Outermost, so that every call (health and reflection too) keeps its
+        // connection from counting as idle.
+        .layer(connections::CallsLayer::new(&connections))
         .layer(context::RequestContextLayer)
         .layer(metrics::RejectionLayer::new(config.request_timeout))
         .into_inner();
@@ -121,6 +147,11 @@ pub async fn serve(
         health_on_shutdown
             .set_not_serving::<KeyFilterServer<KeyFilterService>>()
             .await;
+        // The whole server ("") too: probes and balancers usually ask for it.
+        health_on_shutdown
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        drain.cancel();
         drain_started.notify_one();
     };
 
@@ -135,19 +166,16 @@ pub async fn serve(
     tracing::info!(addr = %local, tls = config.security.tls.is_some(), "keyfilter listening");
     // Every accepted connection can be cut once the grace period is over.
     let cut = CancellationToken::new();
-    let cut_on_accept = cut.clone();
-    let incoming = TcpListenerStream::new(listener).map(move |conn| {
-        conn.map(|tcp| {
-            // Server::tcp_nodelay does not apply to a custom incoming stream.
-            let _ = tcp.set_nodelay(true);
-            drain::DrainableStream::new(tcp, &cut_on_accept)
-        })
-    });
+    let incoming = connections::Incoming::new(listener, connections, cut.clone());
     let server = builder
         .timeout(config.request_timeout)
         // Large windows keep bulk Filter streams from stalling on flow control.
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
+        // Pings find dead peers (no answer within tonic's 20 s closes the
+        // connection), not idle live ones: a client answers them while it
+        // holds a connection it no longer uses. `connection_idle_timeout`
+        // closes those (connections.rs).
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         // Explicit, because tonic's defaults are no stream limit, no limit on
         // resets forced by protocol errors, and h2's 20 pending-accept resets,

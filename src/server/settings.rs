@@ -139,6 +139,12 @@ settings! {
         max_concurrent_requests: usize = 256, "KEYFILTER_MAX_CONCURRENT_REQUESTS";
         /// Filter streams open at once (within max_concurrent_requests); more are refused with RESOURCE_EXHAUSTED.
         max_filter_streams: usize = 128, "KEYFILTER_MAX_FILTER_STREAMS";
+        /// TCP connections open at once; more are closed as soon as they are accepted (open ones, and their health checks, are unaffected). Keep it below the open-file limit (`ulimit -n`).
+        max_connections: usize = ServerConfig::default().max_connections, "KEYFILTER_MAX_CONNECTIONS";
+        /// A connection with no call open for this long is closed (e.g. `5m`); also bounds a connection that never starts HTTP/2 or TLS.
+        connection_idle_timeout: HumanDuration = HumanDuration(ServerConfig::default().connection_idle_timeout), "KEYFILTER_CONNECTION_IDLE_TIMEOUT";
+        /// Health Watch streams open at once, across connections; more are refused with RESOURCE_EXHAUSTED (0: Watch is refused, Check still works).
+        max_watch_streams: usize = ServerConfig::default().max_watch_streams, "KEYFILTER_MAX_WATCH_STREAMS";
         /// Most keys in one Match request or one Filter batch, whether sent or declared by a count.
         max_keys_per_request: usize = 1_000_000, "KEYFILTER_MAX_KEYS_PER_REQUEST";
         /// Threads computing at once (planning, evaluation, code generation); 0 means one per CPU.
@@ -231,6 +237,12 @@ impl Settings {
         if self.max_filter_streams == 0 {
             anyhow::bail!("max_filter_streams: must be at least 1");
         }
+        if self.max_connections == 0 {
+            anyhow::bail!("max_connections: must be at least 1");
+        }
+        if self.connection_idle_timeout.0.is_zero() {
+            anyhow::bail!("connection_idle_timeout: must be more than 0 (e.g. 5m)");
+        }
         if self.http2_max_concurrent_streams == 0 {
             anyhow::bail!("http2_max_concurrent_streams: must be at least 1");
         }
@@ -287,6 +299,9 @@ impl Settings {
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,
             http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
             http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
+            max_connections: self.max_connections,
+            connection_idle_timeout: self.connection_idle_timeout.0,
+            max_watch_streams: self.max_watch_streams,
         })
     }
 }
@@ -358,6 +373,29 @@ mod tests {
         assert!(err.contains("http2_max_pending_accept_reset_streams"), "{err}");
         let cli = Cli::parse_from(["x", "--http2-max-concurrent-streams", "0"]);
         assert!(Settings::load(&cli.serve).is_err());
+    }
+
+    #[test]
+    fn connection_and_watch_limits_have_defaults_and_are_checked() {
+        let s = Settings::load(&Cli::parse_from(["x"]).serve).unwrap();
+        assert_eq!(s.max_connections, 1024);
+        assert_eq!(s.max_watch_streams, 256);
+        assert_eq!(s.connection_idle_timeout.0, Duration::from_secs(300));
+        let f = file("max_connections = 8\nmax_watch_streams = 0\nconnection_idle_timeout = \"90s\"\n");
+        let cli = Cli::parse_from(["x", "--config", f.path().to_str().unwrap(), "--max-watch-streams", "3"]);
+        let config = Settings::load(&cli.serve).unwrap().server_config().unwrap();
+        assert_eq!(config.max_connections, 8);
+        assert_eq!(config.max_watch_streams, 3);
+        assert_eq!(config.connection_idle_timeout, Duration::from_secs(90));
+        for (flag, value, key) in [
+            ("--max-connections", "0", "max_connections"),
+            ("--connection-idle-timeout", "0s", "connection_idle_timeout"),
+        ] {
+            let err = Settings::load(&Cli::parse_from(["x", flag, value]).serve)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

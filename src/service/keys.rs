@@ -64,16 +64,29 @@ fn in_slices(len: usize, cancel: &Cancel, mut each: impl FnMut(std::ops::Range<u
 /// One result per key, evaluated in slices so that a cancelled call stops
 /// early. A key with a null field does not match.
 pub fn mask(matcher: &Matcher, keys: &Keys<'_>, cancel: &Cancel) -> Result<Vec<bool>, Status> {
-    let mut out = Vec::with_capacity(keys.len());
     match keys {
-        Keys::Packed(keys) => in_slices(keys.len(), cancel, |range| {
-            matcher.mask_packed_range(keys, range, &mut out)
-        })?,
-        Keys::Columns(keys) => in_slices(keys.len(), cancel, |range| {
-            out.extend(range.map(|row| matcher.matches_row(keys, row)))
-        })?,
+        Keys::Packed(keys) => {
+            let mut out = Vec::with_capacity(keys.len());
+            in_slices(keys.len(), cancel, |range| {
+                matcher.mask_packed_range(keys, range, &mut out)
+            })?;
+            Ok(out)
+        }
+        Keys::Columns(keys) => {
+            // The columnar evaluator hands over the matching keys (a block at
+            // a time, a conjunction check by check): mark them.
+            let mut out = vec![false; keys.len()];
+            let mut matched = Vec::new();
+            in_slices(keys.len(), cancel, |range| {
+                matched.clear();
+                matcher.matched_columns_range(keys, range, &mut matched);
+                for &row in &matched {
+                    out[row as usize] = true;
+                }
+            })?;
+            Ok(out)
+        }
     }
-    Ok(out)
 }
 
 /// The indices of the matching keys, evaluated in slices like [`mask`].

@@ -12,10 +12,14 @@
 //! | `keyfilter_keys_evaluated_total` | counter | `rpc` |
 //! | `keyfilter_keys_matched_total` | counter | `rpc` |
 //! | `keyfilter_filter_streams_open` | gauge | |
+//! | `keyfilter_watch_streams_open` | gauge | |
+//! | `keyfilter_connections_open` | gauge | |
+//! | `keyfilter_idle_connections_closed_total` | counter | |
 //! | `keyfilter_compile_cache_total` | counter | `result` (`hit`, `miss`) |
 //! | `keyfilter_load_shed_total` | counter | |
 //! | `keyfilter_rejected_total` | counter | `reason` (one of [`REJECTION_REASONS`]) |
 //! | `keyfilter_build_info` | gauge (always 1) | `version`, `revision`, `rustc`, `profile` |
+//!
 //! `rpc` is `Match`, `Filter`, `Compile` or `other`. The exporter adds the
 //! standard `process_*` families (`server::metrics`).
 
@@ -36,7 +40,9 @@ use tonic::Status;
 /// - `deadline`: a call past its deadline (`request_timeout` or the caller's
 ///   `grpc-timeout`, or a `Filter` stream's idle timeout);
 /// - `limit`: a service limit other than the above;
-/// - `keys_per_request`: too many keys in one request.
+/// - `keys_per_request`: too many keys in one request;
+/// - `connections`: a connection closed as soon as accepted, over `max_connections`;
+/// - `watch_streams`: a health `Watch` refused over `max_watch_streams`.
 pub const REJECTION_REASONS: &[&str] = &[
     "overloaded",
     "filter_streams",
@@ -46,6 +52,8 @@ pub const REJECTION_REASONS: &[&str] = &[
     "deadline",
     "limit",
     "keys_per_request",
+    "connections",
+    "watch_streams",
 ];
 
 /// The RPCs that label per-call series (`other` appears only if called).
@@ -70,6 +78,21 @@ pub fn describe_and_register() {
         "Keys that matched, by RPC."
     );
     describe_gauge!("keyfilter_filter_streams_open", Unit::Count, "Filter streams open now.");
+    describe_gauge!(
+        "keyfilter_watch_streams_open",
+        Unit::Count,
+        "Health Watch streams open now (at most max_watch_streams)."
+    );
+    describe_gauge!(
+        "keyfilter_connections_open",
+        Unit::Count,
+        "TCP connections open now (at most max_connections)."
+    );
+    describe_counter!(
+        "keyfilter_idle_connections_closed_total",
+        Unit::Count,
+        "Connections closed after connection_idle_timeout with no call open."
+    );
     describe_counter!(
         "keyfilter_compile_cache_total",
         Unit::Count,
@@ -83,7 +106,7 @@ pub fn describe_and_register() {
     describe_counter!(
         "keyfilter_rejected_total",
         Unit::Count,
-        "Calls refused or ended early by a limit or check, by reason."
+        "Calls (and connections) refused or ended early by a limit or check, by reason."
     );
     describe_gauge!(
         "keyfilter_build_info",
@@ -100,6 +123,9 @@ pub fn describe_and_register() {
         metrics::counter!("keyfilter_keys_matched_total", "rpc" => rpc).increment(0);
     }
     metrics::gauge!("keyfilter_filter_streams_open").increment(0.0);
+    metrics::gauge!("keyfilter_watch_streams_open").increment(0.0);
+    metrics::gauge!("keyfilter_connections_open").increment(0.0);
+    metrics::counter!("keyfilter_idle_connections_closed_total").increment(0);
     for result in ["hit", "miss"] {
         metrics::counter!("keyfilter_compile_cache_total", "result" => result).increment(0);
     }
@@ -146,6 +172,21 @@ pub fn keys(rpc: &'static str, evaluated: usize, matched: usize) {
 /// Tracks the number of open Filter streams.
 pub fn filter_streams_delta(delta: f64) {
     metrics::gauge!("keyfilter_filter_streams_open").increment(delta);
+}
+
+/// Tracks the number of open health Watch streams.
+pub fn watch_streams_delta(delta: f64) {
+    metrics::gauge!("keyfilter_watch_streams_open").increment(delta);
+}
+
+/// Tracks the number of open TCP connections.
+pub fn connections_delta(delta: f64) {
+    metrics::gauge!("keyfilter_connections_open").increment(delta);
+}
+
+/// Counts a connection closed for having had no call for the idle timeout.
+pub fn idle_connection_closed() {
+    metrics::counter!("keyfilter_idle_connections_closed_total").increment(1);
 }
 
 /// Counts a compile cache lookup.

@@ -462,34 +462,57 @@ pub struct RawConnection {
 
 impl RawConnection {
     pub async fn open(addr: SocketAddr) -> RawConnection {
+        RawConnection::try_open(addr).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A connection and its HTTP/2 handshake, or what failed (a server that
+    /// closes connections over its limit makes either fail).
+    pub async fn try_open(addr: SocketAddr) -> Result<RawConnection, String> {
         let tcp = timeout(STEP, tokio::net::TcpStream::connect(addr))
             .await
-            .expect("connect in time")
-            .expect("connect");
+            .map_err(|_| format!("no connection within {STEP:?}"))?
+            .map_err(|e| format!("connect: {e}"))?;
         tcp.set_nodelay(true).expect("nodelay");
-        let (client, connection) = h2::client::Builder::new()
-            .initial_window_size(16 << 20)
-            .initial_connection_window_size(64 << 20)
-            .max_concurrent_reset_streams(1000)
-            .handshake(tcp)
-            .await
-            .expect("h2 handshake");
+        let (client, connection) = timeout(
+            STEP,
+            h2::client::Builder::new()
+                .initial_window_size(16 << 20)
+                .initial_connection_window_size(64 << 20)
+                .max_concurrent_reset_streams(1000)
+                .handshake(tcp),
+        )
+        .await
+        .map_err(|_| format!("no h2 handshake within {STEP:?}"))?
+        .map_err(|e| format!("h2 handshake: {e}"))?;
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
-        RawConnection {
+        Ok(RawConnection {
             client,
             _driver: driver,
             addr,
-        }
+        })
     }
 
     /// Starts `keyfilter.v1.KeyFilter/METHOD` with extra request headers;
     /// the response headers are awaited by [`RawStream::response`].
     pub async fn start(&mut self, method: &str, headers: &[(&str, &str)]) -> RawStream {
+        self.start_path(&format!("/keyfilter.v1.KeyFilter/{method}"), headers)
+            .await
+    }
+
+    /// Starts the call at `path` (`/package.Service/Method`) with extra request headers.
+    pub async fn start_path(&mut self, path: &str, headers: &[(&str, &str)]) -> RawStream {
+        self.try_start_path(path, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`RawConnection::start_path`], or what failed if the connection is gone.
+    pub async fn try_start_path(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<RawStream, String> {
         let mut request = tonic::codegen::http::Request::builder()
             .method("POST")
-            .uri(format!("http://{}/keyfilter.v1.KeyFilter/{method}", self.addr))
+            .uri(format!("http://{}{path}", self.addr))
             .header("content-type", "application/grpc")
             .header("te", "trailers");
         for (name, value) in headers {
@@ -497,19 +520,19 @@ impl RawConnection {
         }
         let mut client = timeout(STEP, self.client.clone().ready())
             .await
-            .expect("a stream slot in time")
-            .expect("connection usable");
+            .map_err(|_| format!("no stream slot within {STEP:?}"))?
+            .map_err(|e| format!("connection unusable: {e}"))?;
         let (response, send) = client
             .send_request(request.body(()).unwrap(), false)
-            .expect("send headers");
-        RawStream {
+            .map_err(|e| format!("send headers: {e}"))?;
+        Ok(RawStream {
             send,
             response: Some(response),
             recv: None,
             buffered: Vec::new(),
             code: None,
             started: Instant::now(),
-        }
+        })
     }
 }
 
@@ -533,6 +556,11 @@ impl RawStream {
     /// Sends bytes and half-closes the request side in the same DATA frame.
     pub fn send_last(&mut self, data: Bytes) {
         self.send.send_data(data, true).expect("send data");
+    }
+
+    /// [`RawStream::send_last`], or what failed if the stream or its connection is gone.
+    pub fn try_send_last(&mut self, data: Bytes) -> Result<(), String> {
+        self.send.send_data(data, true).map_err(|e| format!("send data: {e}"))
     }
 
     /// Half-closes the request side. The server may already have answered
@@ -642,6 +670,54 @@ pub async fn raw_call(addr: SocketAddr, method: &str, frames: Vec<Bytes>, header
     }
     stream.finish();
     stream.reply().await
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/// One scrape of the Prometheus endpoint at `addr`.
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = timeout(STEP, tokio::net::TcpStream::connect(addr))
+        .await
+        .expect("metrics port answers in time")
+        .expect("metrics port");
+    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    timeout(STEP, tcp.read_to_string(&mut text))
+        .await
+        .expect("a scrape in time")
+        .unwrap();
+    text
+}
+
+/// The value of the Prometheus series `name` (with every one of `labels`,
+/// written `key="value"`) in `text`, or `None`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Scrapes until the series has the value `want` (at most [`STEP`]).
+pub async fn wait_for_metric(addr: SocketAddr, name: &str, labels: &[&str], want: f64) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let text = scrape_metrics(addr).await;
+        if metric(&text, name, labels) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} did not reach {want} within {STEP:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------

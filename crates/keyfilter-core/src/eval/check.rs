@@ -69,6 +69,27 @@ impl Constant {
     }
 }
 
+/// `lower <=/< x <=/< upper`. Bounds that share their first 8 bytes (ids,
+/// dates and paths of one family) are decided together by at most two word
+/// loads of `x`: a different head fails both ways, and past an equal head
+/// the next 8 bytes order `x` against both bounds at once.
+#[inline(always)]
+fn between(lower: &Constant, min: i8, upper: &Constant, max: i8, x: &[u8]) -> bool {
+    if lower.head == upper.head && lower.bytes.len() > 8 && upper.bytes.len() > 8 {
+        let word = head(x);
+        if word != lower.head {
+            return false;
+        }
+        if x.len() > 8 {
+            let next = head(&x[8..]);
+            if next != lower.second && next != upper.second {
+                return (next.cmp(&lower.second) as i8) >= min && (next.cmp(&upper.second) as i8) <= max;
+            }
+        }
+    }
+    lower.compare(x) >= min && upper.compare(x) <= max
+}
+
 /// One compiled test on one field.
 #[derive(Debug, Clone)]
 pub(super) enum Kind {
@@ -107,6 +128,69 @@ pub(super) enum Kind {
     NotContains(Box<memmem::Finder<'static>>),
 }
 
+/// Runs `$body` with `$test` bound to the closure `|x: &[u8]| -> bool` that
+/// decides `$kind` for a field value: the one definition of what each kind
+/// means, used per key ([`Kind::holds`]) and per block of keys with the kind
+/// decided once outside the loop ([`Check::retain`]).
+macro_rules! with_test {
+    ($kind:expr, |$test:ident| $body:expr) => {
+        match $kind {
+            Kind::Eq(v) => {
+                let $test = |x: &[u8]| v.equals(x);
+                $body
+            }
+            Kind::Ne(v) => {
+                let $test = |x: &[u8]| !v.equals(x);
+                $body
+            }
+            Kind::Lower { bound, min } => {
+                let $test = |x: &[u8]| bound.compare(x) >= *min;
+                $body
+            }
+            Kind::Upper { bound, max } => {
+                let $test = |x: &[u8]| bound.compare(x) <= *max;
+                $body
+            }
+            Kind::Between { lower, min, upper, max } => {
+                let $test = |x: &[u8]| between(lower, *min, upper, *max, x);
+                $body
+            }
+            Kind::InSmall(vs) => {
+                let $test = |x: &[u8]| vs.iter().any(|v| v.equals(x));
+                $body
+            }
+            Kind::InHash(set) => {
+                let $test = |x: &[u8]| set.contains(x);
+                $body
+            }
+            Kind::NotInSmall(vs) => {
+                let $test = |x: &[u8]| !vs.iter().any(|v| v.equals(x));
+                $body
+            }
+            Kind::NotInHash(set) => {
+                let $test = |x: &[u8]| !set.contains(x);
+                $body
+            }
+            Kind::Suffix(v) => {
+                let $test = |x: &[u8]| x.ends_with(v);
+                $body
+            }
+            Kind::NotSuffix(v) => {
+                let $test = |x: &[u8]| !x.ends_with(v);
+                $body
+            }
+            Kind::Contains(finder) => {
+                let $test = |x: &[u8]| finder.find(x).is_some();
+                $body
+            }
+            Kind::NotContains(finder) => {
+                let $test = |x: &[u8]| finder.find(x).is_none();
+                $body
+            }
+        }
+    };
+}
+
 impl Kind {
     fn new(test: &Test) -> Kind {
         match test {
@@ -141,22 +225,22 @@ impl Kind {
 
     #[inline(always)]
     fn holds(&self, x: &[u8]) -> bool {
-        match self {
-            Kind::Eq(v) => v.equals(x),
-            Kind::Ne(v) => !v.equals(x),
-            Kind::Lower { bound, min } => bound.compare(x) >= *min,
-            Kind::Upper { bound, max } => bound.compare(x) <= *max,
-            Kind::Between { lower, min, upper, max } => lower.compare(x) >= *min && upper.compare(x) <= *max,
-            Kind::InSmall(vs) => vs.iter().any(|v| v.equals(x)),
-            Kind::InHash(set) => set.contains(x),
-            Kind::NotInSmall(vs) => !vs.iter().any(|v| v.equals(x)),
-            Kind::NotInHash(set) => !set.contains(x),
-            Kind::Suffix(v) => x.ends_with(v),
-            Kind::NotSuffix(v) => !x.ends_with(v),
-            Kind::Contains(finder) => finder.find(x).is_some(),
-            Kind::NotContains(finder) => finder.find(x).is_none(),
-        }
+        with_test!(self, |test| test(x))
     }
+}
+
+/// Keeps, in order, the entries `r` of `selection[..len]` for which `keep(r)`
+/// holds, and returns how many there are. Branch-free: whether a row stays is
+/// data, not a jump, so random outcomes cost no mispredicted branches.
+#[inline(always)]
+fn retain(selection: &mut [usize], len: usize, mut keep: impl FnMut(usize) -> bool) -> usize {
+    let mut kept = 0;
+    for i in 0..len {
+        let row = selection[i];
+        selection[kept] = row;
+        kept += keep(row) as usize;
+    }
+    kept
 }
 
 /// A compiled test and the field it reads.
@@ -171,6 +255,14 @@ impl Check {
     #[inline(always)]
     pub(super) fn holds(&self, x: &[u8]) -> bool {
         self.kind.holds(x)
+    }
+
+    /// Keeps, in order, the rows of `selection[..len]` whose field (read by
+    /// `field(row)`) passes the test; returns how many. The kind is decided
+    /// once for the whole block.
+    #[inline(always)]
+    pub(super) fn retain<'k>(&self, selection: &mut [usize], len: usize, field: impl Fn(usize) -> &'k [u8]) -> usize {
+        with_test!(&self.kind, |test| retain(selection, len, |row| test(field(row))))
     }
 }
 
@@ -264,6 +356,21 @@ mod tests {
             let compiled = compile(&plan);
             prop_assert_eq!(compiled.len(), 1);
             prop_assert_eq!(compiled[0].holds(&x), x[..] > lo[..] && x[..] <= hi[..]);
+            // Bounds that share their first 8 bytes (and often more), every
+            // strictness: the shared-head shortcut of `between`.
+            let e = near(&c, 8 + keep % 9, &extra);
+            let (lo, hi) = if c <= e { (c.clone(), e) } else { (e, c.clone()) };
+            for (lower, upper) in [
+                (Test::Ge(Bytes::from(lo.clone())), Test::Le(Bytes::from(hi.clone()))),
+                (Test::Gt(Bytes::from(lo.clone())), Test::Lt(Bytes::from(hi.clone()))),
+                (Test::Ge(Bytes::from(lo.clone())), Test::Lt(Bytes::from(hi.clone()))),
+            ] {
+                let strict = (matches!(lower, Test::Gt(_)), matches!(upper, Test::Lt(_)));
+                let compiled = compile(&[plan::Check { field: 0, test: lower }, plan::Check { field: 0, test: upper }]);
+                let above = if strict.0 { x > lo } else { x >= lo };
+                let below = if strict.1 { x < hi } else { x <= hi };
+                prop_assert_eq!(compiled[0].holds(&x), above && below, "{:?} in {:?}..{:?} {:?}", x, lo, hi, strict);
+            }
             let mut set: Vec<Bytes> = (0..12u8).map(|i| Bytes::from(near(&c, i as usize * 2, &[i]))).collect();
             set.push(db.clone());
             set.sort();

@@ -141,6 +141,44 @@ fn read_key(bytes: &[u8], row: usize, width: u8, signed: bool) -> u64 {
     }
 }
 
+/// Whether `offsets` never decrease and the last is at most `len` (so all are).
+fn monotone_within(offsets: impl Iterator<Item = u64> + Clone, len: usize) -> bool {
+    let mut ok = true;
+    let mut previous = 0u64;
+    let mut last = 0u64;
+    for (i, o) in offsets.enumerate() {
+        // The first offset may be anything within bounds (a sliced array).
+        ok &= i == 0 || o >= previous;
+        previous = o;
+        last = o;
+    }
+    ok && last <= len as u64
+}
+
+/// [`monotone_within`] for 32-bit offsets, on native words when the bytes
+/// are aligned for them (Arrow's buffers are; protobuf's need not be): a
+/// pairwise comparison the compiler vectorizes.
+fn monotone_within32(offsets: &[u8], len: usize) -> bool {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid u32; `align_to` only splits.
+        let (head, words, tail) = unsafe { offsets.align_to::<u32>() };
+        if head.is_empty() && tail.is_empty() {
+            let rising = words
+                .iter()
+                .zip(words.iter().skip(1))
+                .fold(true, |ok, (a, b)| ok & (a <= b));
+            return rising && words.last().is_none_or(|&last| last as u64 <= len as u64);
+        }
+    }
+    monotone_within(
+        offsets
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64),
+        len,
+    )
+}
+
 fn need(buffer: &'static str, actual: usize, needed: u64, rows: usize) -> Result<(), ColumnError> {
     if (actual as u64) < needed {
         return Err(ColumnError::TooShort {
@@ -170,18 +208,33 @@ impl<'a> Column<'a> {
             )));
         }
         need("offsets", offsets.len(), (rows as u64 + 1) * width as u64, rows)?;
-        let mut previous = 0u64;
-        for index in 0..=rows {
-            let offset = read_le(offsets, index * width as usize, width);
-            // Arrow's offsets are signed: a negative one reads as huge here.
-            if offset < previous || offset > data.len() as u64 {
-                return Err(ColumnError::BadOffset {
-                    index,
-                    offset,
-                    values: data.len(),
-                });
+        let offsets = &offsets[..(rows + 1) * width as usize];
+        // One branch-free pass; the slow search for the culprit runs only
+        // when something is wrong.
+        let valid = if width == 4 {
+            monotone_within32(offsets, data.len())
+        } else {
+            monotone_within(
+                offsets
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+                data.len(),
+            )
+        };
+        if !valid {
+            let mut previous = 0u64;
+            for index in 0..=rows {
+                let offset = read_le(offsets, index * width as usize, width);
+                // Arrow's offsets are signed: a negative one reads as huge here.
+                if offset < previous || offset > data.len() as u64 {
+                    return Err(ColumnError::BadOffset {
+                        index,
+                        offset,
+                        values: data.len(),
+                    });
+                }
+                previous = offset;
             }
-            previous = offset;
         }
         Ok(Column {
             layout: Layout::Offsets { width, offsets, data },
@@ -313,7 +366,7 @@ impl<'a> Column<'a> {
     }
 
     /// Whether row `row` has a value (is not null).
-    #[inline]
+    #[inline(always)]
     pub fn is_valid(&self, row: usize) -> bool {
         if self.validity.is_some_and(|v| !v.is_set(row)) {
             return false;
@@ -329,9 +382,24 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// The raw little-endian offsets (rows + 1 of them) and values of a
+    /// column with 32-bit offsets (Arrow binary/utf8), validated; None for
+    /// any other layout. For bulk copies (a slice of rows is one contiguous
+    /// range of values).
+    pub fn offsets32_parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        match self.layout {
+            Layout::Offsets {
+                width: 4,
+                offsets,
+                data,
+            } => Some((offsets, data)),
+            _ => None,
+        }
+    }
+
     /// Whether some row may be null (a validity bitmap, here or in a
     /// dictionary's values, exists).
-    fn may_have_nulls(&self) -> bool {
+    pub fn may_have_nulls(&self) -> bool {
         self.validity.is_some()
             || match &self.layout {
                 Layout::Dictionary { values, .. } => values.may_have_nulls(),
@@ -341,7 +409,7 @@ impl<'a> Column<'a> {
 
     /// The bytes of row `row`, which must be below [`len`](Self::len) and
     /// valid (for a null row the bytes are whatever its slot holds).
-    #[inline]
+    #[inline(always)]
     pub fn value(&self, row: usize) -> &'a [u8] {
         match &self.layout {
             Layout::Offsets {
@@ -376,6 +444,34 @@ impl<'a> Column<'a> {
                 keys,
                 values,
             } => values.value(read_key(keys, row, *key_width, *key_signed) as usize),
+        }
+    }
+}
+
+/// A validated 32-bit-offsets column without nulls, read without bounds
+/// checks: the layout pyarrow gives binary and utf8 columns, worth its own
+/// code path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainOffsets32<'a> {
+    offsets: &'a [u8],
+    data: &'a [u8],
+}
+
+impl<'a> PlainOffsets32<'a> {
+    /// Row `row`'s bytes.
+    ///
+    /// # Safety
+    /// `row` must be below the column's row count.
+    #[inline(always)]
+    pub(crate) unsafe fn value(&self, row: usize) -> &'a [u8] {
+        // SAFETY: `Column::offsets` checked that `offsets` holds rows + 1
+        // entries that never decrease and end within `data`, and the caller
+        // keeps `row` below the row count.
+        unsafe {
+            let at = self.offsets.as_ptr().add(row * 4);
+            let start = u32::from_le_bytes(*at.cast::<[u8; 4]>()) as usize;
+            let end = u32::from_le_bytes(*at.add(4).cast::<[u8; 4]>()) as usize;
+            self.data.get_unchecked(start..end)
         }
     }
 }
@@ -439,6 +535,25 @@ impl<'a> Columns<'a> {
         (0..self.rows).find_map(|row| self.columns.iter().position(|c| !c.is_valid(row)).map(|f| (row, f)))
     }
 
+    /// The columns as [`PlainOffsets32`] when every one is (no nulls, 32-bit
+    /// offsets), for the fast path.
+    pub(crate) fn plain_offsets32(&self) -> Option<Vec<PlainOffsets32<'a>>> {
+        if self.nullable {
+            return None;
+        }
+        self.columns
+            .iter()
+            .map(|c| match c.layout {
+                Layout::Offsets {
+                    width: 4,
+                    offsets,
+                    data,
+                } => Some(PlainOffsets32 { offsets, data }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Field `field` of key `row`.
     #[inline(always)]
     pub fn field(&self, row: usize, field: usize) -> &'a [u8] {
@@ -485,6 +600,25 @@ mod tests {
         offsets[4..8].copy_from_slice(&(-1i32).to_le_bytes());
         assert!(Column::offsets(4, &offsets, &data, 2, None).is_err());
         assert!(Column::offsets(3, &offsets, &data, 1, None).is_err());
+    }
+
+    #[test]
+    fn offsets_are_checked_alike_aligned_or_not() {
+        for offsets in [
+            vec![0u32, 2, 2, 5],
+            vec![3, 2, 5],
+            vec![0, 1, 9],
+            vec![7],
+            vec![0, 5, 4, 5],
+        ] {
+            let bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+            let mut shifted = vec![0u8];
+            shifted.extend_from_slice(&bytes);
+            let want = offsets.windows(2).all(|w| w[0] <= w[1]) && *offsets.last().unwrap() <= 8;
+            // One of the two copies is not 4-byte aligned.
+            assert_eq!(monotone_within32(&bytes, 8), want, "{offsets:?}");
+            assert_eq!(monotone_within32(&shifted[1..], 8), want, "{offsets:?} shifted");
+        }
     }
 
     #[test]

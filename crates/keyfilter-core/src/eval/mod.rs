@@ -18,6 +18,10 @@ use crate::plan::{Body, Plan};
 use check::Check;
 use tree::Program;
 
+/// Keys per block of the columnar loops: the selection vector stays in the
+/// L1 cache, and the columns' bytes of one block in L2.
+const SELECTION_BLOCK: usize = 1024;
+
 /// A plan made ready for fast evaluation.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -118,6 +122,84 @@ impl Matcher {
         !keys.is_null(row) && self.matches_by(|f| keys.field(row, f))
     }
 
+    /// Calls `sink(matched)` with the matching keys of `range`, in order, a
+    /// block of keys at a time, with the reader chosen once: plain
+    /// 32-bit-offsets columns (pyarrow's binary and utf8 without nulls) are
+    /// read without bounds checks. A conjunction runs check by check over
+    /// each block ([`Matcher::selection_pass`]); a tree, key by key.
+    #[inline(always)]
+    fn each_matched_block(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, sink: impl FnMut(&[usize])) {
+        debug_assert!(range.end <= keys.len());
+        if self.never {
+            return;
+        }
+        match (keys.plain_offsets32(), &self.tree) {
+            // SAFETY: rows come from `range`, below `keys.len()`, every column's row count.
+            (Some(plain), None) => self.selection_pass(range, |f, row| unsafe { plain[f].value(row) }, None, sink),
+            (None, None) => self.selection_pass(range, |f, row| keys.field(row, f), Some(keys), sink),
+            (Some(plain), Some(program)) => {
+                let plain = &plain[..];
+                // SAFETY: as above.
+                Self::row_by_row(range, |row| program.run(|f| unsafe { plain[f].value(row) }), sink)
+            }
+            (None, Some(_)) => Self::row_by_row(range, |row| self.matches_row(keys, row), sink),
+        }
+    }
+
+    /// The key-by-key loop, handing matches over in blocks like
+    /// [`Matcher::selection_pass`].
+    #[inline(always)]
+    fn row_by_row(range: std::ops::Range<usize>, matches: impl Fn(usize) -> bool, mut sink: impl FnMut(&[usize])) {
+        let mut matched = Vec::with_capacity(SELECTION_BLOCK.min(range.len()));
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + SELECTION_BLOCK);
+            matched.clear();
+            matched.extend((start..end).filter(|&row| matches(row)));
+            sink(&matched);
+            start = end;
+        }
+    }
+
+    /// A conjunction over a block of keys at a time: each check keeps the
+    /// keys that pass it in a selection vector, branch-free, with the check's
+    /// kind decided once per block, and the next check sees only those. A
+    /// key's outcome is then data, never a mispredicted jump, which is what
+    /// random data costs a key-by-key loop. `nulls`: drop keys with a null
+    /// field first.
+    #[inline(always)]
+    fn selection_pass<'k>(
+        &self,
+        range: std::ops::Range<usize>,
+        field: impl Fn(usize, usize) -> &'k [u8],
+        nulls: Option<&Columns<'_>>,
+        mut sink: impl FnMut(&[usize]),
+    ) {
+        let mut selection = Vec::with_capacity(SELECTION_BLOCK.min(range.len()));
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + SELECTION_BLOCK);
+            selection.clear();
+            selection.extend(start..end);
+            let mut len = selection.len();
+            if let Some(keys) = nulls {
+                len = (0..len).fold(0, |kept, i| {
+                    let row = selection[i];
+                    selection[kept] = row;
+                    kept + !keys.is_null(row) as usize
+                });
+            }
+            for check in self.checks.iter() {
+                if len == 0 {
+                    break;
+                }
+                len = check.retain(&mut selection, len, |row| field(check.field, row));
+            }
+            sink(&selection[..len]);
+            start = end;
+        }
+    }
+
     /// Writes the results of keys `start..` of `keys` as a bitmap (bit `i` of
     /// `bits`, least significant first, is key `start + i`) until `bits` is
     /// full or the keys run out; bits past the last key are cleared. `start`
@@ -126,34 +208,28 @@ impl Matcher {
     pub fn mask_columns(&self, keys: &Columns<'_>, start: usize, bits: &mut [u8]) {
         debug_assert_eq!(start % 8, 0);
         let end = keys.len().min(start.saturating_add(bits.len() * 8));
-        if self.never {
-            bits.fill(0);
+        bits.fill(0);
+        if start >= end {
             return;
         }
-        for (i, byte) in bits.iter_mut().enumerate() {
-            let first = start + i * 8;
-            let mut b = 0u8;
-            for row in first..end.min(first + 8) {
-                b |= (self.matches_row(keys, row) as u8) << (row - first);
+        self.each_matched_block(keys, start..end, |matched| {
+            for &row in matched {
+                let i = row - start;
+                bits[i / 8] |= 1 << (i % 8);
             }
-            *byte = b;
-        }
+        });
     }
 
     /// Appends to `out` the index of every matching key among `range` of
     /// `keys` (indices are those of the whole set).
     pub fn matched_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
-        if self.never {
-            return;
-        }
-        out.extend(range.filter(|&row| self.matches_row(keys, row)).map(|row| row as u32));
+        self.each_matched_block(keys, range, |matched| out.extend(matched.iter().map(|&row| row as u32)));
     }
 
     /// Number of matching keys among `range` of `keys`.
     pub fn count_columns_range(&self, keys: &Columns<'_>, range: std::ops::Range<usize>) -> usize {
-        if self.never {
-            return 0;
-        }
-        range.filter(|&row| self.matches_row(keys, row)).count()
+        let mut n = 0;
+        self.each_matched_block(keys, range, |matched| n += matched.len());
+        n
     }
 }

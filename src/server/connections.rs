@@ -1,0 +1,510 @@
+//! Connections: at most `max_connections` accepted TCP connections at once,
+//! and none kept once it has had no call open for `connection_idle_timeout`.
+//!
+//! [`Incoming`] is the accept loop's stream of connections. Each accepted
+//! connection takes a slot (an owned semaphore permit) that it holds for its
+//! whole life, TLS handshake included, and gives back when tonic drops it. A
+//! connection that finds no free slot is closed at once (accept-and-close)
+//! rather than left unaccepted in the kernel's listen queue (backpressure):
+//!
+//! - Health checks and calls on connections already open work either way:
+//!   the limit acts only at accept, and nothing on an open connection waits
+//!   for the accept loop. Accept-and-close is the one that also keeps the
+//!   *answer* to a new connection prompt: a reset, which gRPC clients report
+//!   as `UNAVAILABLE` and retry with backoff (or on another backend), and
+//!   which a health probe that dials anew (the kubelet's does) sees at once.
+//!   Left in the listen queue, a new client's TCP handshake completes (the
+//!   kernel does that) and then nothing answers it until a slot frees,
+//!   perhaps long after it gave up; once the queue is full, not even its SYN.
+//! - The accept loop keeps running, so each refusal is counted
+//!   (`keyfilter_rejected_total{reason="connections"}`), and one log line
+//!   says when a burst of refusals starts and one how many it refused.
+//!
+//! [`CallsLayer`] counts the calls open on each connection, which is what
+//! "idle" means here: HTTP/2 keepalive pings keep a connection busy at the
+//! byte level (the server sends them every 30 s and the client answers), and
+//! a client that holds a connection it no longer uses answers them too. An
+//! idle connection is closed from below (its reads fail), not with a GOAWAY,
+//! which tonic offers no way to send to one connection: see [`READ_QUIET`]
+//! for the call that might be on its way just then.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::drain::DrainableStream;
+use crate::service::metrics;
+
+/// How long the accept loop pauses after an error that is not about one
+/// connection (out of file descriptors or memory): accepting again at once
+/// would fail again at once, and spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// A connection whose idle time is up is still kept while bytes keep arriving
+/// from it, until this long has passed with none: a call whose first bytes
+/// were just read may not have reached [`CallsLayer`] yet (hyper hands each
+/// call to a task of its own), and closing then would fail it.
+const READ_QUIET: Duration = Duration::from_secs(1);
+
+/// ...but only for this long past the idle time, so that a client cannot
+/// keep a connection with no calls open by sending pings.
+const READ_QUIET_MAX: Duration = Duration::from_secs(10);
+
+/// The calls open on one connection, and since when none has been.
+struct Activity {
+    calls: AtomicUsize,
+    /// When the last call ended (at first: when the connection was accepted).
+    quiet_since: Mutex<Instant>,
+}
+
+/// What the accept loop, the connections and [`CallsLayer`] share.
+struct Shared {
+    slots: Arc<Semaphore>,
+    limit: usize,
+    idle_timeout: Duration,
+    /// The open connections' activity, by peer address: tonic gives a call
+    /// its connection's address (and nothing else that names the connection),
+    /// and two open TCP connections to one listener never share a peer address.
+    open: Mutex<HashMap<SocketAddr, Arc<Activity>>>,
+    /// Connections refused since the last one accepted (0: not refusing).
+    refused_in_burst: AtomicU64,
+}
+
+/// The connection limit and idle timeout, shared by [`Incoming`] and [`CallsLayer`].
+#[derive(Clone)]
+pub struct Connections {
+    shared: Arc<Shared>,
+}
+
+impl Connections {
+    /// At most `limit` connections at once, each closed once it has had no
+    /// call open for `idle_timeout`.
+    pub fn new(limit: usize, idle_timeout: Duration) -> Self {
+        // Longer is the same as never, and keeps deadline arithmetic from overflowing.
+        let idle_timeout = idle_timeout.min(Duration::from_secs(365 * 24 * 3600));
+        Connections {
+            shared: Arc::new(Shared {
+                slots: Arc::new(Semaphore::new(limit)),
+                limit,
+                idle_timeout,
+                open: Mutex::new(HashMap::new()),
+                refused_in_burst: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Takes a slot for `tcp`, or closes it (and counts and logs that) when none is free.
+    fn admit(&self, tcp: TcpStream, peer: SocketAddr, cut: &CancellationToken) -> Option<Tracked> {
+        let shared = &self.shared;
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            metrics::rejected("connections");
+            if shared.refused_in_burst.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    max_connections = shared.limit,
+                    "connection limit reached: closing new connections until open ones close"
+                );
+            }
+            // A reset rather than a FIN: nothing was said on the connection,
+            // and the server keeps no TIME_WAIT state for it.
+            let _ = tcp.set_zero_linger();
+            return None;
+        };
+        let refused = shared.refused_in_burst.swap(0, Ordering::Relaxed);
+        if refused > 0 {
+            tracing::info!(refused, "accepting connections again");
+        }
+        // Server::tcp_nodelay does not apply to a custom incoming stream.
+        let _ = tcp.set_nodelay(true);
+        let now = Instant::now();
+        let activity = Arc::new(Activity {
+            calls: AtomicUsize::new(0),
+            quiet_since: Mutex::new(now),
+        });
+        shared
+            .open
+            .lock()
+            .expect("connections lock")
+            .insert(peer, activity.clone());
+        metrics::connections_delta(1.0);
+        Some(Tracked {
+            local: tcp.local_addr().ok(),
+            inner: DrainableStream::new(tcp, cut),
+            peer,
+            activity,
+            shared: shared.clone(),
+            idle_check: Box::pin(tokio::time::sleep_until(now + shared.idle_timeout)),
+            last_read: now,
+            closed_idle: false,
+            _slot: slot,
+        })
+    }
+
+    fn activity(&self, peer: SocketAddr) -> Option<Arc<Activity>> {
+        self.shared.open.lock().expect("connections lock").get(&peer).cloned()
+    }
+}
+
+/// The accepted connections of a listener, each holding a slot of
+/// [`Connections`]; connections over the limit are closed here and never
+/// reach tonic.
+pub struct Incoming {
+    listener: TcpListener,
+    connections: Connections,
+    cut: CancellationToken,
+    pause: Option<Pin<Box<Sleep>>>,
+    /// Whether the last accept failed (its error is logged once per run of failures).
+    failing: bool,
+}
+
+impl Incoming {
+    /// Accepts on `listener`; every connection fails its reads and writes once `cut` is cancelled.
+    pub fn new(listener: TcpListener, connections: Connections, cut: CancellationToken) -> Self {
+        Incoming {
+            listener,
+            connections,
+            cut,
+            pause: None,
+            failing: false,
+        }
+    }
+}
+
+impl Stream for Incoming {
+    type Item = io::Result<Tracked>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(pause) = &mut this.pause {
+                ready!(pause.as_mut().poll(cx));
+                this.pause = None;
+            }
+            match ready!(this.listener.poll_accept(cx)) {
+                Ok((tcp, peer)) => {
+                    this.failing = false;
+                    if let Some(connection) = this.connections.admit(tcp, peer, &this.cut) {
+                        return Poll::Ready(Some(Ok(connection)));
+                    }
+                }
+                // One connection went away before it was accepted: the next may be fine.
+                Err(e) if is_connection_error(&e) => {}
+                Err(e) => {
+                    if !std::mem::replace(&mut this.failing, true) {
+                        tracing::warn!(error = %e, "accepting connections failed; retrying every {ACCEPT_ERROR_PAUSE:?}");
+                    }
+                    this.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_ERROR_PAUSE)));
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// An accepted connection: holds its slot, and fails its reads once it has
+/// been idle for the idle timeout (which ends it).
+pub struct Tracked {
+    inner: DrainableStream,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    shared: Arc<Shared>,
+    /// Fires when the connection may next be idle for long enough.
+    idle_check: Pin<Box<Sleep>>,
+    last_read: Instant,
+    /// Set once closed for being idle (counted once, however often polled after).
+    closed_idle: bool,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Tracked {
+    /// `Err` once the connection has been idle for the idle timeout; also
+    /// arms the timer that wakes the task for the next check.
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.closed_idle {
+            while self.idle_check.as_mut().poll(cx).is_ready() {
+                let Some(next) = self.next_idle_check() else {
+                    self.closed_idle = true;
+                    metrics::idle_connection_closed();
+                    tracing::debug!(peer = %self.peer, timeout = ?self.shared.idle_timeout, "closing an idle connection");
+                    break;
+                };
+                self.idle_check.as_mut().reset(next);
+            }
+        }
+        if self.closed_idle {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no call for connection_idle_timeout",
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_idle_check(&self) -> Option<Instant> {
+        let quiet_since = *self.activity.quiet_since.lock().expect("activity lock");
+        next_idle_check(
+            Instant::now(),
+            self.activity.calls.load(Ordering::Acquire),
+            quiet_since,
+            self.last_read,
+            self.shared.idle_timeout,
+        )
+    }
+}
+
+/// When to check a connection again, or `None` if it has been idle long
+/// enough: `calls` open on it now, the last of them ended at `quiet_since`,
+/// and bytes last came in at `last_read`.
+fn next_idle_check(
+    now: Instant,
+    calls: usize,
+    quiet_since: Instant,
+    last_read: Instant,
+    timeout: Duration,
+) -> Option<Instant> {
+    if calls > 0 {
+        // Busy now: the earliest it can have been idle long enough is one
+        // timeout from now (if its last call ends this instant).
+        return Some(now + timeout);
+    }
+    let idle_at = quiet_since + timeout;
+    if now < idle_at {
+        Some(idle_at)
+    } else if now < last_read + READ_QUIET && now < idle_at + READ_QUIET_MAX {
+        Some(last_read + READ_QUIET)
+    } else {
+        None
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut open = self.shared.open.lock().expect("connections lock");
+        if open.get(&self.peer).is_some_and(|a| Arc::ptr_eq(a, &self.activity)) {
+            open.remove(&self.peer);
+        }
+        metrics::connections_delta(-1.0);
+    }
+}
+
+impl Connected for Tracked {
+    type ConnectInfo = TcpConnectInfo;
+    // The peer address as accepted: the key under which CallsLayer finds the connection.
+    fn connect_info(&self) -> Self::ConnectInfo {
+        TcpConnectInfo {
+            local_addr: self.local,
+            remote_addr: Some(self.peer),
+        }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.last_read = Instant::now();
+        }
+        // After the read, so that bytes that arrive just as the idle time is
+        // up (a new call, most likely) count as activity.
+        self.check_idle(cx)?;
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Counts each call as open on its connection from when it arrives until its
+/// response body is gone, so that a connection with calls open is never idle.
+#[derive(Clone)]
+pub struct CallsLayer {
+    connections: Connections,
+}
+
+impl CallsLayer {
+    /// Counts calls on the connections of `connections`.
+    pub fn new(connections: &Connections) -> Self {
+        CallsLayer {
+            connections: connections.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for CallsLayer {
+    type Service = Calls<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Calls {
+            inner,
+            connections: self.connections.clone(),
+        }
+    }
+}
+
+/// A service behind [`CallsLayer`].
+#[derive(Clone)]
+pub struct Calls<S> {
+    inner: S,
+    connections: Connections,
+}
+
+impl<S, B> Service<Request<B>> for Calls<S>
+where
+    S: Service<Request<B>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let open = super::context::peer_addr(request.extensions())
+            .and_then(|peer| self.connections.activity(peer))
+            .map(OpenCall::new);
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            // Dropped with this future if the call ends before it answers.
+            let open = open;
+            let response = future.await?;
+            Ok(response.map(|body| {
+                Body::new(CallBody {
+                    inner: body,
+                    _open: open,
+                })
+            }))
+        })
+    }
+}
+
+/// One call open on a connection, until dropped.
+struct OpenCall {
+    activity: Arc<Activity>,
+}
+
+impl OpenCall {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.calls.fetch_add(1, Ordering::AcqRel);
+        OpenCall { activity }
+    }
+}
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        // The time first: a check that sees no call open must see when the last one ended.
+        *self.activity.quiet_since.lock().expect("activity lock") = Instant::now();
+        self.activity.calls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its call open on its connection until dropped.
+struct CallBody {
+    inner: Body,
+    _open: Option<OpenCall>,
+}
+
+impl HttpBody for CallBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_connection_is_idle_only_with_no_call_open_for_the_whole_timeout() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // A call open: never idle; the next look is one timeout away.
+        assert_eq!(next_idle_check(at(500), 1, t0, t0, TIMEOUT), Some(at(560)));
+        // Quiet for less than the timeout: look again when it would be up.
+        assert_eq!(next_idle_check(at(30), 0, at(10), t0, TIMEOUT), Some(at(70)));
+        // Quiet for the timeout, nothing read lately: idle.
+        assert_eq!(next_idle_check(at(70), 0, at(10), at(20), TIMEOUT), None);
+    }
+
+    #[test]
+    fn bytes_just_read_postpone_the_close_but_only_briefly() {
+        let t0 = Instant::now();
+        let at = |millis: u64| t0 + Duration::from_millis(millis);
+        // Idle time up at 60 s, but bytes came in 200 ms ago (a call on its
+        // way): look again once they have been quiet for READ_QUIET.
+        assert_eq!(
+            next_idle_check(at(60_000), 0, t0, at(59_800), TIMEOUT),
+            Some(at(59_800) + READ_QUIET)
+        );
+        // A client that keeps sending bytes (pings) but no call is closed
+        // READ_QUIET_MAX after its idle time.
+        let late = at(60_000) + READ_QUIET_MAX;
+        assert_eq!(next_idle_check(late, 0, t0, late, TIMEOUT), None);
+    }
+}

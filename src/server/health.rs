@@ -1,0 +1,186 @@
+//! Health `Watch` streams: at most `max_watch_streams` open at once across
+//! all connections, and each ended when a drain starts.
+//!
+//! `grpc.health.v1.Health/Watch` is open to everyone (probes need no token)
+//! and gives each caller a stream that lasts until the caller leaves, so
+//! without a bound a client could hold any number of them (up to
+//! `http2_max_concurrent_streams` on each of its connections). A `Watch`
+//! takes a slot before the health service sees it and gives it back when its
+//! response body is gone; one that finds no free slot is answered
+//! `RESOURCE_EXHAUSTED` at once. `Check`, a short unary call, is not limited:
+//! probes keep working whatever the watchers do.
+//!
+//! On shutdown the server waits for open calls before it closes connections,
+//! and a `Watch` never ends by itself: each would hold its connection open
+//! for the whole grace period. So once the drain starts (health has turned
+//! NOT_SERVING by then), a `Watch` sends what it still has to say, that
+//! status change included, and then ends with `UNAVAILABLE`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderMap, Request, Response};
+use tonic::server::NamedService;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::service::metrics;
+
+/// The path of the health service's streaming method.
+pub const WATCH_PATH: &str = "/grpc.health.v1.Health/Watch";
+
+/// Adds [`WatchLimited`] around the health service.
+#[derive(Clone, Debug)]
+pub struct WatchLimitLayer {
+    slots: Arc<Semaphore>,
+    limit: usize,
+    draining: CancellationToken,
+}
+
+impl WatchLimitLayer {
+    /// At most `limit` `Watch` streams at once, each ended once `draining` is cancelled.
+    pub fn new(limit: usize, draining: CancellationToken) -> Self {
+        WatchLimitLayer {
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            draining,
+        }
+    }
+}
+
+impl<S> Layer<S> for WatchLimitLayer {
+    type Service = WatchLimited<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        WatchLimited {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The health service behind [`WatchLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct WatchLimited<S> {
+    inner: S,
+    layer: WatchLimitLayer,
+}
+
+impl<S: NamedService> NamedService for WatchLimited<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<Request<Body>> for WatchLimited<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if request.uri().path() != WATCH_PATH {
+            return Box::pin(self.inner.call(request));
+        }
+        let Ok(permit) = self.layer.slots.clone().try_acquire_owned() else {
+            metrics::rejected("watch_streams");
+            let status = Status::resource_exhausted(format!(
+                "too many health Watch streams: {} already open (max_watch_streams); use Check, or retry later",
+                self.layer.limit
+            ));
+            return Box::pin(std::future::ready(Ok(status.into_http())));
+        };
+        let slot = WatchSlot::new(permit);
+        let draining = self.layer.draining.clone();
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|body| {
+                Body::new(WatchBody {
+                    inner: body,
+                    draining: Box::pin(draining.cancelled_owned()),
+                    ended: false,
+                    _slot: slot,
+                })
+            }))
+        })
+    }
+}
+
+/// A `Watch` stream's slot, and its place in `keyfilter_watch_streams_open`.
+struct WatchSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl WatchSlot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::watch_streams_delta(1.0);
+        WatchSlot { _permit: permit }
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        metrics::watch_streams_delta(-1.0);
+    }
+}
+
+/// A `Watch` response body: holds the stream's slot until dropped, and ends
+/// the stream once the drain has started and it has nothing left to send.
+struct WatchBody {
+    inner: Body,
+    draining: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Whether this body ended the stream itself (with its trailers sent).
+    ended: bool,
+    _slot: WatchSlot,
+}
+
+impl HttpBody for WatchBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        // The stream first: a status change made before the drain started
+        // (NOT_SERVING) is ready by now, and goes out before the stream ends.
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            return polled;
+        }
+        if self.draining.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.ended = true;
+        let mut trailers = HeaderMap::new();
+        let ended = Status::unavailable("the server is shutting down").add_header(&mut trailers);
+        Poll::Ready(Some(ended.map(|()| Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.ended {
+            SizeHint::with_exact(0)
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Hostile clients against the real `keyfilter serve` binary, on the
+//! resources a client holds by staying rather than by sending: TCP
+//! connections (`--max-connections`, `--connection-idle-timeout`) and health
+//! `Watch` streams (`--max-watch-streams`, and their end on shutdown).
+//!
+//! The harness is `tests/attacks.rs`'s (`support::attack`): each server runs
+//! with a health prober on a connection of its own, which must answer SERVING
+//! within 1 s throughout, so it is also the proof that a connection opened
+//! before the attack keeps being served. The limits are set small, and every
+//! wait polls (the server's metrics, or the attacked connection) with a
+//! generous bound rather than sleeping, so a loaded machine makes a test
+//! slower, not red.
+//!
+//! Run alone: `cargo test --test connection_limits -- --nocapture`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message as _;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+use keyfilter::proto::{FilterSpec, Key, MatchRequest, MatchResponse, Op};
+
+mod support;
+
+use support::attack::{frame, metric, pred, scrape_metrics, wait_for_metric, RawConnection, RawStream, Reply, Target};
+use support::binary::free_port;
+
+const CHECK: &str = "/grpc.health.v1.Health/Check";
+const WATCH: &str = "/grpc.health.v1.Health/Watch";
+const KEYFILTER_SERVICE: &str = "keyfilter.v1.KeyFilter";
+
+/// Bound on anything the server should do soon (free a slot, close a
+/// connection, end a stream): far above what it takes on an idle machine.
+const SOON: Duration = Duration::from_secs(30);
+
+/// How fast a connection over the limit must fail: it is closed as soon as
+/// it is accepted, not left waiting for a slot.
+const REFUSED_WITHIN: Duration = Duration::from_secs(10);
+
+fn health_request(service: &str) -> Bytes {
+    frame(
+        &HealthCheckRequest {
+            service: service.into(),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// The serving status in a health reply, if it is one.
+fn health_status(message: &Bytes) -> ServingStatus {
+    let response = HealthCheckResponse::decode(message.clone()).expect("a HealthCheckResponse");
+    ServingStatus::try_from(response.status).expect("a known serving status")
+}
+
+/// A health Check on `connection`, which must answer SERVING.
+async fn assert_check_serving(connection: &mut RawConnection, what: &str) {
+    let mut stream = connection.start_path(CHECK, &[]).await;
+    stream.send_last(health_request(""));
+    let reply = stream.reply().await;
+    assert_eq!(reply.code, Code::Ok, "{what}: health Check: {reply:?}");
+    assert_eq!(
+        health_status(reply.messages.first().expect("a Check answer")),
+        ServingStatus::Serving,
+        "{what}: health Check"
+    );
+}
+
+/// A Match on `connection`, which must come back right.
+async fn assert_match(connection: &mut RawConnection, what: &str) {
+    let request = MatchRequest {
+        spec: Some(FilterSpec {
+            arity: 1,
+            predicates: vec![pred(0, Op::Eq, b"a")],
+            expr: None,
+        }),
+        keys: [b"a", b"b"]
+            .iter()
+            .map(|k| Key {
+                fields: vec![Bytes::from_static(*k)],
+            })
+            .collect(),
+        packed_keys: None,
+        columnar_keys: None,
+    };
+    let mut stream = connection.start("Match", &[]).await;
+    stream.send_last(frame(&request.encode_to_vec()));
+    let reply = stream.reply().await;
+    assert_eq!(reply.code, Code::Ok, "{what}: Match: {reply:?}");
+    let response = MatchResponse::decode(reply.messages[0].clone()).expect("a MatchResponse");
+    assert_eq!(response.matches, vec![true, false], "{what}: Match");
+}
+
+/// A health Check on a connection of its own: `Ok` once answered SERVING,
+/// else what went wrong (a connection the server closed shows here).
+async fn check_on_new_connection(addr: SocketAddr) -> Result<(), String> {
+    let mut connection = RawConnection::try_open(addr).await?;
+    let mut stream = connection.try_start_path(CHECK, &[]).await?;
+    stream.try_send_last(health_request(""))?;
+    let reply = stream.reply().await;
+    match reply.messages.first() {
+        Some(message) if reply.code == Code::Ok && health_status(message) == ServingStatus::Serving => Ok(()),
+        _ => Err(format!("{reply:?}")),
+    }
+}
+
+/// Starts a Watch of `service` on `connection`: the stream once its first
+/// answer (SERVING) has come, or the reply if the call ended instead.
+async fn open_watch(connection: &mut RawConnection, service: &str) -> Result<RawStream, Reply> {
+    let mut stream = connection.start_path(WATCH, &[]).await;
+    // A server-streaming call: the one request, then half-close; the answers go on.
+    stream.send_last(health_request(service));
+    match stream.next_message().await {
+        Some(message) => {
+            assert_eq!(
+                health_status(&message),
+                ServingStatus::Serving,
+                "a Watch's first answer"
+            );
+            Ok(stream)
+        }
+        None => Err(stream.reply().await),
+    }
+}
+
+/// Scrapes until `name` reads `want` three times in a row, 100 ms apart:
+/// the connections of the server's start-up (its warm-up call) are gone and
+/// the prober's is in.
+async fn wait_until_steady(metrics: SocketAddr, name: &str, want: f64) {
+    let deadline = Instant::now() + SOON;
+    let mut in_a_row = 0;
+    while in_a_row < 3 {
+        let text = scrape_metrics(metrics).await;
+        if metric(&text, name, &[]) == Some(want) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            assert!(Instant::now() < deadline, "{name} did not settle at {want}:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lines_with(text: &str, words: &[&str]) -> usize {
+    text.lines().filter(|l| words.iter().all(|w| l.contains(w))).count()
+}
+
+/// A server with a free port for its metrics; returns it and that port.
+async fn target_with_metrics(args: &[&str]) -> (Target, SocketAddr) {
+    let metrics = free_port();
+    let metrics_arg = metrics.to_string();
+    let mut full = vec!["--metrics-addr", metrics_arg.as_str()];
+    full.extend_from_slice(args);
+    (Target::start(&full).await, metrics)
+}
+
+// ---------------------------------------------------------------------------
+// a. Connections
+// ---------------------------------------------------------------------------
+
+/// Connections beyond `max_connections` are closed as soon as they are
+/// accepted, while the open ones (the prober's among them) are served; once
+/// open ones close, new ones are accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connections_beyond_max_connections_are_closed_at_once() {
+    let attack = "connections beyond --max-connections 4";
+    let (mut target, metrics) = target_with_metrics(&["--max-connections", "4"]).await;
+    let addr = target.addr;
+    // The prober's connection is the only one open.
+    wait_until_steady(metrics, "keyfilter_connections_open", 1.0).await;
+
+    // Three more fill the limit: two that never say a word (the cheapest
+    // way to hold a connection) and one that speaks HTTP/2.
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut speaking = RawConnection::open(addr).await;
+    assert_check_serving(&mut speaking, attack).await;
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 4.0).await;
+
+    // One more, three times: closed at once, never served.
+    for attempt in 1..=3 {
+        let started = Instant::now();
+        let outcome = check_on_new_connection(addr).await;
+        eprintln!(
+            "{attack}: connection {attempt} over the limit: {outcome:?} after {:?}",
+            started.elapsed()
+        );
+        assert!(outcome.is_err(), "{attack}: a connection over the limit was served");
+        assert!(
+            started.elapsed() < REFUSED_WITHIN,
+            "{attack}: a connection over the limit took {:?} to fail; it must be closed at once",
+            started.elapsed()
+        );
+    }
+    wait_for_metric(metrics, "keyfilter_rejected_total", &["reason=\"connections\""], 3.0).await;
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(metric(&text, "keyfilter_connections_open", &[]), Some(4.0), "{text}");
+
+    // The connections already open are served: health and a Match on the
+    // one that speaks (the prober's checks are asserted by survived()).
+    assert_check_serving(&mut speaking, attack).await;
+    assert_match(&mut speaking, attack).await;
+
+    // Closing the held connections frees their slots.
+    drop(silent);
+    drop(speaking);
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 1.0).await;
+    check_on_new_connection(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{attack}: a new connection once slots are free: {e}"));
+
+    // The burst is logged twice, when it starts and when it ends (with its
+    // count), not once per connection. (The end is the last line of the
+    // two: once it has been read, so has everything the burst logged.)
+    let deadline = Instant::now() + SOON;
+    let stderr = loop {
+        let stderr = target.server.stderr_text();
+        if lines_with(&stderr, &["accepting connections again"]) > 0 {
+            break stderr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attack}: the end of the burst is not logged:\n{stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        lines_with(&stderr, &["connection limit reached", "max_connections=4"]),
+        1,
+        "{attack}: one log line when refusing starts:\n{stderr}"
+    );
+    assert_eq!(
+        lines_with(&stderr, &["accepting connections again", "refused=3"]),
+        1,
+        "{attack}: one log line when it ends, with its count:\n{stderr}"
+    );
+    target.survived(attack).await;
+}
+
+/// A connection with no call open for `connection_idle_timeout` is closed,
+/// whether it never said a word or finished its HTTP/2 handshake and then
+/// nothing; one with a call open (a Watch) is not, however long the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_idle_connections_are_closed_after_the_idle_timeout() {
+    let attack = "idle connections, --connection-idle-timeout 3s";
+    // Well above the prober's 100 ms between checks (and the 1 s within
+    // which it needs its answers), so its connection is never idle.
+    let idle_timeout = Duration::from_secs(3);
+    let (mut target, metrics) = target_with_metrics(&["--connection-idle-timeout", "3s"]).await;
+    let addr = target.addr;
+    wait_until_steady(metrics, "keyfilter_connections_open", 1.0).await;
+
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let _handshake_only = RawConnection::open(addr).await;
+    let mut watching = RawConnection::open(addr).await;
+    let mut watch = open_watch(&mut watching, "")
+        .await
+        .unwrap_or_else(|reply| panic!("{attack}: a Watch: {reply:?}"));
+
+    // The silent connection is closed by the server (EOF or reset), not
+    // before its time. (The server speaks first: its HTTP/2 SETTINGS.)
+    let mut sink = [0u8; 256];
+    let ended = timeout(SOON, async {
+        loop {
+            match silent.read(&mut sink).await {
+                Ok(0) => return "EOF".to_string(),
+                Ok(_) => continue,
+                Err(e) => return e.to_string(),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{attack}: a silent connection was still open after {SOON:?}"));
+    let closed_after = started.elapsed();
+    eprintln!("{attack}: the silent connection ended ({ended}) after {closed_after:?}");
+    assert!(
+        closed_after >= idle_timeout - Duration::from_millis(100),
+        "{attack}: closed after {closed_after:?}, before its idle timeout"
+    );
+    // So is the one that only did its handshake; the prober's and the
+    // watching one stay.
+    wait_for_metric(metrics, "keyfilter_idle_connections_closed_total", &[], 2.0).await;
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 2.0).await;
+
+    // The watching connection outlived the timeout with its call open, and serves.
+    assert!(started.elapsed() > idle_timeout);
+    assert_check_serving(&mut watching, attack).await;
+    // Once its Watch ends, it is idle too.
+    watch.cancel();
+    wait_for_metric(metrics, "keyfilter_idle_connections_closed_total", &[], 3.0).await;
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 1.0).await;
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// c. Health Watch streams
+// ---------------------------------------------------------------------------
+
+/// Watch streams beyond `max_watch_streams` are refused (server-wide, on
+/// any connection), health checks and calls go on beside them, and a closed
+/// Watch frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_watch_streams_beyond_max_watch_streams_are_refused() {
+    let attack = "health Watch streams beyond --max-watch-streams 3";
+    let (mut target, metrics) = target_with_metrics(&["--max-watch-streams", "3"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut watches = Vec::new();
+    for service in ["", KEYFILTER_SERVICE, ""] {
+        let watch = open_watch(&mut connection, service)
+            .await
+            .unwrap_or_else(|reply| panic!("{attack}: a Watch within the limit: {reply:?}"));
+        watches.push(watch);
+    }
+    wait_for_metric(metrics, "keyfilter_watch_streams_open", &[], 3.0).await;
+
+    // A fourth, on the same connection and on another: refused, naming the limit.
+    let mut other = RawConnection::open(target.addr).await;
+    for connection in [&mut connection, &mut other] {
+        let reply = open_watch(connection, "")
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{attack}: a Watch over the limit was served"));
+        eprintln!("{attack}: 4th Watch: {reply:?}");
+        reply.assert_status(attack, Code::ResourceExhausted, &["max_watch_streams", "3"]);
+    }
+    wait_for_metric(metrics, "keyfilter_rejected_total", &["reason=\"watch_streams\""], 2.0).await;
+
+    // Health checks and calls beside them, on the same connection.
+    assert_check_serving(&mut connection, attack).await;
+    assert_match(&mut connection, attack).await;
+
+    // Closing one frees its slot (once the server has seen the reset).
+    let mut closed = watches.pop().expect("three watches");
+    closed.cancel();
+    let deadline = Instant::now() + SOON;
+    loop {
+        match open_watch(&mut other, KEYFILTER_SERVICE).await {
+            Ok(watch) => {
+                watches.push(watch);
+                break;
+            }
+            Err(reply) => {
+                reply.assert_status(attack, Code::ResourceExhausted, &["max_watch_streams"]);
+                assert!(
+                    Instant::now() < deadline,
+                    "{attack}: a cancelled Watch did not free its slot within {SOON:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    // Once all are closed, a full set opens again.
+    for mut watch in watches.drain(..) {
+        watch.cancel();
+    }
+    wait_for_metric(metrics, "keyfilter_watch_streams_open", &[], 0.0).await;
+    for _ in 0..3 {
+        let watch = open_watch(&mut other, "")
+            .await
+            .unwrap_or_else(|reply| panic!("{attack}: a Watch after the others closed: {reply:?}"));
+        watches.push(watch);
+    }
+    for mut watch in watches {
+        watch.cancel();
+    }
+    target.survived(attack).await;
+}
+
+/// On SIGTERM, open Watch streams say NOT_SERVING (for the KeyFilter
+/// service and for the whole server, `""`) and end, so the server exits without waiting out its grace
+/// period for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_watch_streams_end_when_shutdown_starts() {
+    let attack = "health Watch streams open at SIGTERM, --shutdown-grace 60s";
+    let mut target = Target::start(&["--shutdown-grace", "60s"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut whole = open_watch(&mut connection, "")
+        .await
+        .unwrap_or_else(|reply| panic!("{attack}: Watch(\"\"): {reply:?}"));
+    let mut service = open_watch(&mut connection, KEYFILTER_SERVICE)
+        .await
+        .unwrap_or_else(|reply| panic!("{attack}: Watch({KEYFILTER_SERVICE}): {reply:?}"));
+
+    let signalled = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &target.pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+
+    let next = timeout(SOON, service.next_message())
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: nothing on the KeyFilter Watch within {SOON:?} of SIGTERM"))
+        .unwrap_or_else(|| {
+            panic!(
+                "{attack}: the KeyFilter Watch ended without NOT_SERVING: {:?}",
+                service.code
+            )
+        });
+    assert_eq!(health_status(&next), ServingStatus::NotServing, "{attack}");
+    let next = timeout(SOON, whole.next_message())
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: nothing on the \"\" Watch within {SOON:?} of SIGTERM"))
+        .unwrap_or_else(|| panic!("{attack}: the \"\" Watch ended without NOT_SERVING: {:?}", whole.code));
+    assert_eq!(health_status(&next), ServingStatus::NotServing, "{attack}");
+    for (name, watch) in [("KeyFilter", service), ("\"\"", whole)] {
+        let reply = timeout(SOON, watch.reply())
+            .await
+            .unwrap_or_else(|_| panic!("{attack}: the {name} Watch was still open {SOON:?} after SIGTERM"));
+        eprintln!(
+            "{attack}: {name} Watch: {reply:?} ({:?} after SIGTERM)",
+            signalled.elapsed()
+        );
+        reply.assert_status(attack, Code::Unavailable, &["shutting down"]);
+    }
+    // With nothing left open, the server exits well within its grace period.
+    let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
+    assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "{attack}: the server took {took:?} to exit (grace period 60 s)"
+    );
+    assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+}
