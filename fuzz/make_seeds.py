@@ -58,6 +58,30 @@ def row(fields):
     return b"".join(ld(1, f) for f in fields)
 
 
+def le(values, width):
+    return b"".join(v.to_bytes(width, "little") for v in values)
+
+
+def column(values, width=4, first=0, validity=b"", fixed=0):
+    """A Column: offsets of `width` bytes (0: fixed width `fixed`), values
+    starting at `first` (a slice of a larger array), an optional bitmap."""
+    data = b"." * first + b"".join(values)
+    out = ld(1, data) if data else b""
+    if width:
+        offsets, at = [first], first
+        for v in values:
+            at += len(v)
+            offsets.append(at)
+        out += ld(2, le(offsets, width)) + vint(3, width)
+    elif fixed:
+        out += vint(4, fixed)
+    return out + (ld(5, validity) if validity else b"")
+
+
+def columnar(count, columns):
+    return (vint(1, count) if count else b"") + b"".join(ld(2, c) for c in columns)
+
+
 def packed(keys, count=None, unpacked=False):
     data = b"".join(f for k in keys for f in k)
     lengths = [len(f) for k in keys for f in k]
@@ -88,6 +112,18 @@ WIRE = {
     "filter_packed_batch": ld(3, packed(KEYS2)),
     "filter_repeated_oneof": ld(2, ld(1, row([b"a", b"b"]))) + ld(2, ld(1, row([b"c", b"d"]))) + ld(3, packed([[b"x", b"y"]])),
     "filter_empty": b"",
+    # ColumnarKeys: MatchRequest.columnar_keys = 4, FilterRequest.columnar_batch = 4.
+    "match_columnar": ld(1, SPEC2) + ld(4, columnar(3, [
+        column([k[0] for k in KEYS2]),
+        column([k[1] for k in KEYS2], width=8, first=2, validity=b"\x05"),
+    ])),
+    "match_columnar_arity0": ld(1, spec(0, [])) + ld(4, columnar(4, [])),
+    "match_columnar_count_2_pow_32": ld(1, spec(0, [])) + ld(4, vint(1, 0xFFFFFFFF)),
+    "filter_columnar_batch": ld(4, columnar(2, [
+        column([b"ab", b"cd"], width=0, fixed=2),
+        column([b"", b"xyz"], first=1),
+    ])),
+    "filter_columnar_bad_offsets": ld(4, columnar(2, [ld(1, b"abc") + ld(2, le([0, 2, 1], 4)) + vint(3, 4)])),
     "filter_long_varints": ld(3, ld(1, b"abc") + key(2, 2) + b"\x02\x83\x00" + vint(3, 1)),
 }
 

@@ -20,7 +20,8 @@
 //! written here: declared counts no honest encoder would produce, gzip bombs
 //! made by hand (`support::attack::Gzip`), `grpc-timeout`.
 //!
-//! Settings used: `max_keys_per_request` (default 1,000,000),
+//! Settings used: `max_keys_per_request` (default 1,000,000), the spec's
+//! arity (the number of columns of columnar keys),
 //! `max_message_bytes` (default 4 MiB), `--compile-cache-bytes`, and the
 //! admission limits. A test whose flag the server does not know fails at
 //! server start.
@@ -193,6 +194,36 @@ async fn a5_filter_rows_of_empty_keys() {
     .await;
 }
 
+/// `MatchRequest { spec { arity: 0 }, columnar_keys { count: N } }` as bytes.
+fn columnar_count_request(count: u32) -> Vec<u8> {
+    let mut columnar = vec![0x08];
+    columnar.extend(varint(count as u64));
+    let mut out = vec![0x0a, 0x00];
+    out.extend(len_field(4, columnar.len() as u64));
+    out.extend(columnar);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a6_match_columnar_declared_count_2_pow_32() {
+    let request = columnar_count_request(0xFFFF_FFFF);
+    assert_eq!(hex(&request), "0a00220608ffffffff0f");
+    declared("Match, columnar_keys.count = 2^32 - 1", async |addr| {
+        raw_call(addr, "Match", vec![framed(&request, false)], &[]).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a7_filter_columnar_declared_count_2_pow_32() {
+    let mut batch = len_field(4, 6);
+    batch.extend([0x08, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    declared("Filter, columnar_batch.count = 2^32 - 1", async |addr| {
+        filter_with_batch(addr, batch).await
+    })
+    .await;
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -290,6 +321,81 @@ async fn b3_four_gzip_bombs_at_once() {
     }
     target.survived(attack).await;
     assert_hwm_below(&target, attack, BOMB_PARALLEL_HWM);
+}
+
+/// `columnar_keys { count: 3, columns: [{}; n] }` (a `Match` for a spec of
+/// arity 3) or `columnar_batch` (a `Filter` batch), gzipped: each empty
+/// column is `12 00` on the wire, and would be a `Column` struct of about 100
+/// bytes for the generated decoder, which builds every one before anything
+/// can count them.
+fn columns_bomb(columns: u64, in_filter: bool) -> Gzip {
+    let mut gz = Gzip::new();
+    if !in_filter {
+        // spec { arity: 3 }
+        gz.bytes(&[0x0a, 0x02, 0x08, 0x03]);
+    }
+    gz.bytes(&len_field(4, 2 + 2 * columns));
+    gz.bytes(&[0x08, 0x03]);
+    gz.repeat(&[0x12, 0x00], columns);
+    gz
+}
+
+/// 2,000,000 empty columns: 4 MB decoded, under the default 4 MiB limit.
+const MANY_COLUMNS: u64 = 2_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b4_gzipped_millions_of_columns_are_refused_by_the_arity() {
+    let attack = "Match, 2,000,000 empty columns, gzipped";
+    let bomb = gz_frame(&columns_bomb(MANY_COLUMNS, false));
+    eprintln!(
+        "{attack}: {:.1} MiB decoded in a {} byte frame",
+        mib(2 * MANY_COLUMNS + 10),
+        bomb.len()
+    );
+    let mut target = Target::start(&[]).await;
+    let reply = raw_call(target.addr, "Match", vec![bomb], GZIP).await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    reply.assert_status(
+        attack,
+        Code::InvalidArgument,
+        &["columnar_keys: has 2000000 columns, but the spec's arity is 3"],
+    );
+    target.survived(attack).await;
+    // Nothing is built per column: the baseline and a few copies of a 4 MiB
+    // message, where one `Column` struct per column would be over 200 MB.
+    assert_hwm_below(&target, attack, DECLARED_HWM);
+}
+
+/// 31,000,000 empty columns, 59 MiB decoded (legal under a 64 MiB message
+/// limit; the generated decoder would build ~3 GB of `Column`s).
+const BOMB_COLUMNS: u64 = 31_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b5_filter_columns_bomb_under_a_big_message_limit() {
+    let attack = "Filter, a batch of 31,000,000 empty columns, gzipped, max_message_bytes 64 MiB";
+    let bomb = gz_frame(&columns_bomb(BOMB_COLUMNS, true));
+    let mut target = Target::start(&["--max-message-bytes", BIG_MESSAGES]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut stream = connection.start("Filter", GZIP).await;
+    stream.send(frame(&spec_msg(FilterSpec {
+        arity: 3,
+        predicates: vec![],
+        expr: None,
+    })));
+    stream.send(bomb);
+    stream.finish();
+    let reply = stream.reply().await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    reply.assert_status(
+        attack,
+        Code::InvalidArgument,
+        &["batch 0: columnar_batch: has 31000000 columns, but the spec's arity is 3"],
+    );
+    target.survived(attack).await;
+    // As for the predicate bomb: tonic's buffers, never anything per column.
+    assert_hwm_below(&target, attack, BOMB_BIG_HWM);
 }
 
 // ---------------------------------------------------------------------------
@@ -506,6 +612,7 @@ async fn flood_match(addr: std::net::SocketAddr, n: usize) -> Reply {
         spec: Some(flood_spec(n)),
         keys: keys.into_iter().map(|k| Key { fields: vec![k] }).collect(),
         packed_keys: None,
+        columnar_keys: None,
     };
     raw_call(addr, "Match", vec![frame(&request)], &[]).await
 }
@@ -609,6 +716,7 @@ fn heavy_match() -> MatchRequest {
             lengths: vec![1; n],
             count: n as u32,
         }),
+        columnar_keys: None,
     }
 }
 
@@ -730,6 +838,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             }),
             keys: vec![],
             packed_keys: None,
+            columnar_keys: None,
         })],
         &[],
     )
@@ -766,6 +875,7 @@ async fn f2_filter_streams_count_against_max_concurrent_requests() {
             }),
             keys: vec![],
             packed_keys: None,
+            columnar_keys: None,
         })],
         &[],
     )

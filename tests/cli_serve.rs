@@ -197,6 +197,7 @@ async fn check_match(client: &mut KeyFilterClient<Channel>) {
         spec: Some(spec_eq(b"b")),
         keys: one_field_keys(&[b"a", b"b", b"c"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let response = timeout(STEP, client.r#match(request))
         .await
@@ -325,6 +326,7 @@ async fn settings_from_environment_variables() {
         spec: Some(two),
         keys: one_field_keys(&[b"b"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let status = timeout(STEP, client.r#match(request))
         .await
@@ -352,6 +354,7 @@ async fn settings_from_environment_variables() {
         spec: Some(two),
         keys: one_field_keys(&[b"b", b"a"]),
         packed_keys: None,
+        columnar_keys: None,
     };
     let response = timeout(STEP, client.r#match(request)).await.unwrap().expect("Match");
     assert_eq!(response.into_inner().matches, vec![true, false]);
@@ -522,4 +525,45 @@ fn sigterm_right_after_the_listening_line_is_graceful() {
         let status = served.wait_exit(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0), "attempt {attempt}: {status:?}");
     }
+}
+
+/// `keyfilter bench` drives a real server with each key form (`--columnar`:
+/// `columnar_keys` / `columnar_batch`), end to end, every answer checked.
+#[test]
+fn bench_drives_match_and_filter_in_every_key_form() {
+    let served = Served::start(&["--addr", "127.0.0.1:0", "--log-format", "json"], &[]);
+    let target = format!("http://{}", served.addr);
+    for form in ["", "--packed", "--columnar"] {
+        for mode in ["match", "filter"] {
+            let mut args = vec!["bench", mode, "--target", &target, "--json", "--distinct-keys", "5000"];
+            args.extend(match mode {
+                "match" => ["--duration", "300ms", "--warmup", "0s", "--concurrency", "2"],
+                _ => ["--keys", "20000", "--batch-size", "1000", "--duration", "20s"],
+            });
+            if !form.is_empty() {
+                args.push(form);
+            }
+            let out = binary::command(&args).output().expect("run keyfilter bench");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{args:?}: {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON report");
+            let name = form.trim_start_matches("--");
+            let name = if name.is_empty() { "rows" } else { name };
+            assert_eq!(report["form"], name, "{report}");
+            assert_eq!(report["packed"], name == "packed", "{report}");
+            assert_eq!(report["mismatches"], 0, "{report}");
+            assert_eq!(report["errors"], 0, "{report}");
+            assert!(report["keys"].as_u64().unwrap() > 0, "{report}");
+        }
+    }
+    let out = binary::command(&["bench", "match", "--target", &target, "--packed", "--columnar"])
+        .output()
+        .expect("run keyfilter bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }

@@ -464,6 +464,7 @@ async fn match_arity(addr: SocketAddr, arity: u32) -> Result<Vec<bool>, tonic::S
         }),
         keys: vec![key],
         packed_keys: None,
+        columnar_keys: None,
     };
     tokio::time::timeout(STEP, KeyFilterClient::new(channel).r#match(request))
         .await

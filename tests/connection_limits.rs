@@ -87,6 +87,7 @@ async fn assert_match(connection: &mut RawConnection, what: &str) {
             })
             .collect(),
         packed_keys: None,
+        columnar_keys: None,
     };
     let mut stream = connection.start("Match", &[]).await;
     stream.send_last(frame(&request.encode_to_vec()));

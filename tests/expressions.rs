@@ -65,6 +65,7 @@ async fn match_status(server: &TestServer, spec: FilterSpec) -> tonic::Status {
             spec: Some(spec),
             keys: vec![],
             packed_keys: None,
+            columnar_keys: None,
         })
         .await
         .expect_err("the spec is invalid")
@@ -85,6 +86,7 @@ async fn match_and_filter_evaluate_random_trees_like_the_reference() {
                 spec: Some(wire.clone()),
                 keys: rows(&keys),
                 packed_keys: None,
+                columnar_keys: None,
             })
             .await
             .expect("Match answers")
@@ -180,6 +182,7 @@ async fn depth_past_the_limit_is_invalid_argument_however_deep() {
                 fields: vec![Bytes::from_static(b"a")],
             }],
             packed_keys: None,
+            columnar_keys: None,
         })
         .await
         .expect("32 levels are within the limit")

@@ -94,6 +94,7 @@ async fn match_on(client: &mut h2::client::SendRequest<Bytes>, addr: SocketAddr)
             })
             .collect(),
         packed_keys: None,
+        columnar_keys: None,
     };
     body.send_data(grpc_frame(&request), true)
         .expect("send the Match message");

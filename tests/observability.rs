@@ -215,6 +215,7 @@ fn match_request(rows: &[(&'static str, &'static str)]) -> MatchRequest {
         spec: Some(spec()),
         keys: keys(rows),
         packed_keys: None,
+        columnar_keys: None,
     }
 }
 
@@ -226,6 +227,7 @@ fn invalid_match_request() -> MatchRequest {
         spec: Some(spec),
         keys: vec![],
         packed_keys: None,
+        columnar_keys: None,
     }
 }
 
@@ -757,6 +759,7 @@ async fn rejections_are_counted_by_reason() {
         spec: Some(spec()),
         keys: big_keys(),
         packed_keys: None,
+        columnar_keys: None,
     };
     let status = bounded(client.r#match(authorized(big))).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");

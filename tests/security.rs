@@ -80,6 +80,7 @@ fn match_request() -> MatchRequest {
         spec: Some(spec()),
         keys: vec![key(b"org1", b"x"), key(b"org2", b"y"), key(b"org1", b"z")],
         packed_keys: None,
+        columnar_keys: None,
     }
 }
 

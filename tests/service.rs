@@ -23,8 +23,8 @@ use tonic::{Code, Status, Streaming};
 use keyfilter::proto::filter_request::Msg;
 use keyfilter::proto::key_filter_client::KeyFilterClient;
 use keyfilter::proto::{
-    CompileRequest, CompileResponse, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest,
-    MatchResponse, Op, PackedKeys, Predicate,
+    expr, Column, ColumnarKeys, CompileRequest, CompileResponse, Expr, ExprList, FilterRequest, FilterResponse,
+    FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, Op, PackedKeys, Predicate,
 };
 use keyfilter::server::ServerConfig;
 use keyfilter_core::codegen::{PyVersion, SUPPORTED};
@@ -124,6 +124,7 @@ fn match_rows(spec: &FilterSpec, rows: &[Row]) -> MatchRequest {
         spec: Some(spec.clone()),
         keys: keys(rows),
         packed_keys: None,
+        columnar_keys: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn match_packed(spec: &FilterSpec, packed: PackedKeys) -> MatchRequest {
         spec: Some(spec.clone()),
         keys: vec![],
         packed_keys: Some(packed),
+        columnar_keys: None,
     }
 }
 
@@ -538,6 +540,7 @@ async fn match_errors_are_invalid_argument_naming_the_culprit() {
                 spec: None,
                 keys: keys(&rows),
                 packed_keys: None,
+                columnar_keys: None,
             },
             vec!["spec", "missing"],
         ),
@@ -666,6 +669,7 @@ async fn match_errors_are_invalid_argument_naming_the_culprit() {
                 spec: Some(spec(3, vec![])),
                 keys: keys(&rows),
                 packed_keys: Some(pack(&rows, 0)),
+                columnar_keys: None,
             },
             vec!["keys", "packed_keys", "both"],
         ),
@@ -1898,5 +1902,502 @@ async fn no_response_is_lost_when_the_client_closes_right_after_its_last_batch()
     }
     for task in tasks {
         task.await.expect("stream task");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Columnar keys
+// ---------------------------------------------------------------------------
+
+/// How a test lays out one column of `ColumnarKeys`.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// 32-bit offsets, the first one `first` (a slice of a larger array).
+    Offsets32 { first: u32 },
+    /// 64-bit offsets (Arrow's large_binary).
+    Offsets64 { first: u64 },
+    /// Every value the same size (only when the column's values are).
+    Fixed,
+}
+
+/// One column: the values of `field` of every row, in `layout`; rows whose
+/// entry of `nulls` is set are null (their slot holds junk, which must not
+/// be read as a value), and `bitmap` forces a validity bitmap without nulls.
+fn column(rows: &[Row], field: usize, layout: Layout, nulls: &[bool], bitmap: bool) -> Column {
+    let value = |i: usize| -> Vec<u8> {
+        if nulls[i] {
+            match layout {
+                Layout::Fixed => vec![b'?'; rows[0][field].len()],
+                _ => b"junk".to_vec(),
+            }
+        } else {
+            rows[i][field].clone()
+        }
+    };
+    let validity = if nulls.iter().any(|n| *n) || bitmap {
+        // One spare byte: Arrow pads its buffers.
+        let mut bits = vec![0u8; rows.len().div_ceil(8) + 1];
+        for (i, null) in nulls.iter().enumerate() {
+            if !null {
+                bits[i / 8] |= 1 << (i % 8);
+            }
+        }
+        bits.into()
+    } else {
+        Bytes::new()
+    };
+    let mut values = Vec::new();
+    match layout {
+        Layout::Fixed => {
+            for i in 0..rows.len() {
+                values.extend(value(i));
+            }
+            Column {
+                values: values.into(),
+                fixed_width: rows.first().map_or(0, |r| r[field].len() as u32),
+                validity,
+                ..Column::default()
+            }
+        }
+        Layout::Offsets32 { .. } | Layout::Offsets64 { .. } => {
+            let (first, width) = match layout {
+                Layout::Offsets32 { first } => (first as u64, 4),
+                Layout::Offsets64 { first } => (first, 8),
+                Layout::Fixed => unreachable!(),
+            };
+            values.resize(first as usize, b'#');
+            let mut offsets = Vec::new();
+            let mut push = |at: usize| {
+                if width == 4 {
+                    offsets.extend((at as u32).to_le_bytes());
+                } else {
+                    offsets.extend((at as u64).to_le_bytes());
+                }
+            };
+            push(values.len());
+            for i in 0..rows.len() {
+                values.extend(value(i));
+                push(values.len());
+            }
+            // Bytes past the last offset are not read.
+            values.extend(b"tail");
+            Column {
+                values: values.into(),
+                offsets: offsets.into(),
+                offset_width: width,
+                validity,
+                ..Column::default()
+            }
+        }
+    }
+}
+
+/// `rows` as columns, each in a layout drawn at random (fixed width only
+/// where the column's values allow it), with nulls where `nulls[row][field]`.
+fn columnar(rng: &mut StdRng, arity: u32, rows: &[Row], nulls: &[Vec<bool>]) -> ColumnarKeys {
+    let columns = (0..arity as usize)
+        .map(|field| {
+            let uniform = rows.windows(2).all(|w| w[0][field].len() == w[1][field].len());
+            let layout = match rng.random_range(0..4) {
+                0 if uniform => Layout::Fixed,
+                0 | 1 => Layout::Offsets64 {
+                    first: rng.random_range(0..3),
+                },
+                2 => Layout::Offsets32 { first: 0 },
+                _ => Layout::Offsets32 {
+                    first: rng.random_range(1..5),
+                },
+            };
+            let column_nulls: Vec<bool> = nulls.iter().map(|n| n[field]).collect();
+            column(rows, field, layout, &column_nulls, rng.random_bool(0.2))
+        })
+        .collect();
+    ColumnarKeys {
+        count: rows.len() as u32,
+        columns,
+    }
+}
+
+/// Random nulls: none in about half the batches, else one field in four.
+fn random_nulls(rng: &mut StdRng, arity: u32, rows: usize) -> Vec<Vec<bool>> {
+    let rate = if rng.random_bool(0.5) { 0.0 } else { 0.25 };
+    (0..rows)
+        .map(|_| (0..arity).map(|_| rng.random_bool(rate)).collect())
+        .collect()
+}
+
+/// The reference answer, where a key with a null field never matches.
+fn expected_with_nulls(spec: &FilterSpec, rows: &[Row], nulls: &[Vec<bool>]) -> Vec<bool> {
+    expected(spec, rows)
+        .into_iter()
+        .zip(nulls)
+        .map(|(m, n)| m && !n.iter().any(|null| *null))
+        .collect()
+}
+
+fn match_columnar(spec: &FilterSpec, columnar: ColumnarKeys) -> MatchRequest {
+    MatchRequest {
+        spec: Some(spec.clone()),
+        keys: vec![],
+        packed_keys: None,
+        columnar_keys: Some(columnar),
+    }
+}
+
+fn columnar_msg(columnar: ColumnarKeys) -> FilterRequest {
+    FilterRequest {
+        msg: Some(Msg::ColumnarBatch(columnar)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columnar_keys_agree_with_rows_in_match_and_filter() {
+    let server = TestServer::start_default().await;
+    let mut client = server.client().await;
+    let mut rng = StdRng::seed_from_u64(0xc01_0a4);
+    let (mut matched, mut nulls_seen) = (0usize, 0usize);
+    for case in 0..200 {
+        let spec = random_spec(&mut rng);
+        let n = rng.random_range(0..=40);
+        let rows = random_rows(&mut rng, &spec, n);
+        let nulls = random_nulls(&mut rng, spec.arity, n);
+        nulls_seen += nulls.iter().flatten().filter(|n| **n).count();
+        let want = expected_with_nulls(&spec, &rows, &nulls);
+        matched += want.iter().filter(|m| **m).count();
+        let columns = columnar(&mut rng, spec.arity, &rows, &nulls);
+        let got = call_match(&mut client, match_columnar(&spec, columns.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("case {case}: {e:?}\nspec: {spec:?}\ncolumns: {columns:?}"));
+        assert_eq!(
+            got, want,
+            "case {case}\nspec: {spec:?}\nrows: {rows:?}\nnulls: {nulls:?}"
+        );
+        if nulls.iter().flatten().all(|n| !n) {
+            // Without nulls, exactly the row form's answer.
+            let rows_answer = call_match(&mut client, match_rows(&spec, &rows)).await.unwrap();
+            assert_eq!(got, rows_answer, "case {case}");
+        }
+
+        // The same keys as a Filter stream of columnar batches (with some
+        // row and packed batches between them).
+        if case % 10 == 0 {
+            let mut requests = vec![spec_msg(&spec)];
+            let mut wants = Vec::new();
+            for b in 0..20 {
+                let n = rng.random_range(0..=12);
+                let rows = random_rows(&mut rng, &spec, n);
+                let nulls = if b % 4 == 3 {
+                    vec![vec![false; spec.arity as usize]; n]
+                } else {
+                    random_nulls(&mut rng, spec.arity, n)
+                };
+                wants.push(indices(&expected_with_nulls(&spec, &rows, &nulls)));
+                requests.push(match b % 4 {
+                    3 => rows_msg(&rows),
+                    _ => columnar_msg(columnar(&mut rng, spec.arity, &rows, &nulls)),
+                });
+            }
+            let mut responses = timeout(STEP, client.filter(tokio_stream::iter(requests)))
+                .await
+                .expect("Filter in time")
+                .expect("Filter")
+                .into_inner();
+            for (batch, want) in wants.iter().enumerate() {
+                let got = timeout(STEP, responses.message())
+                    .await
+                    .expect("response in time")
+                    .unwrap_or_else(|e| panic!("case {case} batch {batch}: {e:?}"))
+                    .expect("a response per batch");
+                assert_eq!((got.batch, &got.matched), (batch as u64, want), "case {case}: {spec:?}");
+            }
+            let end = timeout(STEP, responses.message()).await.expect("end in time");
+            assert_eq!(end.expect("clean end"), None);
+        }
+    }
+    assert!(
+        matched > 300 && nulls_seen > 300,
+        "matched {matched}, nulls {nulls_seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columnar_batches_large_enough_to_leave_the_async_workers() {
+    // 300,000 keys: evaluated (and validated) on a CPU slot, in slices.
+    let server = TestServer::start_default().await;
+    let mut client = server.client().await;
+    let spec = spec(2, vec![pred(0, Op::Prefix, b"k1"), pred(1, Op::Ne, b"b")]);
+    let rows: Vec<Row> = (0..300_000u32)
+        .map(|i| {
+            vec![
+                format!("k{}", i % 13).into_bytes(),
+                if i % 3 == 0 { b"b".to_vec() } else { b"a".to_vec() },
+            ]
+        })
+        .collect();
+    let nulls: Vec<Vec<bool>> = (0..rows.len()).map(|i| vec![i % 7 == 0, false]).collect();
+    let want = expected_with_nulls(&spec, &rows, &nulls);
+    let columns = ColumnarKeys {
+        count: rows.len() as u32,
+        columns: vec![
+            column(
+                &rows,
+                0,
+                Layout::Offsets64 { first: 3 },
+                &nulls.iter().map(|n| n[0]).collect::<Vec<_>>(),
+                false,
+            ),
+            column(&rows, 1, Layout::Fixed, &vec![false; rows.len()], false),
+        ],
+    };
+    let got = call_match(&mut client, match_columnar(&spec, columns.clone()))
+        .await
+        .unwrap();
+    assert_eq!(got, want);
+    let mut stream = LockStep::open(&mut client).await.unwrap();
+    stream.send(spec_msg(&spec)).await;
+    assert_eq!(stream.ask(columnar_msg(columns)).await.matched, indices(&want));
+    stream.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columnar_arity_zero_and_empty_batches() {
+    let server = TestServer::start_default().await;
+    let mut client = server.client().await;
+    let zero = spec(0, vec![]);
+    let none = ColumnarKeys {
+        count: 5,
+        columns: vec![],
+    };
+    // Arity 0: `count` keys, each matching iff the spec does.
+    let got = call_match(&mut client, match_columnar(&zero, none.clone())).await;
+    assert_eq!(got.unwrap(), vec![true; 5]);
+    let never = FilterSpec {
+        arity: 0,
+        predicates: vec![],
+        expr: Some(Expr {
+            node: Some(expr::Node::Any(ExprList { items: vec![] })),
+        }),
+    };
+    let got = call_match(&mut client, match_columnar(&never, none.clone())).await;
+    assert_eq!(got.unwrap(), vec![false; 5]);
+    let got = call_match(&mut client, match_columnar(&zero, ColumnarKeys::default())).await;
+    assert_eq!(got.unwrap(), Vec::<bool>::new());
+
+    // No keys: columns of no rows, offsets left out or not.
+    let three = spec(3, vec![pred(0, Op::Eq, b"a")]);
+    let empty = ColumnarKeys {
+        count: 0,
+        columns: vec![
+            Column {
+                offset_width: 4,
+                ..Column::default()
+            },
+            column(&[], 0, Layout::Offsets64 { first: 2 }, &[], false),
+            Column::default(),
+        ],
+    };
+    let got = call_match(&mut client, match_columnar(&three, empty.clone())).await;
+    assert_eq!(got.unwrap(), Vec::<bool>::new());
+
+    let mut stream = LockStep::open(&mut client).await.unwrap();
+    stream.send(spec_msg(&three)).await;
+    assert_eq!(stream.ask(columnar_msg(empty)).await.matched, Vec::<u32>::new());
+    let rows = vec![row(&[b"a", b"", b"x"]), row(&[b"b", b"", b"y"])];
+    let columns = ColumnarKeys {
+        count: 2,
+        columns: (0..3)
+            .map(|f| column(&rows, f, Layout::Offsets32 { first: 0 }, &[false, false], false))
+            .collect(),
+    };
+    assert_eq!(stream.ask(columnar_msg(columns)).await.matched, vec![0]);
+    stream.finish().await;
+
+    let mut stream = LockStep::open(&mut client).await.unwrap();
+    stream.send(spec_msg(&zero)).await;
+    assert_eq!(stream.ask(columnar_msg(none)).await.matched, vec![0, 1, 2, 3, 4]);
+    stream.finish().await;
+}
+
+/// 32-bit little-endian offsets.
+fn le32(offsets: &[u32]) -> Bytes {
+    offsets.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>().into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columnar_errors_name_the_field() {
+    let server = TestServer::start(config(|c| c.service.max_keys_per_request = 100)).await;
+    let mut client = server.client().await;
+    let two = spec(2, vec![pred(0, Op::Eq, b"a")]);
+    let rows = vec![row(&[b"ab", b"c"]), row(&[b"", b"de"]), row(&[b"f", b""])];
+    let good = |f: usize| column(&rows, f, Layout::Offsets32 { first: 0 }, &[false; 3], false);
+    let with = |second: Column| ColumnarKeys {
+        count: 3,
+        columns: vec![good(0), second],
+    };
+    let offsets = |offsets: &[u32]| Column {
+        values: Bytes::from_static(b"cde"),
+        offsets: le32(offsets),
+        offset_width: 4,
+        ..Column::default()
+    };
+    let cases: Vec<(&str, MatchRequest, &str)> = vec![
+        (
+            "too few columns",
+            match_columnar(&two, ColumnarKeys { count: 3, columns: vec![good(0)] }),
+            "columnar_keys: has 1 columns, but the spec's arity is 2",
+        ),
+        (
+            "too many columns",
+            match_columnar(&two, ColumnarKeys { count: 3, columns: vec![good(0), good(1), good(1)] }),
+            "columnar_keys: has 3 columns, but the spec's arity is 2",
+        ),
+        (
+            "short offsets",
+            match_columnar(&two, with(offsets(&[0, 1, 3]))),
+            "columnar_keys.columns[1].offsets: 12 bytes, but 3 keys need at least 16",
+        ),
+        (
+            "decreasing offsets",
+            match_columnar(&two, with(offsets(&[0, 2, 1, 3]))),
+            "columnar_keys.columns[1].offsets: offsets[2] = 1 is below the previous offset or beyond the 3 bytes of values",
+        ),
+        (
+            "offsets past the values",
+            match_columnar(&two, with(offsets(&[0, 1, 3, 9]))),
+            "columnar_keys.columns[1].offsets: offsets[3] = 9 is below the previous offset or beyond the 3 bytes of values",
+        ),
+        (
+            "a negative 32-bit offset",
+            match_columnar(&two, with(offsets(&[0, 1, u32::MAX, 3]))),
+            "columnar_keys.columns[1].offsets: offsets[2] = 4294967295 is below",
+        ),
+        (
+            "offset width 3",
+            match_columnar(&two, with(Column { offset_width: 3, ..offsets(&[0, 1, 3, 3]) })),
+            "columnar_keys.columns[1].offset_width: must be 4 or 8 when offsets are given, not 3",
+        ),
+        (
+            "offsets without a width",
+            match_columnar(&two, with(Column { offset_width: 0, ..offsets(&[0, 1, 3, 3]) })),
+            "columnar_keys.columns[1].offset_width: must be 4 or 8 when offsets are given, not 0",
+        ),
+        (
+            "64-bit offsets read as 32-bit ones are too short",
+            match_columnar(&two, with(Column { offset_width: 8, ..offsets(&[0, 1, 3, 3]) })),
+            "columnar_keys.columns[1].offsets: 16 bytes, but 3 keys need at least 32",
+        ),
+        (
+            "both offsets and fixed_width",
+            match_columnar(&two, with(Column { fixed_width: 1, ..offsets(&[0, 1, 2, 3]) })),
+            "columnar_keys.columns[1]: offsets and fixed_width are both set; send one",
+        ),
+        (
+            "fixed width values too short",
+            match_columnar(
+                &two,
+                with(Column {
+                    values: Bytes::from_static(b"abcde"),
+                    fixed_width: 2,
+                    ..Column::default()
+                }),
+            ),
+            "columnar_keys.columns[1].values: 5 bytes, but 3 keys need at least 6",
+        ),
+        (
+            "fixed width past 32 bits",
+            match_columnar(
+                &two,
+                with(Column {
+                    values: Bytes::from_static(b"abcde"),
+                    fixed_width: u32::MAX,
+                    ..Column::default()
+                }),
+            ),
+            "columnar_keys.columns[1].values: 5 bytes, but 3 keys need at least 12884901885",
+        ),
+        (
+            "short validity",
+            match_columnar(
+                &two,
+                ColumnarKeys {
+                    count: 9,
+                    columns: vec![
+                        Column {
+                            values: Bytes::from_static(b"abcdefghi"),
+                            fixed_width: 1,
+                            validity: Bytes::from_static(&[0xff]),
+                            ..Column::default()
+                        },
+                        Column::default(),
+                    ],
+                },
+            ),
+            "columnar_keys.columns[0].validity: 1 bytes, but 9 keys need at least 2",
+        ),
+        (
+            "count above the limit",
+            match_columnar(&two, ColumnarKeys { count: 5_000_000, columns: vec![] }),
+            "columnar_keys.count: 5000000 keys, above the limit of 100 keys per request (max_keys_per_request)",
+        ),
+        (
+            "count above the limit, arity 0",
+            match_columnar(&spec(0, vec![]), ColumnarKeys { count: 101, columns: vec![] }),
+            "columnar_keys.count: 101 keys, above the limit of 100 keys per request (max_keys_per_request)",
+        ),
+        (
+            "keys and columnar_keys",
+            MatchRequest {
+                keys: keys(&rows),
+                ..match_columnar(&two, with(good(1)))
+            },
+            "keys and columnar_keys are both set; send one",
+        ),
+        (
+            "packed_keys and columnar_keys",
+            MatchRequest {
+                packed_keys: Some(pack(&rows, 3)),
+                ..match_columnar(&two, with(good(1)))
+            },
+            "packed_keys and columnar_keys are both set; send one",
+        ),
+        (
+            "all three forms",
+            MatchRequest {
+                keys: keys(&rows),
+                packed_keys: Some(pack(&rows, 3)),
+                ..match_columnar(&two, with(good(1)))
+            },
+            "keys and packed_keys are both set; send one",
+        ),
+    ];
+    for (name, request, message) in cases {
+        let status = assert_status(call_match(&mut client, request).await, Code::InvalidArgument, &[]);
+        assert!(status.message().starts_with(message), "{name}: {:?}", status.message());
+    }
+    // The well-formed request itself is fine.
+    let got = call_match(&mut client, match_columnar(&two, with(good(1)))).await;
+    assert_eq!(got.unwrap(), vec![false, false, false]);
+
+    // In a Filter stream, the error names the batch.
+    for (columns, message) in [
+        (
+            with(offsets(&[0, 1, 3, 9])),
+            "batch 1: columnar_batch.columns[1].offsets: offsets[3] = 9 is below the previous offset or beyond the 3 bytes of values",
+        ),
+        (
+            ColumnarKeys { count: 101, columns: vec![] },
+            "batch 1: columnar_batch.count: 101 keys, above the limit of 100 keys per request (max_keys_per_request)",
+        ),
+        (
+            ColumnarKeys { count: 3, columns: vec![good(0)] },
+            "batch 1: columnar_batch: has 1 columns, but the spec's arity is 2",
+        ),
+    ] {
+        let mut stream = LockStep::open(&mut client).await.unwrap();
+        stream.send(spec_msg(&two)).await;
+        assert_eq!(stream.ask(columnar_msg(with(good(1)))).await.matched, Vec::<u32>::new());
+        stream.send(columnar_msg(columns)).await;
+        let status = assert_status(stream.recv().await, Code::InvalidArgument, &[]);
+        assert_eq!(status.message(), message);
     }
 }

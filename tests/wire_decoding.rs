@@ -5,7 +5,7 @@
 
 use bytes::{Buf, Bytes};
 use keyfilter::proto::{self, filter_request::Msg};
-use keyfilter::service::wire::{self, FilterMessage};
+use keyfilter::service::wire::{self, ColumnarWire, FilterMessage};
 use keyfilter_core::eval::PackedIndex;
 use keyfilter_core::spec::SpecError;
 use proptest::prelude::*;
@@ -66,6 +66,7 @@ proptest! {
             spec: Some(proto::FilterSpec { arity: arity as u32, predicates: vec![], expr: None, }),
             keys: if packed_form { vec![] } else { proto_keys(&keys) },
             packed_keys: packed_form.then(|| packed(&keys)),
+            columnar_keys: None,
         };
         let encoded = request.encode_to_vec();
         let decoded = wire::MatchRequest::decode(split(&encoded, at)).expect("decodes");
@@ -126,16 +127,17 @@ proptest! {
     #[test]
     fn corrupted_requests_fail_like_the_generated_type(
         (_, keys) in keys(),
-        packed_form: bool,
+        form in 0u8..3,
+        columns in columnar_keys(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
         truncate: bool,
     ) {
         let request = proto::FilterRequest {
-            msg: Some(if packed_form {
-                Msg::PackedBatch(packed(&keys))
-            } else {
-                Msg::Batch(proto::KeyBatch { keys: proto_keys(&keys) })
+            msg: Some(match form {
+                0 => Msg::PackedBatch(packed(&keys)),
+                1 => Msg::Batch(proto::KeyBatch { keys: proto_keys(&keys) }),
+                _ => Msg::ColumnarBatch(columns),
             }),
         };
         let mut encoded = request.encode_to_vec();
@@ -148,20 +150,138 @@ proptest! {
             encoded.truncate(cut.index(encoded.len()));
         }
         let generated = proto::FilterRequest::decode(&encoded[..]);
-        // A spec is only sliced when the request is decoded, and parsed by the
-        // handler: count a spec that does not parse as a failure here.
+        // A spec (columnar keys) is only sliced when the request is decoded,
+        // and parsed (scanned) by the handler: count one that does not parse
+        // as a failure here.
         let ours = wire::FilterRequest::decode(&encoded[..]).and_then(|r| match &r.msg {
             Some(FilterMessage::Spec(spec)) => match spec.parse(&keyfilter_core::spec::Limits::default()) {
                 Err(wire::SpecWireError::Malformed(e)) => Err(e),
                 _ => Ok(r),
             },
+            Some(FilterMessage::ColumnarBatch(columnar)) => columnar.shape().map(|_| r),
             _ => Ok(r),
         });
         prop_assert_eq!(generated.is_ok(), ours.is_ok(), "generated {:?}, ours {:?}", generated, ours);
         if let (Ok(generated), Ok(ours)) = (generated, ours) {
-            prop_assert_eq!(proto::FilterRequest::decode(&ours.encode_to_vec()[..]).unwrap(), generated);
+            prop_assert_eq!(proto::FilterRequest::decode(&ours.encode_to_vec()[..]).unwrap(), generated.clone());
+            if let (Some(FilterMessage::ColumnarBatch(ours)), Some(Msg::ColumnarBatch(generated))) = (&ours.msg, &generated.msg) {
+                same_columns(ours, generated)?;
+            }
         }
     }
+
+    /// Columnar keys, well-formed or not, in Match and Filter requests,
+    /// decoded from a buffer split anywhere: the server's view is the
+    /// generated type's `to_columns`, key for key and error for error.
+    #[test]
+    fn columnar_requests_decode_like_the_generated_type(
+        columns in columnar_keys(),
+        in_filter: bool,
+        repeated: bool,
+        at in 0usize..400,
+    ) {
+        let mut encoded = if in_filter {
+            proto::FilterRequest { msg: Some(Msg::ColumnarBatch(columns.clone())) }.encode_to_vec()
+        } else {
+            proto::MatchRequest { columnar_keys: Some(columns.clone()), ..Default::default() }.encode_to_vec()
+        };
+        if repeated {
+            // The field twice: protobuf merges the occurrences.
+            encoded.extend(encoded.clone());
+        }
+        let generated = if in_filter {
+            match proto::FilterRequest::decode(&encoded[..]).unwrap().msg {
+                Some(Msg::ColumnarBatch(c)) => c,
+                other => panic!("{other:?}"),
+            }
+        } else {
+            proto::MatchRequest::decode(&encoded[..]).unwrap().columnar_keys.unwrap()
+        };
+        let ours = if in_filter {
+            match wire::FilterRequest::decode(split(&encoded, at)).expect("decodes").msg {
+                Some(FilterMessage::ColumnarBatch(c)) => c,
+                other => panic!("{other:?}"),
+            }
+        } else {
+            wire::MatchRequest::decode(split(&encoded, at)).expect("decodes").columnar_keys.expect("sent")
+        };
+        let shape = ours.shape().expect("the generated type encoded it");
+        prop_assert_eq!((shape.keys(), shape.columns()), (generated.count as usize, generated.columns.len()));
+        same_columns(&ours, &generated)?;
+    }
+}
+
+/// Columns of every kind, mostly well-formed: offsets (4 or 8 bytes wide,
+/// not starting at 0), fixed widths, validity bitmaps; and now and then a
+/// wrong width, offsets out of order or past the values, short buffers.
+fn columnar_keys() -> impl Strategy<Value = proto::ColumnarKeys> {
+    let column = (
+        0u32..6,
+        prop::collection::vec(any::<u8>(), 0..24),
+        prop::sample::select(vec![0u32, 4, 4, 8, 8, 3]),
+        prop::sample::select(vec![0u32, 0, 0, 1, 2]),
+        prop::collection::vec(any::<u8>(), 0..3),
+        prop::collection::vec(0u64..30, 0..8),
+        any::<bool>(),
+    )
+        .prop_map(|(first, values, offset_width, fixed_width, validity, raw, sorted)| {
+            let mut offsets: Vec<u64> = raw.into_iter().map(|o| o + first as u64).collect();
+            if sorted {
+                offsets.sort_unstable();
+            }
+            let offsets: Vec<u8> = match offset_width {
+                8 => offsets.iter().flat_map(|o| o.to_le_bytes()).collect(),
+                0 => vec![],
+                _ => offsets.iter().flat_map(|&o| (o as u32).to_le_bytes()).collect(),
+            };
+            proto::Column {
+                values: values.into(),
+                offsets: offsets.into(),
+                offset_width,
+                fixed_width: if offset_width == 0 || fixed_width == 2 {
+                    fixed_width
+                } else {
+                    0
+                },
+                validity: validity.into(),
+            }
+        });
+    (0u32..7, prop::collection::vec(column, 0..4)).prop_map(|(count, columns)| proto::ColumnarKeys { count, columns })
+}
+
+/// The server's view and the generated type's agree for every arity the
+/// message could be meant for, and against a key limit it may exceed.
+fn same_columns(ours: &ColumnarWire, generated: &proto::ColumnarKeys) -> Result<(), TestCaseError> {
+    for arity in 0..5 {
+        for max_keys in [4, usize::MAX] {
+            let theirs = generated
+                .to_columns(arity, max_keys)
+                .map_err(|e| e.message("columnar_keys"));
+            match (ours.view(arity, max_keys, "columnar_keys"), theirs) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(a.len(), b.len());
+                    for row in 0..a.len() {
+                        prop_assert_eq!(a.is_null(row), b.is_null(row));
+                        for field in 0..arity {
+                            prop_assert_eq!(a.field(row, field), b.field(row, field));
+                        }
+                    }
+                }
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a.code(), tonic::Code::InvalidArgument);
+                    prop_assert_eq!(a.message(), b.as_str());
+                }
+                (a, b) => prop_assert!(
+                    false,
+                    "arity {}: ours {:?}, generated {:?}",
+                    arity,
+                    a.map(|c| c.len()),
+                    b.map(|c| c.len())
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]
@@ -171,6 +291,7 @@ fn rows_of_the_wrong_arity_are_named() {
         spec: None,
         keys: proto_keys(&keys),
         packed_keys: None,
+        columnar_keys: None,
     }
     .encode_to_vec();
     let decoded = wire::MatchRequest::decode(&encoded[..]).unwrap();
@@ -337,6 +458,26 @@ fn a_malformed_spec_replaced_by_a_batch_still_fails() {
     encoded.extend(
         proto::FilterRequest {
             msg: Some(Msg::PackedBatch(packed(&[vec![b"a".to_vec()]]))),
+        }
+        .encode_to_vec(),
+    );
+    assert!(proto::FilterRequest::decode(&encoded[..]).is_err());
+    assert!(wire::FilterRequest::decode(&encoded[..]).is_err());
+}
+
+/// As for a spec: malformed columnar keys replaced (oneof) by a later field
+/// fail the request, as with the generated decoder, though ours only slices
+/// them while decoding.
+#[test]
+fn a_malformed_columnar_batch_replaced_by_another_field_still_fails() {
+    // FilterRequest { columnar_batch: <a column cut short> }, then a row batch.
+    let mut encoded = Vec::new();
+    prost::encoding::bytes::encode(4, &vec![0x12u8, 0x05, 0x0a], &mut encoded);
+    encoded.extend(
+        proto::FilterRequest {
+            msg: Some(Msg::Batch(proto::KeyBatch {
+                keys: proto_keys(&[vec![b"a".to_vec()]]),
+            })),
         }
         .encode_to_vec(),
     );

@@ -15,15 +15,20 @@
 //!   once described four billion keys; such views are now refused, naming the
 //!   limit, as `corpus/wire_decode/finding_*` reproduces);
 //! - the spec, kept as bytes by the decoder, parses exactly as the generated
-//!   type validates.
+//!   type validates;
+//! - columnar keys, sliced while decoding, scanned and read into columns by
+//!   the handler (a scan that fails counts as a decode failure), give the view (or the error, message for message) of the
+//!   generated type's `to_columns`, for arities 0 to 3 and the number of
+//!   columns sent, never more keys than `max_keys_per_request`, and the view
+//!   evaluates like the service does (`matches_row`, `matched_columns_range`).
 
 #![no_main]
 
 use bytes::{Buf, Bytes};
-use keyfilter_core::eval::{Matcher, PackedIndex, PackedKeys};
+use keyfilter_core::eval::{Columns, Matcher, PackedIndex, PackedKeys};
 use keyfilter_core::plan::Plan;
 use keyfilter::proto::{self, filter_request::Msg};
-use keyfilter::service::wire::{self, FilterMessage, PackedWire, RowKeys};
+use keyfilter::service::wire::{self, ColumnarWire, FilterMessage, PackedWire, RowKeys};
 use keyfilter_core::spec::{Op, Operand, Predicate, Spec, SpecError};
 use libfuzzer_sys::fuzz_target;
 // Links the capped allocator (see `keyfilter_fuzz::Capped`).
@@ -69,6 +74,9 @@ fn too_deep(spec: Option<&wire::SpecWire>) -> bool {
 #[allow(deprecated)] // DecodeError::new: a stand-in error, only compared by is_ok
 fn match_request(data: &[u8], split: usize) {
     let ours = wire::MatchRequest::decode(data).and_then(|r| {
+        if let Some(columnar) = &r.columnar_keys {
+            columnar.shape()?;
+        }
         if spec_decodes(r.spec.as_ref()) {
             Ok(r)
         } else {
@@ -98,6 +106,11 @@ fn match_request(data: &[u8], split: usize) {
         (None, None) => {}
         (p, g) => panic!("packed_keys: {p:?} vs {g:?}"),
     }
+    match (&ours.columnar_keys, &generated.columnar_keys) {
+        (Some(c), Some(g)) => same_columns(c, g),
+        (None, None) => {}
+        (c, g) => panic!("columnar_keys: {c:?} vs {g:?}"),
+    }
     // Re-encoding what was decoded gives the generated type's reading back.
     // (Skipped for packed lengths above 4 GiB in total, which `PackedWire`
     // keeps only saturated: the server never re-encodes a request.)
@@ -110,6 +123,7 @@ fn match_request(data: &[u8], split: usize) {
         assert_eq!(again.spec, generated.spec);
         assert_eq!(again.keys, generated.keys);
         assert_eq!(again.packed_keys, generated.packed_keys);
+        assert_eq!(again.columnar_keys, generated.columnar_keys);
     }
 }
 
@@ -117,6 +131,7 @@ fn match_request(data: &[u8], split: usize) {
 fn filter_request(data: &[u8], split: usize) {
     let ours = wire::FilterRequest::decode(data).and_then(|r| match &r.msg {
         Some(FilterMessage::Spec(spec)) if !spec_decodes(Some(spec)) => Err(prost::DecodeError::new("malformed spec")),
+        Some(FilterMessage::ColumnarBatch(columnar)) => columnar.shape().map(|_| r),
         _ => Ok(r),
     });
     let split_ours = wire::FilterRequest::decode(chunks(data, split));
@@ -140,6 +155,7 @@ fn filter_request(data: &[u8], split: usize) {
         (Some(FilterMessage::Spec(s)), Some(Msg::Spec(g))) => same_spec(Some(s), Some(g)),
         (Some(FilterMessage::Batch(rows)), Some(Msg::Batch(g))) => same_rows(rows, &g.keys, data.len()),
         (Some(FilterMessage::PackedBatch(p)), Some(Msg::PackedBatch(g))) => same_packed(p, g, data.len()),
+        (Some(FilterMessage::ColumnarBatch(c)), Some(Msg::ColumnarBatch(g))) => same_columns(c, g),
         (None, None) => {}
         (o, g) => panic!("FilterRequest: {o:?} vs {g:?}"),
     }
@@ -230,15 +246,48 @@ fn same_packed(packed: &PackedWire, generated: &proto::PackedKeys, input_len: us
     }
 }
 
+fn same_columns(columnar: &ColumnarWire, generated: &proto::ColumnarKeys) {
+    let shape = columnar.shape().expect("scanned when decoded");
+    assert_eq!(shape.keys(), generated.count as usize);
+    assert_eq!(shape.columns(), generated.columns.len());
+    for arity in arities(Some(generated.columns.len())) {
+        let expected = generated
+            .to_columns(arity, MAX_KEYS)
+            .map_err(|e| e.message("columnar_keys"));
+        match (columnar.view(arity, MAX_KEYS, "columnar_keys"), expected) {
+            (Ok(view), Ok(expected)) => {
+                assert_eq!(view.len(), expected.len());
+                assert!(view.len() <= MAX_KEYS, "{} keys", view.len());
+                for row in 0..view.len() {
+                    assert_eq!(view.is_null(row), expected.is_null(row), "row {row}");
+                    for field in 0..arity {
+                        assert_eq!(view.field(row, field), expected.field(row, field), "row {row}");
+                    }
+                }
+                evaluate_columns(&view, arity);
+            }
+            (Err(status), Err(expected)) => {
+                assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+                assert_eq!(status.message(), expected);
+            }
+            (ours, expected) => panic!(
+                "arity {arity}: {:?} vs {:?}",
+                ours.map(|v| v.len()),
+                expected.map(|v| v.len())
+            ),
+        }
+    }
+}
+
 fn fields<'a>(keys: &PackedKeys<'a>, arity: usize) -> Vec<Vec<&'a [u8]>> {
     (0..keys.len())
         .map(|i| (0..arity).map(|f| keys.field(i, f)).collect())
         .collect()
 }
 
-/// What the service does with a view: `Match` collects a mask, `Filter` the
-/// indices of the matches.
-fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
+/// The specs views are evaluated with: one that matches everything, and one
+/// predicate on the last field.
+fn specs(arity: usize) -> Vec<Spec> {
     let mut specs = vec![Spec {
         arity: arity as u32,
         predicates: vec![], expr: None,
@@ -253,7 +302,13 @@ fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
             }], expr: None,
         });
     }
-    for spec in specs {
+    specs
+}
+
+/// What the service does with a view: `Match` collects a mask, `Filter` the
+/// indices of the matches.
+fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
+    for spec in specs(arity) {
         let matcher = Matcher::new(&Plan::new(&spec));
         let mut mask = Vec::with_capacity(keys.len());
         matcher.mask_packed(keys, &mut mask);
@@ -261,5 +316,22 @@ fn evaluate(keys: &PackedKeys<'_>, arity: usize) {
         matcher.matched_packed(keys, &mut matched);
         let expected: Vec<u32> = (0..keys.len() as u32).filter(|&i| mask[i as usize]).collect();
         assert_eq!(matched, expected);
+    }
+}
+
+/// [`evaluate`] for columns: a key with a null field never matches.
+fn evaluate_columns(keys: &Columns<'_>, arity: usize) {
+    for spec in specs(arity) {
+        let matcher = Matcher::new(&Plan::new(&spec));
+        let mask: Vec<bool> = (0..keys.len()).map(|row| matcher.matches_row(keys, row)).collect();
+        let mut matched = Vec::new();
+        matcher.matched_columns_range(keys, 0..keys.len(), &mut matched);
+        let expected: Vec<u32> = (0..keys.len() as u32).filter(|&i| mask[i as usize]).collect();
+        assert_eq!(matched, expected);
+        for (row, m) in mask.iter().enumerate() {
+            if keys.is_null(row) {
+                assert!(!m, "a key with a null field matched");
+            }
+        }
     }
 }

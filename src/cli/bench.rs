@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::loadgen::{self, keys, Mode, Options};
+use crate::loadgen::{self, keys, KeyForm, Mode, Options};
 use keyfilter_core::spec::parse_spec_file;
 
 /// Which RPC to drive.
@@ -42,8 +42,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     spec: Option<PathBuf>,
     /// Send keys packed (`packed_keys` / `packed_batch`) instead of as rows.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "columnar")]
     packed: bool,
+    /// Send keys as columns (`columnar_keys` / `columnar_batch`: one column
+    /// per field, 32-bit offsets, as Arrow's binary arrays) instead of as rows.
+    #[arg(long)]
+    columnar: bool,
     /// Distinct keys generated up front; requests cycle through them.
     #[arg(long, default_value_t = 100_000)]
     distinct_keys: usize,
@@ -125,7 +129,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         spec,
         spec_label,
-        packed: args.packed,
+        form: if args.packed {
+            KeyForm::Packed
+        } else if args.columnar {
+            KeyForm::Columnar
+        } else {
+            KeyForm::Rows
+        },
         distinct_keys: args.distinct_keys,
         match_fraction: args.match_fraction,
         seed: args.seed,

@@ -33,7 +33,8 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::{
-    filter_request, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, PackedKeys,
+    filter_request, Column, ColumnarKeys, FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest,
+    MatchResponse, PackedKeys,
 };
 use codec::PreEncoded;
 use keyfilter_core::spec::{validate, Limits, Spec};
@@ -49,6 +50,30 @@ pub enum Mode {
     Filter,
 }
 
+/// How requests carry their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyForm {
+    /// `keys` / `batch`: one `Key` message per key.
+    Rows,
+    /// `packed_keys` / `packed_batch`: every field in one buffer, plus lengths.
+    Packed,
+    /// `columnar_keys` / `columnar_batch`: one column per field, with 32-bit
+    /// offsets (Arrow's binary layout).
+    Columnar,
+}
+
+impl KeyForm {
+    /// The name reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyForm::Rows => "rows",
+            KeyForm::Packed => "packed",
+            KeyForm::Columnar => "columnar",
+        }
+    }
+}
+
 /// Everything a run is told (the CLI fills it from `keyfilter bench`'s flags).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -62,8 +87,8 @@ pub struct Options {
     pub spec: FilterSpec,
     /// A name for the spec in reports ("default" or the file name).
     pub spec_label: String,
-    /// Send keys in packed form (`packed_keys` / `packed_batch`) instead of rows.
-    pub packed: bool,
+    /// How requests carry their keys.
+    pub form: KeyForm,
     /// Distinct keys generated; requests cycle through them.
     pub distinct_keys: usize,
     /// Share of generated keys that match.
@@ -139,8 +164,10 @@ pub struct Report {
     pub target: String,
     /// The spec's name.
     pub spec: String,
-    /// Packed or row form.
+    /// Packed form (kept for readers of earlier reports; see `form`).
     pub packed: bool,
+    /// Rows, packed or columnar.
+    pub form: KeyForm,
     /// Match: keys per call; Filter: keys per batch.
     pub keys_per_request: usize,
     /// Match: clients; Filter: streams.
@@ -191,7 +218,7 @@ impl Report {
     /// A human-readable summary.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let form = if self.packed { "packed" } else { "rows" };
+        let form = self.form.name();
         let what = match self.mode {
             Mode::Match => format!(
                 "Match: {} keys/call ({form}), {} clients on {} connection(s)",
@@ -336,6 +363,31 @@ fn packed_keys(keys: &[Vec<Bytes>], arity: usize) -> PackedKeys {
     }
 }
 
+/// One request's keys as columns: 32-bit offsets, as Arrow's `binary` has them.
+fn columnar_keys(keys: &[Vec<Bytes>], arity: usize) -> ColumnarKeys {
+    let columns = (0..arity)
+        .map(|field| {
+            let mut values = Vec::with_capacity(keys.iter().map(|k| k[field].len()).sum());
+            let mut offsets = Vec::with_capacity(4 * (keys.len() + 1));
+            offsets.extend(0u32.to_le_bytes());
+            for key in keys {
+                values.extend_from_slice(&key[field]);
+                offsets.extend((values.len() as u32).to_le_bytes());
+            }
+            Column {
+                values: values.into(),
+                offsets: offsets.into(),
+                offset_width: 4,
+                ..Column::default()
+            }
+        })
+        .collect();
+    ColumnarKeys {
+        count: keys.len() as u32,
+        columns,
+    }
+}
+
 fn rows(keys: &[Vec<Bytes>]) -> Vec<Key> {
     keys.iter().map(|k| Key { fields: k.clone() }).collect()
 }
@@ -465,7 +517,8 @@ fn report(
         mode: options.mode,
         target: options.target.clone(),
         spec: options.spec_label.clone(),
-        packed: options.packed,
+        packed: options.form == KeyForm::Packed,
+        form: options.form,
         keys_per_request,
         concurrency,
         connections,
@@ -499,16 +552,16 @@ async fn run_match(options: &Options, spec: &Spec, set: &KeySet, client_threads:
     let count = set.keys.len().div_ceil(size).clamp(1, 4096);
     let arity = spec.arity as usize;
     let wire_spec = options.spec.clone();
-    let packed = options.packed;
+    let form = options.form;
     let requests = Arc::new(prepare(set, size, count, |keys| {
         let mut req = MatchRequest {
             spec: Some(wire_spec.clone()),
             ..Default::default()
         };
-        if packed {
-            req.packed_keys = Some(packed_keys(keys, arity));
-        } else {
-            req.keys = rows(keys);
+        match form {
+            KeyForm::Rows => req.keys = rows(keys),
+            KeyForm::Packed => req.packed_keys = Some(packed_keys(keys, arity)),
+            KeyForm::Columnar => req.columnar_keys = Some(columnar_keys(keys, arity)),
         }
         req.encode_to_vec().into()
     }));
@@ -629,12 +682,12 @@ impl StreamPlan {
 async fn run_filter(options: &Options, spec: &Spec, set: &KeySet, client_threads: usize) -> anyhow::Result<Report> {
     let size = options.batch_size.max(1);
     let arity = spec.arity as usize;
-    let packed = options.packed;
+    let form = options.form;
     let encode = |keys: &[Vec<Bytes>]| -> Bytes {
-        let msg = if packed {
-            filter_request::Msg::PackedBatch(packed_keys(keys, arity))
-        } else {
-            filter_request::Msg::Batch(KeyBatch { keys: rows(keys) })
+        let msg = match form {
+            KeyForm::Rows => filter_request::Msg::Batch(KeyBatch { keys: rows(keys) }),
+            KeyForm::Packed => filter_request::Msg::PackedBatch(packed_keys(keys, arity)),
+            KeyForm::Columnar => filter_request::Msg::ColumnarBatch(columnar_keys(keys, arity)),
         };
         FilterRequest { msg: Some(msg) }.encode_to_vec().into()
     };

@@ -23,6 +23,7 @@ use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
+use super::keys::Keys;
 use super::wire::{FilterMessage as Msg, FilterRequest};
 use super::KeyFilterService;
 use crate::proto::FilterResponse;
@@ -161,7 +162,7 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
     while let Some(request) = next(&mut inbound, tx, timeout).await {
         let request = request?;
         let matcher = matcher.clone();
-        let cost = batch_cost(&request, &matcher);
+        let cost = batch_cost(&request, max_keys, &matcher);
         let (keys, matched) = service
             .cpu
             .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel))
@@ -187,13 +188,23 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 }
 
 /// What evaluating one batch costs, roughly (see [`super::work::INLINE_COST`]).
-fn batch_cost(request: &FilterRequest, matcher: &Matcher) -> usize {
-    let keys = match &request.msg {
-        Some(Msg::Batch(rows)) => rows.len(),
-        Some(Msg::PackedBatch(packed)) => packed.declared_keys(),
+/// Columnar keys are scanned here, inline, when their message is below the
+/// inline cost (a scan reads at most every byte once; the usual batch has a
+/// handful of fields), else on the batch's CPU slot.
+fn batch_cost(request: &FilterRequest, max_keys: usize, matcher: &Matcher) -> usize {
+    match &request.msg {
+        Some(Msg::Batch(rows)) => super::keys_cost(rows.len(), max_keys, None, matcher),
+        Some(Msg::PackedBatch(packed)) => super::keys_cost(packed.declared_keys(), max_keys, None, matcher),
+        Some(Msg::ColumnarBatch(columnar)) if columnar.encoded_bytes() < super::work::INLINE_COST => {
+            match columnar.shape() {
+                Ok(shape) => super::keys_cost(shape.keys(), max_keys, Some(shape), matcher),
+                // Reported by `evaluate`.
+                Err(_) => 0,
+            }
+        }
+        Some(Msg::ColumnarBatch(_)) => super::work::INLINE_COST,
         _ => 0,
-    };
-    super::eval_cost(keys, matcher)
+    }
 }
 
 /// Evaluates one batch: the number of keys in it, and the indices that match.
@@ -205,9 +216,15 @@ fn evaluate(
     cancel: &super::Cancel,
 ) -> Result<(usize, Vec<u32>), Status> {
     let keys = match &request.msg {
-        Some(Msg::Batch(rows)) => rows.view(matcher.arity(), max_keys, format_args!("batch {batch}: keys"))?,
+        Some(Msg::Batch(rows)) => {
+            Keys::Packed(rows.view(matcher.arity(), max_keys, format_args!("batch {batch}: keys"))?)
+        }
         Some(Msg::PackedBatch(packed)) => {
-            packed.view(matcher.arity(), max_keys, format_args!("batch {batch}: packed_batch"))?
+            Keys::Packed(packed.view(matcher.arity(), max_keys, format_args!("batch {batch}: packed_batch"))?)
+        }
+        // Validated here, on the batch's CPU slot, like its evaluation.
+        Some(Msg::ColumnarBatch(columnar)) => {
+            Keys::Columns(columnar.view(matcher.arity(), max_keys, format_args!("batch {batch}: columnar_batch"))?)
         }
         Some(Msg::Spec(_)) => {
             return Err(Status::invalid_argument(format!(

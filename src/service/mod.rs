@@ -145,28 +145,57 @@ fn match_keys(
     Ok(MatchResponse { matches })
 }
 
-/// The number of keys a `MatchRequest` claims (sent or declared).
+/// The number of keys a `MatchRequest` claims (sent or declared), once its
+/// columnar keys, if any, were scanned.
 fn declared_keys(request: &MatchRequest) -> usize {
-    request
-        .packed_keys
-        .as_ref()
-        .map_or(request.keys.len(), |p| p.declared_keys())
+    let packed = request.packed_keys.as_ref().map_or(0, |p| p.declared_keys());
+    let columnar = columnar_shape(request.columnar_keys.as_ref()).map_or(0, |s| s.keys());
+    request.keys.len().max(packed).max(columnar)
+}
+
+/// The shape of columnar keys that scanned well (an error is reported where
+/// the keys are read).
+fn columnar_shape(columnar: Option<&wire::ColumnarWire>) -> Option<wire::ColumnarShape> {
+    columnar.and_then(|c| c.shape().ok())
+}
+
+/// What evaluating a batch of `declared` keys costs (at most one more than
+/// `max_keys`: more are refused before any is evaluated), plus validating its
+/// columns, if any.
+fn keys_cost(declared: usize, max_keys: usize, columnar: Option<wire::ColumnarShape>, matcher: &Matcher) -> usize {
+    eval_cost(declared.min(max_keys.saturating_add(1)), matcher)
+        .saturating_add(columnar.map_or(0, |s| s.validation_cost()))
 }
 
 impl KeyFilterService {
-    /// `Match`: the spec is planned, then the keys evaluated, each step on a
-    /// CPU slot when its cost (known only once the plan is) calls for one.
+    /// `Match`: the spec is planned (and columnar keys scanned), then the keys
+    /// evaluated, each step on a CPU slot when its cost (known only once the
+    /// plan is, and the columns are counted) calls for one.
     async fn serve_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
         let service = self.clone();
+        let columnar_bytes = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
         let (matcher, request) = self
             .cpu
-            .run(spec_cost(request.spec.as_ref()), move |_| {
-                let matcher = Matcher::new(&service.plan(request.spec.as_ref())?);
-                Ok((matcher, request))
-            })
+            .run(
+                spec_cost(request.spec.as_ref()).saturating_add(columnar_bytes),
+                move |_| {
+                    if let Some(columnar) = &request.columnar_keys {
+                        // A message that does not decode fails first, as it
+                        // would with the generated types.
+                        columnar.shape().map_err(wire::malformed_columnar)?;
+                    }
+                    let matcher = Matcher::new(&service.plan(request.spec.as_ref())?);
+                    Ok((matcher, request))
+                },
+            )
             .await?;
         let max_keys = self.config.max_keys_per_request;
-        let cost = eval_cost(declared_keys(&request).min(max_keys.saturating_add(1)), &matcher);
+        let cost = keys_cost(
+            declared_keys(&request),
+            max_keys,
+            columnar_shape(request.columnar_keys.as_ref()),
+            &matcher,
+        );
         self.cpu
             .run(cost, move |cancel| match_keys(&matcher, &request, max_keys, cancel))
             .await

@@ -18,6 +18,7 @@ import os
 import queue
 import random
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -221,6 +222,30 @@ def packed(pb, keys, count=0):
     )
 
 
+def columnar(pb, keys, arity, nulls=()):
+    """Keys as columns, as an Arrow binary array lays them out (32-bit
+    little-endian offsets); the keys in `nulls` have a null field 0."""
+    columns = []
+    for f in range(arity):
+        values, offsets = b"", [0]
+        for k in keys:
+            values += k[f]
+            offsets.append(len(values))
+        validity = b""
+        if f == 0 and nulls:
+            bits = bytearray((len(keys) + 7) // 8)
+            for i in range(len(keys)):
+                if i not in nulls:
+                    bits[i // 8] |= 1 << (i % 8)
+            validity = bytes(bits)
+        columns.append(
+            pb.pb2.Column(
+                values=values, offsets=struct.pack(f"<{len(offsets)}I", *offsets), offset_width=4, validity=validity
+            )
+        )
+    return pb.pb2.ColumnarKeys(count=len(keys), columns=columns)
+
+
 def spec_of(pb, arity, *predicates):
     return pb.pb2.FilterSpec(arity=arity, predicates=list(predicates))
 
@@ -234,7 +259,7 @@ def pred(pb, field, op, value=b"", values=()):
 # ---------------------------------------------------------------------------
 
 
-def test_match_rows_and_packed_agree_with_python_bytes(pb, stub):
+def test_match_rows_packed_and_columnar_agree_with_python_bytes(pb, stub):
     rng = random.Random(20240611)
     outcomes = set()
     for case in range(150):
@@ -249,6 +274,12 @@ def test_match_rows_and_packed_agree_with_python_bytes(pb, stub):
         count = len(keys) if spec.arity == 0 else rng.choice([0, len(keys)])
         got = stub.Match(pb.pb2.MatchRequest(spec=spec, packed_keys=packed(pb, keys, count)), timeout=STEP)
         assert list(got.matches) == want, (case, spec, keys, "packed")
+
+        # Columns; a key with a null field never matches.
+        nulls = {i for i in range(len(keys)) if rng.random() < 0.2} if spec.arity else set()
+        columns = columnar(pb, keys, spec.arity, nulls)
+        got = stub.Match(pb.pb2.MatchRequest(spec=spec, columnar_keys=columns), timeout=STEP)
+        assert list(got.matches) == [w and i not in nulls for i, w in enumerate(want)], (case, spec, keys, nulls)
     assert outcomes == {True, False}
 
 

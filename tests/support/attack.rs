@@ -222,6 +222,7 @@ pub async fn assert_normal_match(addr: SocketAddr) {
             })
             .collect(),
         packed_keys: None,
+        columnar_keys: None,
     };
     let reply = raw_call(addr, "Match", vec![frame(&request.encode_to_vec())], &[]).await;
     assert_eq!(reply.code, Code::Ok, "a normal Match after the attack: {reply:?}");

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckeyfilter/v1/keyfilter.proto\x12\x0ckeyfilter.v1\"W\n\tPredicate\x12\r\n\x05\x66ield\x18\x01 \x01(\r\x12\x1c\n\x02op\x18\x02 \x01(\x0e\x32\x10.keyfilter.v1.Op\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0e\n\x06values\x18\x04 \x03(\x0c\"\xb0\x01\n\x04\x45xpr\x12,\n\tpredicate\x18\x01 \x01(\x0b\x32\x17.keyfilter.v1.PredicateH\x00\x12%\n\x03\x61ll\x18\x02 \x01(\x0b\x32\x16.keyfilter.v1.ExprListH\x00\x12%\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x16.keyfilter.v1.ExprListH\x00\x12$\n\x06negate\x18\x04 \x01(\x0b\x32\x12.keyfilter.v1.ExprH\x00\x42\x06\n\x04node\"-\n\x08\x45xprList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.keyfilter.v1.Expr\"j\n\nFilterSpec\x12\r\n\x05\x61rity\x18\x01 \x01(\r\x12+\n\npredicates\x18\x02 \x03(\x0b\x32\x17.keyfilter.v1.Predicate\x12 \n\x04\x65xpr\x18\x03 \x01(\x0b\x32\x12.keyfilter.v1.Expr\"\x15\n\x03Key\x12\x0e\n\x06\x66ields\x18\x01 \x03(\x0c\":\n\nPackedKeys\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0f\n\x07lengths\x18\x02 \x03(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"\x86\x01\n\x0cMatchRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpec\x12\x1f\n\x04keys\x18\x02 \x03(\x0b\x32\x11.keyfilter.v1.Key\x12-\n\x0bpacked_keys\x18\x03 \x01(\x0b\x32\x18.keyfilter.v1.PackedKeys\" \n\rMatchResponse\x12\x0f\n\x07matches\x18\x01 \x03(\x08\"+\n\x08KeyBatch\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.keyfilter.v1.Key\"\x9b\x01\n\rFilterRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpecH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.keyfilter.v1.KeyBatchH\x00\x12\x30\n\x0cpacked_batch\x18\x03 \x01(\x0b\x32\x18.keyfilter.v1.PackedKeysH\x00\x42\x05\n\x03msg\"0\n\x0e\x46ilterResponse\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x03(\r\"^\n\x0e\x43ompileRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpec\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"i\n\x0f\x43ompileResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x0c\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\r\n\x05magic\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t*v\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02LT\x10\x03\x12\x06\n\x02LE\x10\x04\x12\x06\n\x02GT\x10\x05\x12\x06\n\x02GE\x10\x06\x12\n\n\x06PREFIX\x10\x07\x12\x06\n\x02IN\x10\x08\x12\n\n\x06SUFFIX\x10\t\x12\x0c\n\x08\x43ONTAINS\x10\n2\xde\x01\n\tKeyFilter\x12@\n\x05Match\x12\x1a.keyfilter.v1.MatchRequest\x1a\x1b.keyfilter.v1.MatchResponse\x12G\n\x06\x46ilter\x12\x1b.keyfilter.v1.FilterRequest\x1a\x1c.keyfilter.v1.FilterResponse(\x01\x30\x01\x12\x46\n\x07\x43ompile\x12\x1c.keyfilter.v1.CompileRequest\x1a\x1d.keyfilter.v1.CompileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckeyfilter/v1/keyfilter.proto\x12\x0ckeyfilter.v1\"W\n\tPredicate\x12\r\n\x05\x66ield\x18\x01 \x01(\r\x12\x1c\n\x02op\x18\x02 \x01(\x0e\x32\x10.keyfilter.v1.Op\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x0e\n\x06values\x18\x04 \x03(\x0c\"\xb0\x01\n\x04\x45xpr\x12,\n\tpredicate\x18\x01 \x01(\x0b\x32\x17.keyfilter.v1.PredicateH\x00\x12%\n\x03\x61ll\x18\x02 \x01(\x0b\x32\x16.keyfilter.v1.ExprListH\x00\x12%\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x16.keyfilter.v1.ExprListH\x00\x12$\n\x06negate\x18\x04 \x01(\x0b\x32\x12.keyfilter.v1.ExprH\x00\x42\x06\n\x04node\"-\n\x08\x45xprList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.keyfilter.v1.Expr\"j\n\nFilterSpec\x12\r\n\x05\x61rity\x18\x01 \x01(\r\x12+\n\npredicates\x18\x02 \x03(\x0b\x32\x17.keyfilter.v1.Predicate\x12 \n\x04\x65xpr\x18\x03 \x01(\x0b\x32\x12.keyfilter.v1.Expr\"\x15\n\x03Key\x12\x0e\n\x06\x66ields\x18\x01 \x03(\x0c\":\n\nPackedKeys\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0f\n\x07lengths\x18\x02 \x03(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\"D\n\x0c\x43olumnarKeys\x12\r\n\x05\x63ount\x18\x01 \x01(\r\x12%\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x14.keyfilter.v1.Column\"f\n\x06\x43olumn\x12\x0e\n\x06values\x18\x01 \x01(\x0c\x12\x0f\n\x07offsets\x18\x02 \x01(\x0c\x12\x14\n\x0coffset_width\x18\x03 \x01(\r\x12\x13\n\x0b\x66ixed_width\x18\x04 \x01(\r\x12\x10\n\x08validity\x18\x05 \x01(\x0c\"\xb9\x01\n\x0cMatchRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpec\x12\x1f\n\x04keys\x18\x02 \x03(\x0b\x32\x11.keyfilter.v1.Key\x12-\n\x0bpacked_keys\x18\x03 \x01(\x0b\x32\x18.keyfilter.v1.PackedKeys\x12\x31\n\rcolumnar_keys\x18\x04 \x01(\x0b\x32\x1a.keyfilter.v1.ColumnarKeys\" \n\rMatchResponse\x12\x0f\n\x07matches\x18\x01 \x03(\x08\"+\n\x08KeyBatch\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.keyfilter.v1.Key\"\xd1\x01\n\rFilterRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpecH\x00\x12\'\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x16.keyfilter.v1.KeyBatchH\x00\x12\x30\n\x0cpacked_batch\x18\x03 \x01(\x0b\x32\x18.keyfilter.v1.PackedKeysH\x00\x12\x34\n\x0e\x63olumnar_batch\x18\x04 \x01(\x0b\x32\x1a.keyfilter.v1.ColumnarKeysH\x00\x42\x05\n\x03msg\"0\n\x0e\x46ilterResponse\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12\x0f\n\x07matched\x18\x02 \x03(\r\"^\n\x0e\x43ompileRequest\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.keyfilter.v1.FilterSpec\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"i\n\x0f\x43ompileResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x0c\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\r\n\x05magic\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\x12\x0e\n\x06key_id\x18\x05 \x01(\t*v\n\x02Op\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x06\n\x02\x45Q\x10\x01\x12\x06\n\x02NE\x10\x02\x12\x06\n\x02LT\x10\x03\x12\x06\n\x02LE\x10\x04\x12\x06\n\x02GT\x10\x05\x12\x06\n\x02GE\x10\x06\x12\n\n\x06PREFIX\x10\x07\x12\x06\n\x02IN\x10\x08\x12\n\n\x06SUFFIX\x10\t\x12\x0c\n\x08\x43ONTAINS\x10\n2\xde\x01\n\tKeyFilter\x12@\n\x05Match\x12\x1a.keyfilter.v1.MatchRequest\x1a\x1b.keyfilter.v1.MatchResponse\x12G\n\x06\x46ilter\x12\x1b.keyfilter.v1.FilterRequest\x1a\x1c.keyfilter.v1.FilterResponse(\x01\x30\x01\x12\x46\n\x07\x43ompile\x12\x1c.keyfilter.v1.CompileRequest\x1a\x1d.keyfilter.v1.CompileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'keyfilter._proto.keyfilter_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OP']._serialized_start=1179
-  _globals['_OP']._serialized_end=1297
+  _globals['_OP']._serialized_start=1458
+  _globals['_OP']._serialized_end=1576
   _globals['_PREDICATE']._serialized_start=46
   _globals['_PREDICATE']._serialized_end=133
   _globals['_EXPR']._serialized_start=136
@@ -45,20 +45,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEY']._serialized_end=490
   _globals['_PACKEDKEYS']._serialized_start=492
   _globals['_PACKEDKEYS']._serialized_end=550
-  _globals['_MATCHREQUEST']._serialized_start=553
-  _globals['_MATCHREQUEST']._serialized_end=687
-  _globals['_MATCHRESPONSE']._serialized_start=689
-  _globals['_MATCHRESPONSE']._serialized_end=721
-  _globals['_KEYBATCH']._serialized_start=723
-  _globals['_KEYBATCH']._serialized_end=766
-  _globals['_FILTERREQUEST']._serialized_start=769
-  _globals['_FILTERREQUEST']._serialized_end=924
-  _globals['_FILTERRESPONSE']._serialized_start=926
-  _globals['_FILTERRESPONSE']._serialized_end=974
-  _globals['_COMPILEREQUEST']._serialized_start=976
-  _globals['_COMPILEREQUEST']._serialized_end=1070
-  _globals['_COMPILERESPONSE']._serialized_start=1072
-  _globals['_COMPILERESPONSE']._serialized_end=1177
-  _globals['_KEYFILTER']._serialized_start=1300
-  _globals['_KEYFILTER']._serialized_end=1522
+  _globals['_COLUMNARKEYS']._serialized_start=552
+  _globals['_COLUMNARKEYS']._serialized_end=620
+  _globals['_COLUMN']._serialized_start=622
+  _globals['_COLUMN']._serialized_end=724
+  _globals['_MATCHREQUEST']._serialized_start=727
+  _globals['_MATCHREQUEST']._serialized_end=912
+  _globals['_MATCHRESPONSE']._serialized_start=914
+  _globals['_MATCHRESPONSE']._serialized_end=946
+  _globals['_KEYBATCH']._serialized_start=948
+  _globals['_KEYBATCH']._serialized_end=991
+  _globals['_FILTERREQUEST']._serialized_start=994
+  _globals['_FILTERREQUEST']._serialized_end=1203
+  _globals['_FILTERRESPONSE']._serialized_start=1205
+  _globals['_FILTERRESPONSE']._serialized_end=1253
+  _globals['_COMPILEREQUEST']._serialized_start=1255
+  _globals['_COMPILEREQUEST']._serialized_end=1349
+  _globals['_COMPILERESPONSE']._serialized_start=1351
+  _globals['_COMPILERESPONSE']._serialized_end=1456
+  _globals['_KEYFILTER']._serialized_start=1579
+  _globals['_KEYFILTER']._serialized_end=1801
 # @@protoc_insertion_point(module_scope)

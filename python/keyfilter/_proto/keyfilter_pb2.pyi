@@ -88,15 +88,39 @@ class PackedKeys(_message.Message):
     count: int
     def __init__(self, data: _Optional[bytes] = ..., lengths: _Optional[_Iterable[int]] = ..., count: _Optional[int] = ...) -> None: ...
 
+class ColumnarKeys(_message.Message):
+    __slots__ = ("count", "columns")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    columns: _containers.RepeatedCompositeFieldContainer[Column]
+    def __init__(self, count: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+
+class Column(_message.Message):
+    __slots__ = ("values", "offsets", "offset_width", "fixed_width", "validity")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    FIXED_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    VALIDITY_FIELD_NUMBER: _ClassVar[int]
+    values: bytes
+    offsets: bytes
+    offset_width: int
+    fixed_width: int
+    validity: bytes
+    def __init__(self, values: _Optional[bytes] = ..., offsets: _Optional[bytes] = ..., offset_width: _Optional[int] = ..., fixed_width: _Optional[int] = ..., validity: _Optional[bytes] = ...) -> None: ...
+
 class MatchRequest(_message.Message):
-    __slots__ = ("spec", "keys", "packed_keys")
+    __slots__ = ("spec", "keys", "packed_keys", "columnar_keys")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PACKED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_KEYS_FIELD_NUMBER: _ClassVar[int]
     spec: FilterSpec
     keys: _containers.RepeatedCompositeFieldContainer[Key]
     packed_keys: PackedKeys
-    def __init__(self, spec: _Optional[_Union[FilterSpec, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., packed_keys: _Optional[_Union[PackedKeys, _Mapping]] = ...) -> None: ...
+    columnar_keys: ColumnarKeys
+    def __init__(self, spec: _Optional[_Union[FilterSpec, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., packed_keys: _Optional[_Union[PackedKeys, _Mapping]] = ..., columnar_keys: _Optional[_Union[ColumnarKeys, _Mapping]] = ...) -> None: ...
 
 class MatchResponse(_message.Message):
     __slots__ = ("matches",)
@@ -111,14 +135,16 @@ class KeyBatch(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ...) -> None: ...
 
 class FilterRequest(_message.Message):
-    __slots__ = ("spec", "batch", "packed_batch")
+    __slots__ = ("spec", "batch", "packed_batch", "columnar_batch")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     PACKED_BATCH_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_BATCH_FIELD_NUMBER: _ClassVar[int]
     spec: FilterSpec
     batch: KeyBatch
     packed_batch: PackedKeys
-    def __init__(self, spec: _Optional[_Union[FilterSpec, _Mapping]] = ..., batch: _Optional[_Union[KeyBatch, _Mapping]] = ..., packed_batch: _Optional[_Union[PackedKeys, _Mapping]] = ...) -> None: ...
+    columnar_batch: ColumnarKeys
+    def __init__(self, spec: _Optional[_Union[FilterSpec, _Mapping]] = ..., batch: _Optional[_Union[KeyBatch, _Mapping]] = ..., packed_batch: _Optional[_Union[PackedKeys, _Mapping]] = ..., columnar_batch: _Optional[_Union[ColumnarKeys, _Mapping]] = ...) -> None: ...
 
 class FilterResponse(_message.Message):
     __slots__ = ("batch", "matched")

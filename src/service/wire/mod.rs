@@ -2,18 +2,21 @@
 //!
 //! `MatchRequest` and `FilterRequest` are hand-written [`prost::Message`]s with
 //! the same wire format as the generated ones in [`crate::proto`], but their
-//! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) ready for the
-//! evaluator. The server stubs are generated against these types (`build.rs`
+//! keys land in one flat buffer ([`RowKeys`], [`PackedWire`]) or stay where
+//! they are until the handler reads them as columns ([`ColumnarWire`]),
+//! ready for the evaluator. The server stubs are generated against these types (`build.rs`
 //! maps the two messages here and every other type to [`crate::proto`]);
 //! clients keep using the generated types.
 
+mod columns;
 mod keys;
 mod spec;
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
 use prost::DecodeError;
 
+pub use columns::{malformed as malformed_columnar, ColumnarShape, ColumnarWire};
 pub use keys::{PackedWire, RowKeys};
 pub use spec::{SpecWire, SpecWireError};
 
@@ -23,6 +26,86 @@ pub use spec::{SpecWire, SpecWireError};
 #[allow(deprecated)]
 fn decode_error(message: &'static str) -> DecodeError {
     DecodeError::new(message)
+}
+
+/// The bytes of every occurrence of a length-delimited field that protobuf
+/// merges (a message field sent more than once, which for the messages kept
+/// this way is the same as reading the concatenation): one occurrence is a
+/// slice of the request; further ones are gathered into one owned buffer
+/// that grows like a `Vec`, so many small occurrences cost linear time and at
+/// most the request's size again (copying the whole so far at each one was
+/// quadratic: a 4 MiB request of a million 4-byte occurrences copied about
+/// 10^12 bytes).
+#[derive(Debug, Clone)]
+enum Gathered {
+    Shared(Bytes),
+    Owned(Vec<u8>),
+}
+
+impl Default for Gathered {
+    fn default() -> Self {
+        Gathered::Shared(Bytes::new())
+    }
+}
+
+impl PartialEq for Gathered {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Gathered {}
+
+impl From<Bytes> for Gathered {
+    fn from(bytes: Bytes) -> Self {
+        Gathered::Shared(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Gathered {
+    fn from(bytes: Vec<u8>) -> Self {
+        Gathered::Owned(bytes)
+    }
+}
+
+impl Gathered {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Gathered::Shared(bytes) => bytes,
+            Gathered::Owned(bytes) => bytes,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Encodes the bytes as one length-delimited field `tag`.
+    fn encode(&self, tag: u32, buf: &mut impl BufMut) {
+        encoding::encode_key(tag, WireType::LengthDelimited, buf);
+        encoding::encode_varint(self.len() as u64, buf);
+        buf.put_slice(self.as_slice());
+    }
+
+    /// Length of [`encode`](Self::encode)'s output.
+    fn encoded_len(&self, tag: u32) -> usize {
+        encoding::key_len(tag) + encoding::encoded_len_varint(self.len() as u64) + self.len()
+    }
+
+    /// Appends one more occurrence.
+    fn append(&mut self, chunk: Bytes) {
+        match self {
+            Gathered::Shared(bytes) if bytes.is_empty() => *bytes = chunk,
+            _ if chunk.is_empty() => {}
+            Gathered::Shared(bytes) => {
+                let mut joined = Vec::with_capacity(bytes.len() + chunk.len());
+                joined.extend_from_slice(bytes);
+                joined.extend_from_slice(&chunk);
+                *self = Gathered::Owned(joined);
+            }
+            Gathered::Owned(bytes) => bytes.extend_from_slice(&chunk),
+        }
+    }
 }
 
 /// Generated server stubs (`keyfilter.v1.KeyFilter`) over the types of this module.
@@ -40,6 +123,8 @@ pub struct MatchRequest {
     pub keys: RowKeys,
     /// Field 3.
     pub packed_keys: Option<PackedWire>,
+    /// Field 4.
+    pub columnar_keys: Option<ColumnarWire>,
 }
 
 impl prost::Message for MatchRequest {
@@ -50,6 +135,9 @@ impl prost::Message for MatchRequest {
         self.keys.encode(2, buf);
         if let Some(packed) = &self.packed_keys {
             encoding::message::encode(3, packed, buf);
+        }
+        if let Some(columnar) = &self.columnar_keys {
+            columnar.encode(4, buf);
         }
     }
 
@@ -69,6 +157,10 @@ impl prost::Message for MatchRequest {
                 buf,
                 ctx,
             ),
+            4 => self
+                .columnar_keys
+                .get_or_insert_with(Default::default)
+                .merge(wire_type, buf),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -80,6 +172,7 @@ impl prost::Message for MatchRequest {
                 .packed_keys
                 .as_ref()
                 .map_or(0, |p| encoding::message::encoded_len(3, p))
+            + self.columnar_keys.as_ref().map_or(0, |c| c.encoded_len(4))
     }
 
     fn clear(&mut self) {
@@ -96,6 +189,8 @@ pub enum FilterMessage {
     Batch(RowKeys),
     /// Field 3.
     PackedBatch(PackedWire),
+    /// Field 4: a `ColumnarKeys`.
+    ColumnarBatch(ColumnarWire),
 }
 
 /// `keyfilter.v1.FilterRequest` as the server decodes it.
@@ -115,6 +210,7 @@ impl prost::Message for FilterRequest {
                 rows.encode(1, buf);
             }
             Some(FilterMessage::PackedBatch(packed)) => encoding::message::encode(3, packed, buf),
+            Some(FilterMessage::ColumnarBatch(columnar)) => columnar.encode(4, buf),
             None => {}
         }
     }
@@ -127,10 +223,13 @@ impl prost::Message for FilterRequest {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         // Oneof semantics: a field of the variant already held merges into it,
-        // any other variant replaces it. A spec being replaced was never
-        // parsed: check it now, as the generated decoder would have.
-        if let (2 | 3, Some(FilterMessage::Spec(spec))) = (tag, &self.msg) {
-            spec.check()?;
+        // any other variant replaces it. A spec or columnar batch being
+        // replaced was never read: check it now, as the generated decoder
+        // would have.
+        match (tag, &self.msg) {
+            (2..=4, Some(FilterMessage::Spec(spec))) => spec.check()?,
+            (1..=3, Some(FilterMessage::ColumnarBatch(columnar))) => columnar.check()?,
+            _ => {}
         }
         match tag {
             1 => {
@@ -160,6 +259,15 @@ impl prost::Message for FilterRequest {
                 };
                 encoding::message::merge(wire_type, packed, buf, ctx)
             }
+            4 => {
+                if !matches!(self.msg, Some(FilterMessage::ColumnarBatch(_))) {
+                    self.msg = Some(FilterMessage::ColumnarBatch(ColumnarWire::default()));
+                }
+                let Some(FilterMessage::ColumnarBatch(columnar)) = &mut self.msg else {
+                    unreachable!()
+                };
+                columnar.merge(wire_type, buf)
+            }
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -172,6 +280,7 @@ impl prost::Message for FilterRequest {
                 encoding::key_len(2) + encoding::encoded_len_varint(len as u64) + len
             }
             Some(FilterMessage::PackedBatch(packed)) => encoding::message::encoded_len(3, packed),
+            Some(FilterMessage::ColumnarBatch(columnar)) => columnar.encoded_len(4),
             None => 0,
         }
     }
