@@ -225,3 +225,23 @@ def test_the_gil_is_released_while_evaluating():
     # Holding the GIL, the evaluation would let this loop run only between
     # calls (a handful of switch intervals); released, it spins throughout.
     assert ticks > 100_000, ticks
+
+
+def test_many_small_batches_are_evaluated_together_in_order():
+    # 300 batches of 1,001 keys: more keys than one thread's share, none
+    # large enough to split; results must come back in order.
+    rng = random.Random(3)
+    m = Matcher(Spec(1, field(0).endswith(b"7") | field(0).startswith(b"9")))
+    values = [b"%d" % rng.randrange(10**6) for _ in range(300 * 1001)]
+    want = [v.endswith(b"7") or v.startswith(b"9") for v in values]
+    arr = pa.array(values)
+    chunked = pa.chunked_array([arr.slice(i * 1001, 1001) for i in range(300)])
+    for threads in (None, 1, 2, 5):
+        assert m.mask(chunked, threads=threads).to_pylist() == want
+        assert m.count(chunked, threads=threads) == sum(want)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        m.mask(chunked, threads=0)
+    # A null far into the stream is reported with its position in the whole input.
+    values[250_000] = None
+    with pytest.raises(ValueError, match="key 250000 has a null"):
+        m.mask(pa.chunked_array([pa.array(values[i : i + 1001]) for i in range(0, len(values), 1001)]), nulls="error")

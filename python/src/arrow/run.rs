@@ -67,41 +67,10 @@ impl Mask {
     }
 }
 
-fn threads_for(rows: usize, cap: usize) -> usize {
-    cap.min(rows / MIN_ROWS_PER_THREAD).max(1)
-}
-
-/// Fills `bits` (one bit per key of `keys`) using up to `threads` threads,
-/// each writing its own whole bytes.
-fn mask_parallel(matcher: &Matcher, keys: &Columns<'_>, threads: usize, bits: &mut [u8]) {
-    let threads = threads_for(keys.len(), threads);
-    if threads == 1 {
-        return matcher.mask_columns(keys, 0, bits);
-    }
-    let bytes_per_thread = keys.len().div_ceil(threads).div_ceil(8);
-    std::thread::scope(|scope| {
-        for (i, chunk) in bits.chunks_mut(bytes_per_thread).enumerate() {
-            scope.spawn(move || matcher.mask_columns(keys, i * bytes_per_thread * 8, chunk));
-        }
-    });
-}
-
-fn count_parallel(matcher: &Matcher, keys: &Columns<'_>, threads: usize) -> usize {
-    let threads = threads_for(keys.len(), threads);
-    let per_thread = keys.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|i| {
-                let range = (i * per_thread).min(keys.len())..((i + 1) * per_thread).min(keys.len());
-                scope.spawn(move || matcher.count_columns_range(keys, range))
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a count thread panicked"))
-            .sum()
-    })
-}
+/// Batches are read (with the GIL) until this many keys are at hand, then
+/// evaluated together, so many small batches still fill every thread; the
+/// bound keeps a streamed input's memory bounded too.
+const GROUP_ROWS: usize = 1 << 21;
 
 /// What one pass over the data produces.
 pub(crate) enum Outcome {
@@ -120,6 +89,99 @@ fn view<'a>(arrays: &'a [ArrayData], selection: &Selection, rows: usize) -> Resu
     Columns::new(columns, rows).map_err(|e| e.to_string())
 }
 
+/// One piece of work: keys `rows` of batch `batch` of a group (`rows.start`
+/// a multiple of 8, so its bits are whole bytes of the batch's bitmap).
+struct Item {
+    batch: usize,
+    rows: std::ops::Range<usize>,
+}
+
+/// The result of one item of `keys` keys.
+enum Done {
+    Bits { bits: Vec<u8>, keys: usize },
+    Count(usize),
+}
+
+/// Evaluates a group of batches on up to `threads` threads, each taking the
+/// next item until none is left; results in order, per batch.
+fn evaluate_group(
+    matcher: &Matcher,
+    group: &[(Vec<ArrayData>, usize)],
+    selection: &Selection,
+    options: Options,
+    first_key: usize,
+    want_mask: bool,
+) -> Result<Vec<Done>, String> {
+    // Views (each validates its columns once) and the first key with a null.
+    let mut views = Vec::with_capacity(group.len());
+    let mut before = first_key;
+    for (arrays, rows) in group {
+        let keys = view(arrays, selection, *rows)?;
+        if options.nulls == Nulls::Error {
+            if let Some((row, field)) = keys.first_null() {
+                return Err(format!(
+                    "key {} has a null in {} (nulls=\"error\")",
+                    before + row,
+                    selection.names[field]
+                ));
+            }
+        }
+        before += rows;
+        views.push(keys);
+    }
+    let total: usize = group.iter().map(|(_, rows)| rows).sum();
+    let threads = options.threads.min(total / MIN_ROWS_PER_THREAD).max(1);
+    // Items of about total / (4 * threads) keys, so threads finish together.
+    let item_rows = (total / (threads * 4)).max(MIN_ROWS_PER_THREAD).next_multiple_of(8);
+    let items: Vec<Item> = group
+        .iter()
+        .enumerate()
+        .flat_map(|(batch, (_, rows))| {
+            (0..*rows).step_by(item_rows).map(move |start| Item {
+                batch,
+                rows: start..(start + item_rows).min(*rows),
+            })
+        })
+        .collect();
+    let run = |item: &Item| {
+        let keys = &views[item.batch];
+        if want_mask {
+            let mut bits = vec![0u8; item.rows.len().div_ceil(8)];
+            matcher.mask_columns(keys, item.rows.start, &mut bits);
+            Done::Bits {
+                bits,
+                keys: item.rows.len(),
+            }
+        } else {
+            Done::Count(matcher.count_columns_range(keys, item.rows.clone()))
+        }
+    };
+    if threads == 1 {
+        return Ok(items.iter().map(run).collect());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Done)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break mine };
+                        mine.push((i, run(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("an evaluation thread panicked"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, d)| d).collect())
+}
+
 /// Evaluates `matcher` over every key of `data` (an object exporting Arrow
 /// data), its fields being the `columns` picked.
 pub(crate) fn evaluate(
@@ -135,39 +197,41 @@ pub(crate) fn evaluate(
     let mut mask = Mask::default();
     let mut count = 0u64;
     let mut seen = 0usize;
-    while let Some(batch) = input.next_batch()? {
-        let rows = batch.len();
-        let arrays = selection.pick(batch)?;
-        // Everything per row happens without the GIL: validation, the null
-        // check and the evaluation.
-        let result = py.detach(|| -> Result<(Vec<u8>, usize), String> {
-            let keys = view(&arrays, &selection, rows)?;
-            if options.nulls == Nulls::Error {
-                if let Some((row, field)) = keys.first_null() {
-                    return Err(format!(
-                        "key {} has a null in {} (nulls=\"error\")",
-                        seen + row,
-                        selection.names[field]
-                    ));
-                }
+    let mut ended = false;
+    while !ended {
+        // Reading needs the GIL (a stream's producer may be Python code).
+        let mut group = Vec::new();
+        let mut rows_in_group = 0;
+        while rows_in_group < GROUP_ROWS {
+            let Some(batch) = input.next_batch()? else {
+                ended = true;
+                break;
+            };
+            let rows = batch.len();
+            if rows > 0 {
+                group.push((selection.pick(batch)?, rows));
+                rows_in_group += rows;
             }
-            if want_mask {
-                let mut bits = vec![0u8; rows.div_ceil(8)];
-                mask_parallel(matcher, &keys, options.threads, &mut bits);
-                Ok((bits, 0))
-            } else {
-                Ok((Vec::new(), count_parallel(matcher, &keys, options.threads)))
-            }
-        });
-        let (bits, matched) = result.map_err(PyValueError::new_err)?;
-        if want_mask {
-            mask.append(&bits, rows);
         }
-        count += matched as u64;
-        seen += rows;
-        // The batch's buffers are released here, with the GIL held: a
+        if group.is_empty() {
+            break;
+        }
+        // Everything per key happens without it: validation, the null check
+        // and the evaluation.
+        let results = py
+            .detach(|| evaluate_group(matcher, &group, &selection, options, seen, want_mask))
+            .map_err(PyValueError::new_err)?;
+        // Items come in key order.
+        for result in results {
+            match result {
+                Done::Bits { bits, keys } => mask.append(&bits, keys),
+                Done::Count(n) => count += n as u64,
+            }
+        }
+        seen += rows_in_group;
+        // The batches' buffers are released here, with the GIL held: a
         // producer's release callback may touch Python objects.
-        drop(arrays);
+        drop(group);
     }
     Ok(if want_mask {
         Outcome::Mask(mask)
