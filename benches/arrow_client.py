@@ -78,14 +78,16 @@ def main() -> int:
     matcher = keyfilter.Matcher(SPEC)
     per_batch = [matcher.count(b) for b in batches]
     rounds, rest = divmod(args.keys, args.batch_rows)
-    if rest:
-        sys.exit("--keys must be a multiple of --batch-rows")
     expected = sum(per_batch[i % len(batches)] for i in range(rounds))
+    tail = batches[rounds % len(batches)].slice(0, rest)
+    expected += matcher.count(tail) if rest else 0
     schema = batches[0].schema
 
     def stream() -> Iterator[pa.RecordBatch]:
         for i in range(rounds):
             yield batches[i % len(batches)]
+        if rest:
+            yield tail
 
     client_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     server_before = vm_hwm_kib(args.server_pid) if args.server_pid else None

@@ -76,9 +76,12 @@ struct Part<'a> {
     rows: Range<usize>,
 }
 
-/// How many keys from `start` on (at least one, at most `max_rows`) fit in
-/// about `budget` bytes: each costs its field bytes and a 4-byte offset per
-/// field. Found by bisection on the (monotone) size of a prefix.
+/// How many keys from `start` on (at least one, at most `max_rows`) go in a
+/// message of about `budget` bytes: each costs its field bytes and a 4-byte
+/// offset per field. When the rest does not fit, it is cut into equal parts
+/// (not a full message and a small remainder: every message has a cost of
+/// its own), each checked against the budget and shrunk by bisection on the
+/// (monotone) size of a prefix if a part is heavier than the average.
 fn rows_fitting(columns: &[Column<'_>], rows: usize, start: usize, max_rows: usize, budget: usize) -> usize {
     let most = (rows - start).min(max_rows);
     let size = |n: usize| {
@@ -87,10 +90,16 @@ fn rows_fitting(columns: &[Column<'_>], rows: usize, start: usize, max_rows: usi
             .map(|c| value_bytes(c, start..start + n) + 4 * n)
             .sum::<usize>()
     };
-    if columns.is_empty() || size(most) <= budget {
+    let whole = size(most);
+    if columns.is_empty() || whole <= budget {
         return most;
     }
-    let (mut lo, mut hi) = (1, most); // size(lo) may exceed the budget: one key always goes
+    let parts = whole.div_ceil(budget.max(1));
+    let even = most.div_ceil(parts).max(1);
+    if size(even) <= budget {
+        return even;
+    }
+    let (mut lo, mut hi) = (1, even); // size(lo) may exceed the budget: one key always goes
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
         if size(mid) <= budget {
