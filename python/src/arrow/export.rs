@@ -27,9 +27,17 @@ pub(crate) struct ArrowMask {
 fn capsules<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
     let data = array.to_data();
     let schema = FFI_ArrowSchema::try_from(data.data_type()).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let array = FFI_ArrowArray::new(&data);
-    // The capsules own the structs; a consumer moves them out (marking them
-    // released), and whatever is left is released when they drop.
+    capsule_pair(py, schema, FFI_ArrowArray::new(&data))
+}
+
+/// The capsules of a schema and an array. They own the structs; a consumer
+/// moves them out (marking them released), and whatever is left is released
+/// when the capsules drop.
+pub(crate) fn capsule_pair<'py>(
+    py: Python<'py>,
+    schema: FFI_ArrowSchema,
+    array: FFI_ArrowArray,
+) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
     Ok((
         PyCapsule::new_with_value(py, schema, c"arrow_schema")?,
         PyCapsule::new_with_value(py, array, c"arrow_array")?,

@@ -10,7 +10,7 @@ use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_data::ffi::FFI_ArrowArray;
 use arrow_data::ArrayData;
 use arrow_schema::ffi::FFI_ArrowSchema;
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyTuple};
@@ -77,31 +77,9 @@ impl ArrowInput {
                 source: Source::Stream(stream),
             });
         }
-        let pair = obj.call_method0("__arrow_c_array__")?;
-        let pair = pair
-            .cast::<PyTuple>()
-            .map_err(|_| PyTypeError::new_err("__arrow_c_array__() did not return a tuple"))?;
-        if pair.len() != 2 {
-            return Err(PyTypeError::new_err(
-                "__arrow_c_array__() did not return (schema, array)",
-            ));
-        }
-        let schema_ptr = capsule_pointer(&pair.get_item(0)?, c"arrow_schema", "__arrow_c_array__()")?;
-        let array_ptr = capsule_pointer(&pair.get_item(1)?, c"arrow_array", "__arrow_c_array__()")?;
-        // SAFETY: capsules named "arrow_schema"/"arrow_array" hold those C
-        // structs. The schema is only read (the capsule keeps owning it); the
-        // array is moved out (its capsule's copy is marked released).
-        let (schema, array) = unsafe {
-            let schema = &*(schema_ptr as *const FFI_ArrowSchema);
-            let array = std::ptr::replace(array_ptr.cast::<FFI_ArrowArray>(), FFI_ArrowArray::empty());
-            (schema, array)
-        };
-        let data_type = DataType::try_from(schema).map_err(|e| arrow_error("the array's schema", e))?;
-        // SAFETY: the array was produced for this schema.
-        let data = unsafe { from_ffi_and_data_type(array, data_type.clone()) }
-            .map_err(|e| arrow_error("importing the array", e))?;
+        let (field, data) = read_c_array(obj)?;
         Ok(ArrowInput {
-            data_type,
+            data_type: field.data_type().clone(),
             source: Source::Array(Some(data)),
         })
     }
@@ -131,6 +109,36 @@ impl ArrowInput {
             }
         }
     }
+}
+
+/// Takes the one array of `obj.__arrow_c_array__()`, with the field its
+/// schema describes (for a record batch: a struct whose metadata is the
+/// batch's).
+pub(crate) fn read_c_array(obj: &Bound<'_, PyAny>) -> PyResult<(Field, ArrayData)> {
+    let pair = obj.call_method0("__arrow_c_array__")?;
+    let pair = pair
+        .cast::<PyTuple>()
+        .map_err(|_| PyTypeError::new_err("__arrow_c_array__() did not return a tuple"))?;
+    if pair.len() != 2 {
+        return Err(PyTypeError::new_err(
+            "__arrow_c_array__() did not return (schema, array)",
+        ));
+    }
+    let schema_ptr = capsule_pointer(&pair.get_item(0)?, c"arrow_schema", "__arrow_c_array__()")?;
+    let array_ptr = capsule_pointer(&pair.get_item(1)?, c"arrow_array", "__arrow_c_array__()")?;
+    // SAFETY: capsules named "arrow_schema"/"arrow_array" hold those C
+    // structs. The schema is only read (the capsule keeps owning it); the
+    // array is moved out (its capsule's copy is marked released).
+    let (schema, array) = unsafe {
+        let schema = &*(schema_ptr as *const FFI_ArrowSchema);
+        let array = std::ptr::replace(array_ptr.cast::<FFI_ArrowArray>(), FFI_ArrowArray::empty());
+        (schema, array)
+    };
+    let field = Field::try_from(schema).map_err(|e| arrow_error("the array's schema", e))?;
+    // SAFETY: the array was produced for this schema.
+    let data = unsafe { from_ffi_and_data_type(array, field.data_type().clone()) }
+        .map_err(|e| arrow_error("importing the array", e))?;
+    Ok((field, data))
 }
 
 /// The stream's message for a failed call, or its error code.
