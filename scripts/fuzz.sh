@@ -16,9 +16,11 @@
 #   `-Cllvm-args=-sanitizer-coverage-*`, `--cfg fuzzing`) is all stable; only the
 #   sanitizers (`-Zsanitizer=address`, cargo-fuzz's default) and `--build-std`
 #   are nightly features. The fuzzed code (spec, plan, eval, codegen, the wire
-#   decoders) has no `unsafe`, so AddressSanitizer would find nothing that Rust's
-#   own bounds checks don't: the targets are built with `--sanitizer none`, and
-#   no RUSTC_BOOTSTRAP is needed. `--release --debug-assertions` keeps the
+#   decoders) has one `unsafe`: the evaluator's unchecked read of 32-bit-offset
+#   columns validated beforehand, bounds-checked by `debug_assert!`s that these
+#   builds keep. AddressSanitizer would find nothing that Rust's own checks
+#   don't: the targets are built with `--sanitizer none`, and no
+#   RUSTC_BOOTSTRAP is needed. `--release --debug-assertions` keeps the
 #   library's `debug_assert!`s and overflow checks on at release speed.
 # - Without a sanitizer libFuzzer has no malloc hooks, so `-malloc_limit_mb`
 #   would do nothing: the targets link an allocator (`Capped` in fuzz/src/lib.rs)

@@ -467,10 +467,14 @@ impl<'a> PlainOffsets32<'a> {
         // SAFETY: `Column::offsets` checked that `offsets` holds rows + 1
         // entries that never decrease and end within `data`, and the caller
         // keeps `row` below the row count.
+        // Checked in debug builds (tests and fuzzing), so a validation gap
+        // shows as a panic there, never as a wild read.
+        debug_assert!(row * 4 + 8 <= self.offsets.len());
         unsafe {
             let at = self.offsets.as_ptr().add(row * 4);
             let start = u32::from_le_bytes(*at.cast::<[u8; 4]>()) as usize;
             let end = u32::from_le_bytes(*at.add(4).cast::<[u8; 4]>()) as usize;
+            debug_assert!(start <= end && end <= self.data.len());
             self.data.get_unchecked(start..end)
         }
     }
