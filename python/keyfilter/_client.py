@@ -29,6 +29,7 @@ _SERVICE = "/keyfilter.v1.KeyFilter/"
 # (keyfilter serve --max-message-bytes, 4 MiB by default).
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _UNSET: Any = object()
+_END: Any = object()
 # At most about this much key data per columnar Filter message: large
 # messages keep the per-message cost (gRPC, Python) small per key, and stay
 # below the server's default 4 MiB limit (a 65,536-key batch of three
@@ -390,7 +391,9 @@ class Client:
         ``pyarrow.RecordBatchReader`` of the matching rows (all columns, in
         order; ``columns`` picks the key columns), filtered as it is read with
         the same ``window``: no Python object per row, flat memory on any
-        stream. Needs pyarrow.
+        stream. An iterable of such objects (say a generator of record
+        batches or data frames) gives an iterator of the matched rows'
+        record batches. Needs pyarrow.
         """
         if _arrow.is_arrow(keys):
             rows = 65_536 if batch_size is None else batch_size
@@ -402,18 +405,47 @@ class Client:
             return self._stream_arrow(
                 _SpecBytes(spec), keys, columns, rows, window, self._timeout(timeout), call_metadata
             )
-        if columns is not None:
-            raise TypeError("columns= applies to Arrow data only (keys given as tuples have no columns)")
-        if batch_size is None:
-            batch_size = 10_000
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, type(None))) or (batch_size or 1) < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive int, got {window!r}")
         call_metadata = self._call_metadata(metadata)
-        return self._stream(
-            _SpecBytes(spec), iter(keys), batch_size, packed, window, self._timeout(timeout), call_metadata
+        return self._rows_or_batches(
+            _SpecBytes(spec), iter(keys), batch_size, packed, columns, window, self._timeout(timeout), call_metadata
         )
+
+    def _rows_or_batches(
+        self,
+        spec: _SpecBytes,
+        items: Iterator[Any],
+        batch_size: Optional[int],
+        packed: bool,
+        columns: Any,
+        window: int,
+        timeout: Optional[float],
+        metadata: Optional[_MetadataTuple],
+    ) -> Iterator[Any]:
+        """An iterable of keys (tuples), or of Arrow objects (record batches,
+        data frames): decided by its first item, read only once iteration
+        starts, so the input stays lazy."""
+        first = next(items, _END)
+        if first is not _END and _arrow.is_arrow(first):
+            import pyarrow as pa
+
+            def batches() -> Iterator[Any]:
+                for item in itertools.chain([first], items):
+                    if isinstance(item, pa.RecordBatch):
+                        yield item
+                    else:
+                        yield from pa.table(item).to_batches()
+
+            rows = 65_536 if batch_size is None else batch_size
+            yield from self._stream_arrow(spec, batches(), columns, rows, window, timeout, metadata, as_reader=False)
+            return
+        if columns is not None:
+            raise TypeError("columns= applies to Arrow data only (keys given as tuples have no columns)")
+        keys = items if first is _END else itertools.chain([first], items)
+        yield from self._stream(spec, keys, batch_size or 10_000, packed, window, timeout, metadata)
 
     def _stream(
         self,
@@ -481,12 +513,16 @@ class Client:
         window: int,
         timeout: Optional[float],
         metadata: Optional[_MetadataTuple],
+        as_reader: bool = True,
     ) -> Any:
+        """The matched rows of ``data`` (an Arrow exporter, or with
+        ``as_reader=False`` an iterator of record batches, whose schemas may
+        differ): a ``RecordBatchReader``, or an iterator of record batches."""
         try:
             import pyarrow as pa
         except ImportError:
             raise ImportError("Client.filter of Arrow data needs pyarrow (pip install 'keyfilter[arrow]')") from None
-        reader = pa.RecordBatchReader.from_stream(data)
+        reader = pa.RecordBatchReader.from_stream(data) if as_reader else data
         slots = threading.Semaphore(window)
         in_flight: Deque[Any] = collections.deque()
         finished = threading.Event()
@@ -532,7 +568,7 @@ class Client:
             if failure:
                 raise failure[0]
 
-        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+        return pa.RecordBatchReader.from_batches(reader.schema, batches()) if as_reader else batches()
 
     def compile(
         self,

@@ -90,3 +90,31 @@ def test_arity_zero_counts_rows(client):
     assert Matcher(Spec(0)).mask(table, columns=[]).to_pylist() == [True] * 3
     assert client.match(Spec(0), table, columns=[]).to_pylist() == [True] * 3
     assert client.filter(Spec(0), table, columns=[], batch_size=2).read_all().num_rows == 3
+
+
+def test_filter_of_an_iterable_of_batches_and_frames(client):
+    spec = Spec(2, field(1).startswith(b"/api/"))
+    table = pa.table({"t": [b"a", b"b", b"c", b"d"], "p": [b"/api/1", b"/web", b"/api/2", b"/api/3"]})
+    produced = []
+
+    def batches():
+        for i, batch in enumerate(table.to_batches(max_chunksize=2)):
+            produced.append(i)
+            yield batch if i == 0 else pl.from_arrow(batch)  # a Polars frame works too
+
+    out = client.filter(spec, batches())
+    assert produced == []  # nothing is read before iteration
+    got = list(out)
+    assert all(isinstance(b, pa.RecordBatch) for b in got)
+    # Each batch keeps its own schema (Polars sends binary_view).
+    assert [v for b in got for v in b.column("t").to_pylist()] == [b"a", b"c", b"d"]
+    with pytest.raises(TypeError, match="applies to Arrow data only"):
+        list(client.filter(spec, [(b"a", b"/api/")], columns=["t", "p"]))
+
+
+def test_without_pyarrow_the_mask_is_the_native_arrow_object(monkeypatch):
+    from keyfilter import _arrow
+
+    monkeypatch.setattr(_arrow, "_pyarrow", lambda: None)
+    got = Matcher(Spec(1, field(0) == b"a")).mask(pa.array([b"a", b"b"]))
+    assert isinstance(got, keyfilter._native.ArrowMask) and got.to_pylist() == [True, False]
