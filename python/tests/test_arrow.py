@@ -114,10 +114,17 @@ def test_long_views_and_many_rows_in_parallel():
         for _ in range(200_003)
     ]
     want = [b"needle" in v for v in values]
-    for type_ in (pa.binary(), pa.binary_view()):
-        arr = pa.array(values, type_)
+    for type_ in (pa.binary(), pa.binary_view(), pa.dictionary(pa.int32(), pa.binary())):
+        arr = column(values, type_)
         assert m.mask(arr, threads=3).to_pylist() == want
         assert m.count(pa.chunked_array([arr.slice(0, 77_777), arr.slice(77_777)])) == sum(want)
+    # Nulls spread over every piece a thread takes.
+    with_nulls = [None if i % 1_001 == 0 else v for i, v in enumerate(values)]
+    want = [v is not None and b"needle" in v for v in with_nulls]
+    for type_ in (pa.binary(), pa.large_binary(), pa.binary_view()):
+        arr = pa.array(with_nulls, type_)
+        assert m.mask(arr, threads=3).to_pylist() == want
+        assert m.mask(arr.slice(5), threads=2).to_pylist() == want[5:]
 
 
 def test_nulls_do_not_match_or_raise():

@@ -89,10 +89,13 @@ fn view<'a>(arrays: &'a [ArrayData], selection: &Selection, rows: usize) -> Resu
     Columns::new(columns, rows).map_err(|e| e.to_string())
 }
 
-/// One piece of work: keys `rows` of batch `batch` of a group (`rows.start`
-/// a multiple of 8, so its bits are whole bytes of the batch's bitmap).
+/// One piece of work: keys `rows` of batch `batch` of a group, validated and
+/// evaluated on their own (a slice of the batch's columns), with a bitmap of
+/// their own.
 struct Item {
     batch: usize,
+    /// The position of key `rows.start` in the whole input (for messages).
+    first_key: usize,
     rows: std::ops::Range<usize>,
 }
 
@@ -112,55 +115,56 @@ fn evaluate_group(
     first_key: usize,
     want_mask: bool,
 ) -> Result<Vec<Done>, String> {
-    // Views (each validates its columns once) and the first key with a null.
-    let mut views = Vec::with_capacity(group.len());
-    let mut before = first_key;
-    for (arrays, rows) in group {
-        let keys = view(arrays, selection, *rows)?;
-        if options.nulls == Nulls::Error {
-            if let Some((row, field)) = keys.first_null() {
-                return Err(format!(
-                    "key {} has a null in {} (nulls=\"error\")",
-                    before + row,
-                    selection.names[field]
-                ));
-            }
-        }
-        before += rows;
-        views.push(keys);
-    }
     let total: usize = group.iter().map(|(_, rows)| rows).sum();
     let threads = options.threads.min(total / MIN_ROWS_PER_THREAD).max(1);
     // Items of about total / (4 * threads) keys, so threads finish together.
     let item_rows = (total / (threads * 4)).max(MIN_ROWS_PER_THREAD).next_multiple_of(8);
-    let items: Vec<Item> = group
-        .iter()
-        .enumerate()
-        .flat_map(|(batch, (_, rows))| {
-            (0..*rows).step_by(item_rows).map(move |start| Item {
+    let mut items = Vec::new();
+    let mut batch_start = first_key;
+    for (batch, (_, rows)) in group.iter().enumerate() {
+        for start in (0..*rows).step_by(item_rows) {
+            items.push(Item {
                 batch,
+                first_key: batch_start + start,
                 rows: start..(start + item_rows).min(*rows),
-            })
-        })
-        .collect();
-    let run = |item: &Item| {
-        let keys = &views[item.batch];
-        if want_mask {
+            });
+        }
+        batch_start += rows;
+    }
+    // Each item validates and evaluates only its own slice of the columns,
+    // so the validation pass is spread over the threads too.
+    let run = |item: &Item| -> Result<Done, String> {
+        let arrays: Vec<ArrayData> = group[item.batch]
+            .0
+            .iter()
+            .map(|a| a.slice(item.rows.start, item.rows.len()))
+            .collect();
+        let keys = view(&arrays, selection, item.rows.len())?;
+        if options.nulls == Nulls::Error {
+            if let Some((row, field)) = keys.first_null() {
+                return Err(format!(
+                    "key {} has a null in {} (nulls=\"error\")",
+                    item.first_key + row,
+                    selection.names[field]
+                ));
+            }
+        }
+        Ok(if want_mask {
             let mut bits = vec![0u8; item.rows.len().div_ceil(8)];
-            matcher.mask_columns(keys, item.rows.start, &mut bits);
+            matcher.mask_columns(&keys, 0, &mut bits);
             Done::Bits {
                 bits,
                 keys: item.rows.len(),
             }
         } else {
-            Done::Count(matcher.count_columns_range(keys, item.rows.clone()))
-        }
+            Done::Count(matcher.count_columns_range(&keys, 0..keys.len()))
+        })
     };
     if threads == 1 {
-        return Ok(items.iter().map(run).collect());
+        return items.iter().map(run).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut done: Vec<(usize, Done)> = std::thread::scope(|scope| {
+    let mut done: Vec<(usize, Result<Done, String>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -178,8 +182,9 @@ fn evaluate_group(
             .flat_map(|w| w.join().expect("an evaluation thread panicked"))
             .collect()
     });
+    // In key order: the first error is the one about the earliest key.
     done.sort_unstable_by_key(|(i, _)| *i);
-    Ok(done.into_iter().map(|(_, d)| d).collect())
+    done.into_iter().map(|(_, d)| d).collect()
 }
 
 /// Evaluates `matcher` over every key of `data` (an object exporting Arrow
