@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
@@ -91,22 +91,24 @@ where
         Box::pin(async move {
             let response = call.await?;
             Ok(response.map(|body| {
-                Body::new(SlotBody {
+                Body::new(HoldingBody {
                     inner: body,
-                    _slot: slot,
+                    _held: slot,
                 })
             }))
         })
     }
 }
 
-/// A response body that holds its call's slot until it is dropped.
-struct SlotBody {
-    inner: Body,
-    _slot: OwnedSemaphorePermit,
+/// A response body that holds `G` (a call's slot, its place among a
+/// connection's open calls) until the body is dropped, that is until the
+/// response, a `Filter` stream's included, is over.
+pub(crate) struct HoldingBody<G> {
+    pub(crate) inner: Body,
+    pub(crate) _held: G,
 }
 
-impl HttpBody for SlotBody {
+impl<G: Unpin> HttpBody for HoldingBody<G> {
     type Data = bytes::Bytes;
     type Error = Status;
 

@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -48,9 +47,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::{Connected, TcpConnectInfo};
-use tonic::Status;
 use tower::{Layer, Service};
 
+use super::admission::HoldingBody;
 use super::drain::DrainableStream;
 use crate::service::metrics;
 
@@ -419,9 +418,9 @@ where
             let open = open;
             let response = future.await?;
             Ok(response.map(|body| {
-                Body::new(CallBody {
+                Body::new(HoldingBody {
                     inner: body,
-                    _open: open,
+                    _held: open,
                 })
             }))
         })
@@ -445,32 +444,6 @@ impl Drop for OpenCall {
         // The time first: a check that sees no call open must see when the last one ended.
         *self.activity.quiet_since.lock().expect("activity lock") = Instant::now();
         self.activity.calls.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its call open on its connection until dropped.
-struct CallBody {
-    inner: Body,
-    _open: Option<OpenCall>,
-}
-
-impl HttpBody for CallBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
