@@ -35,6 +35,10 @@ _END: Any = object()
 # below the server's default 4 MiB limit (a 65,536-key batch of three
 # 12-byte fields is one message).
 _ARROW_MESSAGE_BYTES = 7 << 19
+# Default keys per Filter batch: of tuples, and of Arrow data (cut further by
+# _ARROW_MESSAGE_BYTES).
+_ROW_BATCH_KEYS = 10_000
+_ARROW_BATCH_KEYS = 65_536
 
 SpecLike = Union[Spec, Any]  # a Spec, or a keyfilter.v1.FilterSpec message
 Key = Sequence[bytes]
@@ -395,21 +399,21 @@ class Client:
         batches or data frames) gives an iterator of the matched rows'
         record batches. Needs pyarrow.
         """
-        if _arrow.is_arrow(keys):
-            rows = 65_536 if batch_size is None else batch_size
-            if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-                raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-            if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-                raise ValueError(f"window must be a positive int, got {window!r}")
-            call_metadata = self._call_metadata(metadata)
-            return self._stream_arrow(
-                _SpecBytes(spec), keys, columns, rows, window, self._timeout(timeout), call_metadata
-            )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, type(None))) or (batch_size or 1) < 1:
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive int, got {window!r}")
         call_metadata = self._call_metadata(metadata)
+        if _arrow.is_arrow(keys):
+            return self._stream_arrow(
+                _SpecBytes(spec),
+                keys,
+                columns,
+                batch_size or _ARROW_BATCH_KEYS,
+                window,
+                self._timeout(timeout),
+                call_metadata,
+            )
         return self._rows_or_batches(
             _SpecBytes(spec), iter(keys), batch_size, packed, columns, window, self._timeout(timeout), call_metadata
         )
@@ -439,13 +443,14 @@ class Client:
                     else:
                         yield from pa.table(item).to_batches()
 
-            rows = 65_536 if batch_size is None else batch_size
-            yield from self._stream_arrow(spec, batches(), columns, rows, window, timeout, metadata, as_reader=False)
+            yield from self._stream_arrow(
+                spec, batches(), columns, batch_size or _ARROW_BATCH_KEYS, window, timeout, metadata, as_reader=False
+            )
             return
         if columns is not None:
             raise TypeError("columns= applies to Arrow data only (keys given as tuples have no columns)")
         keys = items if first is _END else itertools.chain([first], items)
-        yield from self._stream(spec, keys, batch_size or 10_000, packed, window, timeout, metadata)
+        yield from self._stream(spec, keys, batch_size or _ROW_BATCH_KEYS, packed, window, timeout, metadata)
 
     def _stream(
         self,

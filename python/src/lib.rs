@@ -877,7 +877,7 @@ fn decode_match_response(data: &[u8]) -> PyResult<Vec<bool>> {
 #[pyfunction]
 fn decode_match_response_mask(data: &[u8]) -> PyResult<arrow::export::ArrowMask> {
     Ok(arrow::export::ArrowMask::from_bools(
-        &decode::<proto::MatchResponse>(data, "MatchResponse")?.matches,
+        decode::<proto::MatchResponse>(data, "MatchResponse")?.matches,
     ))
 }
 

@@ -70,6 +70,8 @@ def test_errors_name_the_column(client):
         client.match(spec, [(b"a", b"b")], columns=["a", "b"])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         client.filter(spec, table, batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        client.filter(spec, [(b"a", b"b")], batch_size=0)
 
 
 def test_the_encoder_cuts_where_asked():

@@ -80,8 +80,8 @@ struct Part<'a> {
 /// message of about `budget` bytes: each costs its field bytes and a 4-byte
 /// offset per field. When the rest does not fit, it is cut into equal parts
 /// (not a full message and a small remainder: every message has a cost of
-/// its own), each checked against the budget and shrunk by bisection on the
-/// (monotone) size of a prefix if a part is heavier than the average.
+/// its own); a part heavier than the average is cut where the budget runs
+/// out, found in one pass over its keys.
 fn rows_fitting(columns: &[Column<'_>], rows: usize, start: usize, max_rows: usize, budget: usize) -> usize {
     let most = (rows - start).min(max_rows);
     let size = |n: usize| {
@@ -94,21 +94,22 @@ fn rows_fitting(columns: &[Column<'_>], rows: usize, start: usize, max_rows: usi
     if columns.is_empty() || whole <= budget {
         return most;
     }
-    let parts = whole.div_ceil(budget.max(1));
-    let even = most.div_ceil(parts).max(1);
+    let even = most.div_ceil(whole.div_ceil(budget.max(1))).max(1);
     if size(even) <= budget {
         return even;
     }
-    let (mut lo, mut hi) = (1, even); // size(lo) may exceed the budget: one key always goes
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if size(mid) <= budget {
-            lo = mid;
-        } else {
-            hi = mid - 1;
+    let mut used = 0usize;
+    for n in 0..even {
+        let row = start + n;
+        used += columns
+            .iter()
+            .map(|c| 4 + if c.is_valid(row) { c.value(row).len() } else { 0 })
+            .sum::<usize>();
+        if used > budget {
+            return n.max(1); // one key always goes
         }
     }
-    lo
+    even
 }
 
 /// The `Column` message of field `f` over every part, and its size.
@@ -244,7 +245,6 @@ pub(crate) fn encode<'py>(
         Ok((parts, count))
     });
     let (parts, count) = written.map_err(PyValueError::new_err)?;
-    let _ = &batches; // the parts borrow these buffers until here
     let columns: Vec<(usize, usize, bool)> = (0..arity).map(|f| column_len(&parts, f, count)).collect();
     if columns.iter().any(|&(_, values, _)| values > u32::MAX as usize) {
         return Err(PyValueError::new_err(

@@ -46,9 +46,9 @@ pub(crate) fn capsule_pair<'py>(
 
 impl ArrowMask {
     /// A mask of the given results.
-    pub(crate) fn from_bools(results: &[bool]) -> ArrowMask {
+    pub(crate) fn from_bools(results: Vec<bool>) -> ArrowMask {
         ArrowMask {
-            array: Arc::new(BooleanArray::from(results.to_vec())),
+            array: Arc::new(BooleanArray::from(results)),
         }
     }
 
