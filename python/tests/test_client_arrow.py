@@ -120,3 +120,14 @@ def test_without_pyarrow_the_mask_is_the_native_arrow_object(monkeypatch):
     monkeypatch.setattr(_arrow, "_pyarrow", lambda: None)
     got = Matcher(Spec(1, field(0) == b"a")).mask(pa.array([b"a", b"b"]))
     assert isinstance(got, keyfilter._native.ArrowMask) and got.to_pylist() == [True, False]
+
+
+def test_indices_past_the_batch_are_an_error_not_a_panic():
+    # A Filter answer names rows of the batch sent; a server naming one past
+    # it must not crash the client.
+    batch = pa.record_batch({"k": [b"a", b"b"]})
+    inside = keyfilter._native.decode_filter_response_indices(b"\x12\x02\x00\x01")[1]
+    assert pa.record_batch(keyfilter._native.take_rows(batch, inside)).num_rows == 2
+    past = keyfilter._native.decode_filter_response_indices(b"\x12\x01\x02")[1]
+    with pytest.raises(ValueError, match="taking the matched rows"):
+        keyfilter._native.take_rows(batch, past)

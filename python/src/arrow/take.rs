@@ -45,8 +45,22 @@ fn record_batch(obj: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
 pub(crate) fn take_rows(py: Python<'_>, batch: &Bound<'_, PyAny>, indices: &ArrowIndices) -> PyResult<ArrowBatch> {
     let batch = record_batch(batch)?;
     let indices = indices.array();
+    // The indices come from the server: one past the batch is an error here,
+    // not a panic (take_record_batch does not check bounds).
+    let options = arrow_select::take::TakeOptions { check_bounds: true };
     let taken = py
-        .detach(|| arrow_select::take::take_record_batch(&batch, indices))
+        .detach(|| {
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), indices, Some(options.clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            RecordBatch::try_new_with_options(
+                batch.schema(),
+                columns,
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(indices.len())),
+            )
+        })
         .map_err(|e| value_error("taking the matched rows", e))?;
     Ok(ArrowBatch { batch: taken })
 }
