@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 36] = [
+const ENV_VARS: [&str; 38] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -45,6 +45,8 @@ const ENV_VARS: [&str; 36] = [
     "KEYFILTER_SHUTDOWN_GRACE",
     "KEYFILTER_COMPILE_CACHE_ENTRIES",
     "KEYFILTER_COMPILE_CACHE_BYTES",
+    "KEYFILTER_MATCHER_CACHE_ENTRIES",
+    "KEYFILTER_MATCHER_CACHE_BYTES",
     "KEYFILTER_MAX_KEYS_PER_REQUEST",
     "KEYFILTER_CPU_SLOTS",
     "KEYFILTER_HTTP2_MAX_CONCURRENT_STREAMS",
@@ -192,6 +194,8 @@ fn print_config_shows_the_defaults() {
     assert_eq!(int(&table, "filter_buffer"), 4);
     assert_eq!(string(&table, "shutdown_grace"), "10s");
     assert_eq!(int(&table, "compile_cache_entries"), 1024);
+    assert_eq!(int(&table, "matcher_cache_entries"), 1024);
+    assert_eq!(int(&table, "matcher_cache_bytes"), 16 * 1024 * 1024);
     let limits = keyfilter_core::spec::Limits::default();
     assert_eq!(int(&table, "max_arity"), i64::from(limits.max_arity));
     assert_eq!(int(&table, "max_predicates"), limits.max_predicates as i64);

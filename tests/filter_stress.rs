@@ -24,7 +24,8 @@
 //! `KEYFILTER_STRESS_STREAMS` sets the number of streams (default
 //! [`DEFAULT_STREAMS`]); `KEYFILTER_STRESS_CONCURRENCY` the streams in flight
 //! (default [`DEFAULT_CONCURRENCY`]); `KEYFILTER_STRESS_CONNECTIONS` the HTTP/2
-//! connections they share (default [`DEFAULT_CONNECTIONS`]).
+//! connections they share (default [`DEFAULT_CONNECTIONS`]);
+//! `KEYFILTER_STRESS_BIN` another `keyfilter` binary to run as the server.
 //!
 //! Run alone, in release for speed:
 //! `cargo test --release --test filter_stress -- --nocapture`.
@@ -309,7 +310,17 @@ async fn every_filter_stream_gets_one_answer_per_batch() {
     // `filter stream done` with its batch count at debug level). Costs memory:
     // every line is kept.
     let log = std::env::var("KEYFILTER_STRESS_SERVER_LOG").unwrap_or_else(|_| "info".into());
-    let mut server = Server::spawn(&["--addr", "127.0.0.1:0", "--log", &log, "--log-format", "json"]);
+    let args = ["serve", "--addr", "127.0.0.1:0", "--log", &log, "--log-format", "json"];
+    // KEYFILTER_STRESS_BIN: another `keyfilter` binary to stress (an older
+    // build, to look for the loss on the code it was reported against).
+    let mut server = match std::env::var_os("KEYFILTER_STRESS_BIN") {
+        Some(bin) => {
+            let mut command = std::process::Command::new(bin);
+            command.args(args);
+            Server::spawn_command(command, &[], |_| {})
+        }
+        None => Server::spawn(&args[1..]),
+    };
     let addr = server.addr();
     let (spec, validated) = stress_spec();
     let spec = Arc::new(spec);

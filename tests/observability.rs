@@ -378,6 +378,11 @@ async fn metrics_count_calls_keys_cache_and_open_streams() {
     assert_eq!(m("keyfilter_keys_matched_total", &[("rpc", "Filter")]), 3.0);
     assert_eq!(m("keyfilter_compile_cache_total", &[("result", "miss")]), 1.0);
     assert_eq!(m("keyfilter_compile_cache_total", &[("result", "hit")]), 2.0);
+    // Matchers: the first Match planned the spec, the second Match and the
+    // Filter stream (the same spec bytes) reused it; the invalid spec missed
+    // and was not kept.
+    assert_eq!(m("keyfilter_matcher_cache_total", &[("result", "miss")]), 2.0);
+    assert_eq!(m("keyfilter_matcher_cache_total", &[("result", "hit")]), 2.0);
 
     // The exact series format: labels in the order the server registers them.
     for line in [
@@ -397,6 +402,7 @@ async fn metrics_count_calls_keys_cache_and_open_streams() {
         "# TYPE keyfilter_requests_total counter",
         "# TYPE keyfilter_keys_evaluated_total counter",
         "# TYPE keyfilter_compile_cache_total counter",
+        "# TYPE keyfilter_matcher_cache_total counter",
         "# TYPE keyfilter_filter_streams_open gauge",
         "# TYPE keyfilter_request_duration_seconds histogram",
     ] {

@@ -159,6 +159,10 @@ settings! {
         compile_cache_entries: usize = 1024, "KEYFILTER_COMPILE_CACHE_ENTRIES";
         /// Bytes the Compile cache may hold, keys and code of both levels (0 disables it).
         compile_cache_bytes: usize = 64 * 1024 * 1024, "KEYFILTER_COMPILE_CACHE_BYTES";
+        /// Matchers kept for the specs of Match calls and Filter streams (0 disables the cache).
+        matcher_cache_entries: usize = 1024, "KEYFILTER_MATCHER_CACHE_ENTRIES";
+        /// Bytes the matcher cache may hold, specs as received and their matchers (0 disables it).
+        matcher_cache_bytes: usize = 16 * 1024 * 1024, "KEYFILTER_MATCHER_CACHE_BYTES";
         /// Largest spec arity.
         max_arity: u32 = Limits::default().max_arity, "KEYFILTER_MAX_ARITY";
         /// Most predicates in one spec.
@@ -285,6 +289,8 @@ impl Settings {
                 filter_idle_timeout: self.filter_idle_timeout.0,
                 compile_cache_entries: self.compile_cache_entries,
                 compile_cache_bytes: self.compile_cache_bytes,
+                matcher_cache_entries: self.matcher_cache_entries,
+                matcher_cache_bytes: self.matcher_cache_bytes,
                 cpu_slots: match self.cpu_slots {
                     0 => crate::service::available_cpus(),
                     n => n,

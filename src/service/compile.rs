@@ -1,99 +1,25 @@
 //! The `Compile` RPC and its cache, bounded in entries and in bytes.
 
-use std::hash::{Hash, RandomState};
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use lru::LruCache;
 use tonic::Status;
+
+use super::cache::{level, plan_bytes, Level, ENTRY_OVERHEAD, MAX_RECEIVED_SPEC_BYTES};
 
 use super::errors::status;
 use super::wire::{CompileRequest, SpecWire};
 use super::KeyFilterService;
 use crate::proto::CompileResponse;
 use keyfilter_core::codegen::PyVersion;
-use keyfilter_core::plan::{Plan, Test};
+use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::canonical_digest;
 use keyfilter_core::{compile_plan, Target};
-
-/// Specs larger than this (as received) skip the first cache level: keeping
-/// their bytes would cost more than validating them again.
-const MAX_RECEIVED_SPEC_BYTES: usize = 64 * 1024;
-
-/// What an entry costs besides the bytes it holds (map slots, headers).
-const ENTRY_OVERHEAD: usize = 128;
 
 /// First level: the request as received (its spec's bytes, copied).
 type ReceivedKey = (Bytes, PyVersion, String);
 /// Second level: what the request means.
 type PlanKey = (Plan, Target);
-
-/// One LRU level with a byte budget: entries are evicted, oldest first, until
-/// the new one fits. Keys come from requests, so the map's hash is keyed at
-/// random (no chosen set of specs collides).
-#[derive(Debug)]
-struct Level<K: Hash + Eq> {
-    entries: LruCache<K, (Bytes, usize), RandomState>,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl<K: Hash + Eq> Level<K> {
-    fn new(entries: NonZeroUsize, max_bytes: usize) -> Self {
-        Level {
-            entries: LruCache::with_hasher(entries, RandomState::new()),
-            bytes: 0,
-            max_bytes,
-        }
-    }
-
-    fn get(&mut self, key: &K) -> Option<Bytes> {
-        self.entries.get(key).map(|(code, _)| code.clone())
-    }
-
-    fn put(&mut self, key: K, code: Bytes, weight: usize) {
-        if weight > self.max_bytes {
-            return;
-        }
-        if let Some((_, (_, old))) = self.entries.pop_entry(&key) {
-            self.bytes -= old;
-        }
-        while self.bytes + weight > self.max_bytes {
-            match self.entries.pop_lru() {
-                Some((_, (_, w))) => self.bytes -= w,
-                None => break,
-            }
-        }
-        if let Some((_, (_, w))) = self.entries.push(key, (code, weight)) {
-            self.bytes -= w;
-        }
-        self.bytes += weight;
-    }
-}
-
-/// Bytes a plan holds: its values, plus a fixed cost per check and value.
-fn plan_bytes(plan: &Plan) -> usize {
-    plan.leaves()
-        .iter()
-        .map(|check| {
-            // 32 more per check covers a tree's group nodes too (fewer than leaves).
-            64 + match &check.test {
-                Test::In(values) | Test::NotIn(values) => values.iter().map(|v| v.len() + 32).sum(),
-                Test::Eq(v)
-                | Test::Ne(v)
-                | Test::Lt(v)
-                | Test::Le(v)
-                | Test::Gt(v)
-                | Test::Ge(v)
-                | Test::Suffix(v)
-                | Test::NotSuffix(v)
-                | Test::Contains(v)
-                | Test::NotContains(v) => v.len(),
-            }
-        })
-        .sum()
-}
 
 /// The caches of generated code. The first level is keyed by the request as
 /// received (spec bytes, version, name): a repeated request skips validation
@@ -103,17 +29,16 @@ fn plan_bytes(plan: &Plan) -> usize {
 /// copy, so no entry keeps a request buffer alive.
 #[derive(Debug)]
 pub struct CompileCache {
-    received: Option<Mutex<Level<ReceivedKey>>>,
-    plans: Option<Mutex<Level<PlanKey>>>,
+    received: Option<Mutex<Level<ReceivedKey, Bytes>>>,
+    plans: Option<Mutex<Level<PlanKey, Bytes>>>,
 }
 
 impl CompileCache {
     /// Caches of at most `entries` entries and `max_bytes` bytes in all; 0 disables caching.
     pub fn new(entries: usize, max_bytes: usize) -> Self {
-        let level = |entries: usize| (max_bytes > 0).then_some(NonZeroUsize::new(entries)).flatten();
         CompileCache {
-            received: level(entries).map(|n| Mutex::new(Level::new(n, max_bytes / 2))),
-            plans: level(entries).map(|n| Mutex::new(Level::new(n, max_bytes / 2))),
+            received: level(entries, max_bytes / 2),
+            plans: level(entries, max_bytes / 2),
         }
     }
 
@@ -296,7 +221,7 @@ mod tests {
         let wire = spec(b"tenant");
         cache.put_received(&wire, PyVersion::V3_12, "f", Bytes::from_static(b"code"));
         let level = cache.received.as_ref().unwrap().lock().unwrap();
-        let (key, _) = level.entries.peek_lru().unwrap();
+        let key = level.oldest_key().unwrap();
         assert_ne!(key.0.as_ptr(), wire.as_bytes().as_ptr(), "the key borrows the request");
     }
 }

@@ -14,7 +14,6 @@
 //! channel, so it is delivered even when that channel is full.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -141,14 +140,17 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
             ))
         }
         Some(first) => match first?.msg {
-            Some(Msg::Spec(spec)) => {
-                let planner = service.clone();
-                let cost = spec.as_bytes().len();
-                service
-                    .cpu
-                    .run(cost, move |_| Ok(Arc::new(Matcher::new(&planner.plan(Some(&spec))?))))
-                    .await?
-            }
+            Some(Msg::Spec(spec)) => match service.cached_matcher(Some(&spec)) {
+                Some(matcher) => matcher,
+                None => {
+                    let planner = service.clone();
+                    let cost = spec.as_bytes().len();
+                    service
+                        .cpu
+                        .run(cost, move |_| planner.plan_matcher(Some(&spec)))
+                        .await?
+                }
+            },
             _ => {
                 return Err(Status::invalid_argument(
                     "Filter: the first message must carry `spec`, before any batch",

@@ -16,6 +16,7 @@
 //! | `keyfilter_connections_open` | gauge | |
 //! | `keyfilter_idle_connections_closed_total` | counter | |
 //! | `keyfilter_compile_cache_total` | counter | `result` (`hit`, `miss`) |
+//! | `keyfilter_matcher_cache_total` | counter | `result` (`hit`, `miss`) |
 //! | `keyfilter_load_shed_total` | counter | |
 //! | `keyfilter_rejected_total` | counter | `reason` (one of [`REJECTION_REASONS`]) |
 //! | `keyfilter_build_info` | gauge (always 1) | `version`, `revision`, `rustc`, `profile` |
@@ -99,6 +100,11 @@ pub fn describe_and_register() {
         "Compile cache lookups, by result (hit or miss)."
     );
     describe_counter!(
+        "keyfilter_matcher_cache_total",
+        Unit::Count,
+        "Matcher cache lookups (the spec of a Match call or Filter stream), by result (hit or miss)."
+    );
+    describe_counter!(
         "keyfilter_load_shed_total",
         Unit::Count,
         "Calls shed over max_concurrent_requests (also counted as keyfilter_rejected_total{reason=\"overloaded\"})."
@@ -128,6 +134,7 @@ pub fn describe_and_register() {
     metrics::counter!("keyfilter_idle_connections_closed_total").increment(0);
     for result in ["hit", "miss"] {
         metrics::counter!("keyfilter_compile_cache_total", "result" => result).increment(0);
+        metrics::counter!("keyfilter_matcher_cache_total", "result" => result).increment(0);
     }
     metrics::counter!("keyfilter_load_shed_total").increment(0);
     for reason in REJECTION_REASONS {
@@ -192,6 +199,11 @@ pub fn idle_connection_closed() {
 /// Counts a compile cache lookup.
 pub fn compile_cache(hit: bool) {
     metrics::counter!("keyfilter_compile_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// Counts a matcher cache lookup.
+pub fn matcher_cache(hit: bool) {
+    metrics::counter!("keyfilter_matcher_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
 /// Counts a call refused by load shedding (as `load_shed_total`, kept for

@@ -5,6 +5,7 @@
 //! a backend. Heavy work runs on bounded CPU slots ([`work`]), never on the
 //! async workers. Nothing here decides semantics.
 
+mod cache;
 mod compile;
 mod errors;
 mod filter;
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status, Streaming};
 
+pub use cache::MatcherCache;
 pub use compile::CompileCache;
 pub use filter::FilterStream;
 pub use work::Cancel;
@@ -52,6 +54,10 @@ pub struct ServiceConfig {
     pub compile_cache_entries: usize,
     /// Bytes of the compile cache, both levels together.
     pub compile_cache_bytes: usize,
+    /// Matchers kept for the specs of `Match` calls and `Filter` streams.
+    pub matcher_cache_entries: usize,
+    /// Bytes of the matcher cache (specs as received, and their matchers).
+    pub matcher_cache_bytes: usize,
     /// Pieces of heavy work (planning, evaluation, code generation) running at once.
     pub cpu_slots: usize,
     /// Signs `Compile` responses when set.
@@ -73,6 +79,8 @@ impl Default for ServiceConfig {
             filter_idle_timeout: std::time::Duration::from_secs(300),
             compile_cache_entries: 1024,
             compile_cache_bytes: 64 * 1024 * 1024,
+            matcher_cache_entries: 1024,
+            matcher_cache_bytes: 16 * 1024 * 1024,
             cpu_slots: available_cpus(),
             signer: None,
         }
@@ -84,6 +92,7 @@ impl Default for ServiceConfig {
 pub struct KeyFilterService {
     config: Arc<ServiceConfig>,
     cache: Arc<CompileCache>,
+    matchers: Arc<MatcherCache>,
     open_streams: Arc<tokio::sync::Semaphore>,
     cpu: Arc<work::Cpu>,
 }
@@ -100,6 +109,10 @@ impl KeyFilterService {
             cache: Arc::new(CompileCache::new(
                 config.compile_cache_entries,
                 config.compile_cache_bytes,
+            )),
+            matchers: Arc::new(MatcherCache::new(
+                config.matcher_cache_entries,
+                config.matcher_cache_bytes,
             )),
             open_streams: Arc::new(tokio::sync::Semaphore::new(config.max_filter_streams)),
             cpu: Arc::new(work::Cpu::new(config.cpu_slots)),
@@ -121,6 +134,22 @@ impl KeyFilterService {
     /// [`spec`](Self::spec), planned.
     fn plan(&self, spec: Option<&SpecWire>) -> Result<Plan, Status> {
         Ok(Plan::new(&self.spec(spec)?))
+    }
+
+    /// The matcher of a spec that missed [`MatcherCache`]: parsed, validated
+    /// and planned, then kept for the next call with the same spec bytes.
+    fn plan_matcher(&self, spec: Option<&SpecWire>) -> Result<Arc<Matcher>, Status> {
+        let plan = self.plan(spec)?;
+        let matcher = Arc::new(Matcher::new(&plan));
+        if let Some(spec) = spec {
+            self.matchers.put(spec, &plan, matcher.clone());
+        }
+        Ok(matcher)
+    }
+
+    /// The matcher kept for exactly this spec (as received), if any.
+    fn cached_matcher(&self, spec: Option<&SpecWire>) -> Option<Arc<Matcher>> {
+        spec.and_then(|spec| self.matchers.get(spec))
     }
 }
 
@@ -173,22 +202,33 @@ impl KeyFilterService {
     /// plan is, and the columns are counted) calls for one.
     async fn serve_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
         let service = self.clone();
-        let columnar_bytes = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
-        let (matcher, request) = self
-            .cpu
-            .run(
-                spec_cost(request.spec.as_ref()).saturating_add(columnar_bytes),
-                move |_| {
-                    if let Some(columnar) = &request.columnar_keys {
-                        // A message that does not decode fails first, as it
-                        // would with the generated types.
-                        columnar.shape().map_err(wire::malformed_columnar)?;
-                    }
-                    let matcher = Matcher::new(&service.plan(request.spec.as_ref())?);
-                    Ok((matcher, request))
-                },
-            )
-            .await?;
+        let cached = self.cached_matcher(request.spec.as_ref());
+        let (matcher, request) = match cached {
+            // Nothing to plan, no columns to scan: straight to the keys.
+            Some(matcher) if request.columnar_keys.is_none() => (matcher, request),
+            cached => {
+                let columnar_bytes = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
+                let planning = if cached.is_some() {
+                    0
+                } else {
+                    spec_cost(request.spec.as_ref())
+                };
+                self.cpu
+                    .run(planning.saturating_add(columnar_bytes), move |_| {
+                        if let Some(columnar) = &request.columnar_keys {
+                            // A message that does not decode fails first, as it
+                            // would with the generated types.
+                            columnar.shape().map_err(wire::malformed_columnar)?;
+                        }
+                        let matcher = match cached {
+                            Some(matcher) => matcher,
+                            None => service.plan_matcher(request.spec.as_ref())?,
+                        };
+                        Ok((matcher, request))
+                    })
+                    .await?
+            }
+        };
         let max_keys = self.config.max_keys_per_request;
         let cost = keys_cost(
             declared_keys(&request),

@@ -558,6 +558,12 @@ impl RawStream {
         self.send.send_data(data, true).expect("send data");
     }
 
+    /// [`RawStream::send`], or what failed if the stream is closed (the
+    /// server answered already) or its connection is gone.
+    pub fn try_send(&mut self, data: Bytes) -> Result<(), String> {
+        self.send.send_data(data, false).map_err(|e| format!("send data: {e}"))
+    }
+
     /// [`RawStream::send_last`], or what failed if the stream or its connection is gone.
     pub fn try_send_last(&mut self, data: Bytes) -> Result<(), String> {
         self.send.send_data(data, true).map_err(|e| format!("send data: {e}"))
@@ -666,7 +672,11 @@ pub async fn raw_call(addr: SocketAddr, method: &str, frames: Vec<Bytes>, header
     let mut connection = RawConnection::open(addr).await;
     let mut stream = connection.start(method, headers).await;
     for data in frames {
-        stream.send(data);
+        // A server may answer before reading the request (a shed call, a
+        // refused size): the stream is then closed, and the reply says how.
+        if stream.try_send(data).is_err() {
+            break;
+        }
     }
     stream.finish();
     stream.reply().await

@@ -69,25 +69,29 @@ impl Constant {
     }
 }
 
-/// `lower <=/< x <=/< upper`. Bounds that share their first 8 bytes (ids,
-/// dates and paths of one family) are decided together by at most two word
-/// loads of `x`: a different head fails both ways, and past an equal head
-/// the next 8 bytes order `x` against both bounds at once.
+/// `lower <=/< x <=/< upper`.
 #[inline(always)]
 fn between(lower: &Constant, min: i8, upper: &Constant, max: i8, x: &[u8]) -> bool {
-    if lower.head == upper.head && lower.bytes.len() > 8 && upper.bytes.len() > 8 {
-        let word = head(x);
-        if word != lower.head {
-            return false;
-        }
-        if x.len() > 8 {
-            let next = head(&x[8..]);
-            if next != lower.second && next != upper.second {
-                return (next.cmp(&lower.second) as i8) >= min && (next.cmp(&upper.second) as i8) <= max;
-            }
+    lower.compare(x) >= min && upper.compare(x) <= max
+}
+
+/// [`between`] for bounds longer than 8 bytes that share their first 8 (ids,
+/// dates and paths of one family; chosen when the check is compiled, so
+/// other ranges pay nothing for it): decided by at most two word loads of
+/// `x`, since a different head fails both ways, and past an equal head the
+/// next 8 bytes order `x` against both bounds at once.
+#[inline(always)]
+fn between_shared_head(lower: &Constant, min: i8, upper: &Constant, max: i8, x: &[u8]) -> bool {
+    if head(x) != lower.head {
+        return false;
+    }
+    if x.len() > 8 {
+        let next = head(&x[8..]);
+        if next != lower.second && next != upper.second {
+            return (next.cmp(&lower.second) as i8) >= min && (next.cmp(&upper.second) as i8) <= max;
         }
     }
-    lower.compare(x) >= min && upper.compare(x) <= max
+    between(lower, min, upper, max, x)
 }
 
 /// One compiled test on one field.
@@ -107,6 +111,13 @@ pub(super) enum Kind {
     },
     /// Both bounds of one field.
     Between {
+        lower: Constant,
+        min: i8,
+        upper: Constant,
+        max: i8,
+    },
+    /// Both bounds of one field, longer than 8 bytes and sharing their first 8.
+    BetweenSharedHead {
         lower: Constant,
         min: i8,
         upper: Constant,
@@ -153,6 +164,10 @@ macro_rules! with_test {
             }
             Kind::Between { lower, min, upper, max } => {
                 let $test = |x: &[u8]| between(lower, *min, upper, *max, x);
+                $body
+            }
+            Kind::BetweenSharedHead { lower, min, upper, max } => {
+                let $test = |x: &[u8]| between_shared_head(lower, *min, upper, *max, x);
                 $body
             }
             Kind::InSmall(vs) => {
@@ -283,11 +298,11 @@ pub(super) fn compile(checks: &[plan::Check]) -> Vec<Check> {
         let kind = Kind::new(&check.test);
         if let (Some(previous), Kind::Upper { bound: upper, max }) = (out.last_mut(), &kind) {
             if let (true, Kind::Lower { bound: lower, min }) = (previous.field == field, &previous.kind) {
-                previous.kind = Kind::Between {
-                    lower: lower.clone(),
-                    min: *min,
-                    upper: upper.clone(),
-                    max: *max,
+                let (lower, min, upper, max) = (lower.clone(), *min, upper.clone(), *max);
+                previous.kind = if lower.head == upper.head && lower.bytes.len() > 8 && upper.bytes.len() > 8 {
+                    Kind::BetweenSharedHead { lower, min, upper, max }
+                } else {
+                    Kind::Between { lower, min, upper, max }
                 };
                 continue;
             }
@@ -393,5 +408,11 @@ mod tests {
         assert_eq!(compile(&upper_first).len(), 2);
         let fused = [check(2, Test::Ge(v.clone())), check(2, Test::Lt(v.clone()))];
         assert!(matches!(compile(&fused)[0].kind, Kind::Between { .. }));
+        let (low, high) = (
+            Bytes::from_static(b"2026-12-01T00:00"),
+            Bytes::from_static(b"2026-12-31T00:00"),
+        );
+        let shared = [check(2, Test::Ge(low)), check(2, Test::Lt(high))];
+        assert!(matches!(compile(&shared)[0].kind, Kind::BetweenSharedHead { .. }));
     }
 }
