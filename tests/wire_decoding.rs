@@ -95,6 +95,8 @@ proptest! {
         let expected = index.index(&p.data, &p.lengths, arity as u32, 0).unwrap();
         let view = decoded.view(arity, usize::MAX, "packed").unwrap();
         prop_assert_eq!(fields_of(&view, arity), fields_of(&expected, arity));
+        // What sizes the batch's work is the keys sent, not their fields.
+        prop_assert_eq!(decoded.declared_keys(arity), keys.len());
     }
 
     #[test]

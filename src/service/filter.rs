@@ -196,7 +196,9 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 fn batch_cost(request: &FilterRequest, max_keys: usize, matcher: &Matcher) -> usize {
     match &request.msg {
         Some(Msg::Batch(rows)) => super::keys_cost(rows.len(), max_keys, None, matcher),
-        Some(Msg::PackedBatch(packed)) => super::keys_cost(packed.declared_keys(), max_keys, None, matcher),
+        Some(Msg::PackedBatch(packed)) => {
+            super::keys_cost(packed.declared_keys(matcher.arity()), max_keys, None, matcher)
+        }
         Some(Msg::ColumnarBatch(columnar)) if columnar.encoded_bytes() < super::work::INLINE_COST => {
             match columnar.shape() {
                 Ok(shape) => super::keys_cost(shape.keys(), max_keys, Some(shape), matcher),

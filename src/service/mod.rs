@@ -176,8 +176,8 @@ fn match_keys(
 
 /// The number of keys a `MatchRequest` claims (sent or declared), once its
 /// columnar keys, if any, were scanned.
-fn declared_keys(request: &MatchRequest) -> usize {
-    let packed = request.packed_keys.as_ref().map_or(0, |p| p.declared_keys());
+fn declared_keys(request: &MatchRequest, arity: usize) -> usize {
+    let packed = request.packed_keys.as_ref().map_or(0, |p| p.declared_keys(arity));
     let columnar = columnar_shape(request.columnar_keys.as_ref()).map_or(0, |s| s.keys());
     request.keys.len().max(packed).max(columnar)
 }
@@ -231,7 +231,7 @@ impl KeyFilterService {
         };
         let max_keys = self.config.max_keys_per_request;
         let cost = keys_cost(
-            declared_keys(&request),
+            declared_keys(&request, matcher.arity()),
             max_keys,
             columnar_shape(request.columnar_keys.as_ref()),
             &matcher,

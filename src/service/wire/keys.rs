@@ -298,10 +298,13 @@ impl PackedWire {
             .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
     }
 
-    /// The number of keys the batch claims: `count`, or the fields sent
-    /// (an upper bound for any arity).
-    pub fn declared_keys(&self) -> usize {
-        (self.count as usize).max(self.offsets.len() - 1)
+    /// The number of keys the batch claims for a spec of `arity` fields:
+    /// `count`, or the keys the fields sent make up (rounded up), whichever
+    /// is larger. (Counting every field as a key made a 10,000-key batch of
+    /// arity 3 look three times as heavy, and moved it to a CPU slot.)
+    pub fn declared_keys(&self, arity: usize) -> usize {
+        let fields = self.offsets.len() - 1;
+        (self.count as usize).max(fields.div_ceil(arity.max(1)))
     }
 
     #[inline(always)]
