@@ -62,10 +62,13 @@ impl Matcher {
     /// called with indices below the arity.
     #[inline]
     pub fn matches_by<'k>(&self, field: impl Fn(usize) -> &'k [u8]) -> bool {
-        if let Some(program) = &self.tree {
-            return program.run(field);
+        match &self.tree {
+            None => !self.never && self.checks.iter().all(|c| c.holds(field(c.field))),
+            // Out of line, so that a conjunction's loop stays small enough to
+            // be inlined into its caller's loop over keys (inlined, the tree
+            // made row-by-row conjunctions 13-27 % slower).
+            Some(program) => run_tree(program, field),
         }
-        !self.never && self.checks.iter().all(|c| c.holds(field(c.field)))
     }
 
     /// Whether `key` matches. The caller guarantees `key.len() == self.arity()`
@@ -232,4 +235,9 @@ impl Matcher {
         self.each_matched_block(keys, range, |matched| n += matched.len());
         n
     }
+}
+/// [`Program::run`], never inlined (see [`Matcher::matches_by`]).
+#[inline(never)]
+fn run_tree<'k>(program: &Program, field: impl Fn(usize) -> &'k [u8]) -> bool {
+    program.run(field)
 }
