@@ -25,7 +25,7 @@ load_gen="$after_bin"
 declare -A scenario=(
   [filter-rows-10000]="filter --batch-size 10000 --keys 10000000"
   [filter-packed-10000]="filter --packed --batch-size 10000 --keys 20000000"
-  [filter-packed-1000]="filter --packed --batch-size 1000 --keys 10000000"
+  [filter-packed-1000]="filter --packed --batch-size 1000 --keys 20000000"
   [filter-rows-100]="filter --batch-size 100 --keys 2000000"
   [match-100x16]="match --keys-per-request 100 --concurrency 16 --warmup 1s"
 )
