@@ -246,3 +246,50 @@ fn evaluate(
     let matched = super::keys::matched(matcher, &keys, cancel)?;
     Ok((keys.len(), matched))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt as _;
+
+    /// The end of a `Filter` response stream, by construction: whatever the
+    /// interleaving of the stream's task and tonic's polling, every response
+    /// the task sent comes out, in order, before the stream ends, and the
+    /// stream ends with the task's failure exactly when there is one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_sent_response_comes_out_before_the_end() {
+        for round in 0..20_000u64 {
+            let capacity = 1 + (round % 4) as usize;
+            let sent = (round * 7 % 6) as u64;
+            let fails = round % 3 == 0;
+            let (tx, responses) = mpsc::channel(capacity);
+            let (fail, failure) = oneshot::channel();
+            let task = tokio::spawn(async move {
+                for batch in 0..sent {
+                    tx.send(FilterResponse { batch, matched: vec![] })
+                        .await
+                        .expect("the stream reads");
+                    if batch % 2 == round % 2 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                if fails {
+                    let _ = fail.send(Status::invalid_argument("bad batch"));
+                }
+                // As in `start`: the failure first, then the channel closes.
+                drop(tx);
+            });
+            let stream = FilterStream {
+                responses,
+                failure: Some(failure),
+            };
+            let items: Vec<_> = stream.collect().await;
+            task.await.expect("the task finishes");
+            let batches: Vec<u64> = items.iter().filter_map(|i| i.as_ref().ok().map(|r| r.batch)).collect();
+            assert_eq!(batches, (0..sent).collect::<Vec<_>>(), "round {round}: {items:?}");
+            let ended_failed = items.last().is_some_and(|i| i.is_err());
+            assert_eq!(ended_failed, fails, "round {round}: {items:?}");
+            assert_eq!(items.len() as u64, sent + u64::from(fails), "round {round}");
+        }
+    }
+}
