@@ -260,7 +260,7 @@ mod tests {
     async fn every_sent_response_comes_out_before_the_end() {
         for round in 0..20_000u64 {
             let capacity = 1 + (round % 4) as usize;
-            let sent = (round * 7 % 6) as u64;
+            let sent = round * 7 % 6;
             let fails = round % 3 == 0;
             let (tx, responses) = mpsc::channel(capacity);
             let (fail, failure) = oneshot::channel();
