@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -108,20 +107,14 @@ def test_str_subclasses_and_expressions():
     assert m(Name("x"), "a") is True and m("y", Name("a.tmp")) is True and m("y", "a") is False
 
 
-def test_the_bytes_path_is_as_fast_with_an_encoding():
-    # The encoding is only looked at for a field that is not bytes.
-    keys = [(b"org%d" % (i % 7), b"2024-%02d" % (i % 12), b"eng/%d" % i) for i in range(200_000)]
+def test_bytes_fields_are_never_decoded_with_an_encoding():
+    # The encoding is only looked at for a field that is not bytes: bytes that
+    # are not valid in the encoding still match (or not) exactly as without one.
+    # (Whether that path is as fast is for benchmarks, not for a timed test.)
+    eng = "éng/".encode()
+    keys = [(b"org%d" % (i % 7), b"2024-%02d" % (i % 12), eng + b"\xff%d" % i) for i in range(2_000)]
+    keys += [(b"org1", b"2024", eng + b"\xff\xfe"), (b"\xff", b"2024", eng)]
     plain, encoding = Matcher(SPEC), Matcher(SPEC, encoding="utf-8")
-
-    def best(m):
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            m.count(keys)
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    assert encoding.count(keys) == plain.count(keys)
-    ratio = best(encoding) / best(plain)
-    # Equal in principle; the bound leaves room for a busy machine.
-    assert ratio < 1.3, ratio
+    assert encoding.mask(keys) == plain.mask(keys)
+    assert encoding.count(keys) == plain.count(keys) > 0
+    assert encoding(b"org1", b"2024", eng + b"\xff") is plain(b"org1", b"2024", eng + b"\xff") is True
