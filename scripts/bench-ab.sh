@@ -31,32 +31,12 @@ declare -A scenario=(
 )
 names="${KF_AB_SCENARIOS:-filter-rows-10000 filter-packed-10000 filter-packed-1000 filter-rows-100 match-100x16}"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-# start LABEL BIN: starts a server on a free loopback port; sets $addr and $pid.
-start() {
-  local label=$1 bin=$2 log="$out/$1-serve.log" i
-  "$bin" serve --addr 127.0.0.1:0 --log-format json 2>"$log" &
-  pid=$!
-  pids+=("$pid")
-  for ((i = 0; i < 200; i++)); do
-    addr=$(grep -m1 '"keyfilter listening"' "$log" 2>/dev/null | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
-    [[ -n "$addr" ]] && return 0
-    sleep 0.1
-  done
-  echo "$label: the server did not start" >&2
-  cat "$log" >&2
-  exit 1
-}
-start before "$before_bin"
-before_addr=$addr before_pid=$pid
-start after "$after_bin"
-after_addr=$addr after_pid=$pid
+# shellcheck source=scripts/bench-servers.sh
+source "$repo/scripts/bench-servers.sh"
+start_keyfilter "$before_bin" "$out/before-serve.log"
+before_addr=$kf_addr before_pid=$kf_pid
+start_keyfilter "$after_bin" "$out/after-serve.log"
+after_addr=$kf_addr after_pid=$kf_pid
 echo "before: $before_bin (pid $before_pid, $before_addr); after: $after_bin (pid $after_pid, $after_addr)" >&2
 echo "machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
@@ -64,10 +44,10 @@ results="$out/ab.json"
 : >"$results"
 run() {
   local label=$1 name=$2 addr=$3 pid=$4
-  # shellcheck disable=SC2086 # the scenario's arguments are split on purpose
   # Filter: --duration only bounds the run; Match: measures for that long.
   local duration=60s
   [[ $name == match-* ]] && duration=4s
+  # shellcheck disable=SC2086 # the scenario's arguments are split on purpose
   "$load_gen" bench ${scenario[$name]} --duration "$duration" --target "http://$addr" --server-pid "$pid" --json --label "$label" |
     sed "s#^{#{\"scenario\":\"$name\",#" >>"$results"
 }

@@ -29,29 +29,10 @@ if [[ "${KF_NO_BUILD:-0}" != 1 ]]; then
 fi
 kf="$repo/target/release/keyfilter"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-servers.sh
+source "$repo/scripts/bench-servers.sh"
 
-# Waits (at most $3 seconds) for a line matching $2 in file $1; prints the line.
-wait_line() {
-  local file=$1 pattern=$2 limit=$3 i
-  for ((i = 0; i < limit * 10; i++)); do
-    if grep -m1 -E "$pattern" "$file" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for /$pattern/ in $file" >&2
-  cat "$file" >&2
-  return 1
-}
-
-"$kf" serve --addr 127.0.0.1:0 --log-format json 2>"$out/keyfilter-serve.log" &
-kf_pid=$!
-pids+=("$kf_pid")
-kf_addr=$(wait_line "$out/keyfilter-serve.log" '"keyfilter listening"' 20 | grep -o '"addr":"[^"]*"' | cut -d'"' -f4)
+start_keyfilter "$kf" "$out/keyfilter-serve.log"
 
 "$peer_dir/run.sh" --addr 127.0.0.1:0 --max-seconds 600 >"$out/peer.out" 2>"$out/peer.err" &
 peer_pid=$!
