@@ -161,24 +161,26 @@ impl MatcherCache {
     }
 }
 
+/// The spec `field 0 == value`, of arity 1, as received (for the caches' tests).
+#[cfg(test)]
+pub(super) fn spec(value: &[u8]) -> SpecWire {
+    use crate::proto::{FilterSpec, Op, Predicate};
+    SpecWire::from_message(&FilterSpec {
+        arity: 1,
+        predicates: vec![Predicate {
+            field: 0,
+            op: Op::Eq as i32,
+            value: Bytes::copy_from_slice(value),
+            values: vec![],
+        }],
+        expr: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{FilterSpec, Op, Predicate};
     use keyfilter_core::spec::Limits;
-
-    fn spec(value: &[u8]) -> SpecWire {
-        SpecWire::from_message(&FilterSpec {
-            arity: 1,
-            predicates: vec![Predicate {
-                field: 0,
-                op: Op::Eq as i32,
-                value: Bytes::copy_from_slice(value),
-                values: vec![],
-            }],
-            expr: None,
-        })
-    }
 
     fn planned(spec: &SpecWire) -> (Plan, Arc<Matcher>) {
         let plan = Plan::new(&spec.parse(&Limits::default()).unwrap());

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use tonic::Status;
 
 use super::cache::{level, plan_bytes, Level, ENTRY_OVERHEAD, MAX_RECEIVED_SPEC_BYTES};
-
 use super::errors::status;
 use super::wire::{CompileRequest, SpecWire};
 use super::KeyFilterService;
@@ -150,21 +149,8 @@ pub(super) fn compile(service: &KeyFilterService, request: CompileRequest) -> Re
 
 #[cfg(test)]
 mod tests {
+    use super::super::cache::spec;
     use super::*;
-    use crate::proto::{FilterSpec, Op, Predicate};
-
-    fn spec(value: &[u8]) -> SpecWire {
-        SpecWire::from_message(&FilterSpec {
-            arity: 2,
-            predicates: vec![Predicate {
-                field: 1,
-                op: Op::Eq as i32,
-                value: Bytes::copy_from_slice(value),
-                values: vec![],
-            }],
-            expr: None,
-        })
-    }
 
     #[test]
     fn the_first_level_hits_only_the_exact_request() {

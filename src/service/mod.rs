@@ -203,33 +203,30 @@ impl KeyFilterService {
     /// plan is, and the columns are counted) calls for one.
     async fn serve_match(&self, request: MatchRequest) -> Result<MatchResponse, Status> {
         let service = self.clone();
+        // A cached matcher costs nothing to plan: with no columns to scan,
+        // this step then runs inline.
         let cached = self.cached_matcher(request.spec.as_ref());
-        let (matcher, request) = match cached {
-            // Nothing to plan, no columns to scan: straight to the keys.
-            Some(matcher) if request.columnar_keys.is_none() => (matcher, request),
-            cached => {
-                let columnar_bytes = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
-                let planning = if cached.is_some() {
-                    0
-                } else {
-                    spec_cost(request.spec.as_ref())
-                };
-                self.cpu
-                    .run(planning.saturating_add(columnar_bytes), move |_| {
-                        if let Some(columnar) = &request.columnar_keys {
-                            // A message that does not decode fails first, as it
-                            // would with the generated types.
-                            columnar.shape().map_err(wire::malformed_columnar)?;
-                        }
-                        let matcher = match cached {
-                            Some(matcher) => matcher,
-                            None => service.plan_matcher(request.spec.as_ref())?,
-                        };
-                        Ok((matcher, request))
-                    })
-                    .await?
-            }
+        let planning = if cached.is_some() {
+            0
+        } else {
+            spec_cost(request.spec.as_ref())
         };
+        let columnar_bytes = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
+        let (matcher, request) = self
+            .cpu
+            .run(planning.saturating_add(columnar_bytes), move |_| {
+                if let Some(columnar) = &request.columnar_keys {
+                    // A message that does not decode fails first, as it
+                    // would with the generated types.
+                    columnar.shape().map_err(wire::malformed_columnar)?;
+                }
+                let matcher = match cached {
+                    Some(matcher) => matcher,
+                    None => service.plan_matcher(request.spec.as_ref())?,
+                };
+                Ok((matcher, request))
+            })
+            .await?;
         let max_keys = self.config.max_keys_per_request;
         let cost = keys_cost(
             declared_keys(&request, matcher.arity()),

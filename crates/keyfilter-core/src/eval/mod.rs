@@ -236,6 +236,7 @@ impl Matcher {
         n
     }
 }
+
 /// [`Program::run`], never inlined (see [`Matcher::matches_by`]).
 #[inline(never)]
 fn run_tree<'k>(program: &Program, field: impl Fn(usize) -> &'k [u8]) -> bool {
