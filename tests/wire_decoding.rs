@@ -421,32 +421,152 @@ proptest! {
         if split_in_two {
             prost::encoding::bytes::encode(1, &encoded[at..].to_vec(), &mut request);
         }
-        let limits = small_limits();
-        let ours = wire::MatchRequest::decode(&request[..])
-            .map_err(wire::SpecWireError::Malformed)
-            .and_then(|r| r.spec.expect("sent").parse(&limits));
-        let generated = proto::MatchRequest::decode(&request[..]);
-        match (generated, ours) {
-            (Err(_), Err(wire::SpecWireError::Malformed(_))) => {}
-            (Ok(generated), ours) => {
-                let expected = keyfilter_core::spec::validate(&generated.spec.unwrap().to_input(), &limits);
-                match (expected, ours) {
-                    (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
-                    // Past twice the node limit the server names the first
-                    // encoded node past it; repeated fields (which decoding
-                    // merges) can make that another node than the decoded
-                    // tree's, never another fault.
-                    (
-                        Err(a @ SpecError::TooManyNodes { .. }),
-                        Err(wire::SpecWireError::Invalid(b @ SpecError::TooManyNodes { .. })),
-                    ) if a != b => {}
-                    (Err(a), Err(wire::SpecWireError::Invalid(b))) => prop_assert_eq!(a, b),
-                    (a, b) => prop_assert!(false, "validate: {:?}, parse: {:?}", a, b),
-                }
-            }
-            (generated, ours) => prop_assert!(false, "generated: {:?}, ours: {:?}", generated, ours),
-        }
+        parses_like_decode_then_validate(&request, &small_limits())?;
     }
+}
+
+/// Decodes a `MatchRequest` with the server's decoder and the generated one:
+/// the parsed spec, or the first error, must be the same (bar the documented
+/// differences below).
+fn parses_like_decode_then_validate(
+    request: &[u8],
+    limits: &keyfilter_core::spec::Limits,
+) -> Result<(), TestCaseError> {
+    let ours = wire::MatchRequest::decode(request)
+        .map_err(wire::SpecWireError::Malformed)
+        .and_then(|r| r.spec.expect("sent").parse(limits));
+    let generated = proto::MatchRequest::decode(request);
+    match (generated, ours) {
+        (Err(_), Err(wire::SpecWireError::Malformed(_))) => {}
+        // Where the generated decoder runs out of nesting budget, an
+        // expression nested past the limit is named as such instead.
+        (Err(e), Err(wire::SpecWireError::Invalid(SpecError::ExprTooDeep { .. })))
+            if e.to_string().contains("recursion limit reached") => {}
+        (Ok(generated), ours) => {
+            let expected = keyfilter_core::spec::validate(&generated.spec.unwrap().to_input(), limits);
+            match (expected, ours) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                // Past twice the node limit the server names the first
+                // encoded node past it; repeated fields (which decoding
+                // merges) can make that another node than the decoded
+                // tree's, never another fault.
+                (
+                    Err(a @ SpecError::TooManyNodes { .. }),
+                    Err(wire::SpecWireError::Invalid(b @ SpecError::TooManyNodes { .. })),
+                ) if a != b => {}
+                (Err(a), Err(wire::SpecWireError::Invalid(b))) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "validate: {:?}, parse: {:?}", a, b),
+            }
+        }
+        (generated, ours) => prop_assert!(false, "generated: {:?}, ours: {:?}", generated, ours),
+    }
+    Ok(())
+}
+
+/// `MatchRequest { spec }` for a spec given as its encoded bytes.
+fn match_request_with_spec(spec: &[u8]) -> Vec<u8> {
+    let mut request = Vec::new();
+    prost::encoding::bytes::encode(1, &spec.to_vec(), &mut request);
+    request
+}
+
+/// Wraps an encoded `Expr` into `Expr { negate }`.
+fn negated(expr: &[u8]) -> Vec<u8> {
+    let mut wrapped = Vec::new();
+    prost::encoding::bytes::encode(4, &expr.to_vec(), &mut wrapped);
+    wrapped
+}
+
+/// A spec of arity 1, no predicates of its own, and this encoded `expr`.
+fn spec_with_expr(expr: &[u8]) -> Vec<u8> {
+    let mut spec = vec![0x08, 0x01];
+    prost::encoding::bytes::encode(3, &expr.to_vec(), &mut spec);
+    spec
+}
+
+/// Found by the proptest above in CI: a malformed node below
+/// `max_expr_depth`, behind a predicate that validation would refuse. The
+/// generated decoder fails on the bytes before anything is validated; the
+/// server, which only checked the expression's encoding down to
+/// `max_expr_depth`, named the predicate instead.
+#[test]
+fn a_malformed_node_below_the_depth_limit_is_a_decoding_error() {
+    let mut expr = vec![0x00]; // field number 0: an invalid tag
+    for _ in 0..6 {
+        expr = negated(&expr);
+    }
+    let mut spec = Vec::new();
+    // Predicate { field: 1 } with arity 0: out of range.
+    prost::encoding::bytes::encode(2, &vec![0x08, 0x01], &mut spec);
+    prost::encoding::bytes::encode(3, &expr, &mut spec);
+    let request = match_request_with_spec(&spec);
+    assert!(proto::MatchRequest::decode(&request[..]).is_err());
+    let ours = wire::MatchRequest::decode(&request[..])
+        .unwrap()
+        .spec
+        .unwrap()
+        .parse(&small_limits());
+    assert!(matches!(ours, Err(wire::SpecWireError::Malformed(_))), "{ours:?}");
+}
+
+/// Unknown groups nested inside the expression spend prost's nesting budget
+/// like messages: the server accepts exactly the depths the generated
+/// decoder accepts, when parsing a spec and when checking one a later
+/// `FilterRequest` field replaces.
+#[test]
+fn unknown_groups_nest_exactly_as_deep_as_the_generated_decoder_reads() {
+    let mut outcomes = Vec::new();
+    for groups in 90..=100 {
+        // Expr { 15: group { 15: group { ... } } }
+        let mut expr = vec![0x7b; groups];
+        expr.extend(vec![0x7c; groups]);
+        let spec = spec_with_expr(&negated(&expr));
+        let request = match_request_with_spec(&spec);
+        parses_like_decode_then_validate(&request, &keyfilter_core::spec::Limits::default()).unwrap();
+        outcomes.push(proto::MatchRequest::decode(&request[..]).is_ok());
+
+        let mut replaced = Vec::new();
+        prost::encoding::bytes::encode(1, &spec, &mut replaced);
+        replaced.extend(
+            proto::FilterRequest {
+                msg: Some(Msg::PackedBatch(packed(&[vec![b"a".to_vec()]]))),
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(
+            proto::FilterRequest::decode(&replaced[..]).is_ok(),
+            wire::FilterRequest::decode(&replaced[..]).is_ok(),
+            "{groups} nested groups"
+        );
+    }
+    // The range straddles the budget: both outcomes were compared.
+    assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
+}
+
+/// Negations nested past the budget: the generated decoder gives up, the
+/// server names `max_expr_depth` (however deep, with no deeper recursion).
+#[test]
+fn negations_past_the_decoder_budget_name_the_depth_limit() {
+    let limits = keyfilter_core::spec::Limits::default();
+    let mut expr = proto::Expr {
+        node: Some(proto::expr::Node::Predicate(proto::Predicate {
+            field: 0,
+            op: proto::Op::Eq as i32,
+            value: Bytes::from_static(b"a"),
+            values: vec![],
+        })),
+    }
+    .encode_to_vec();
+    let mut outcomes = Vec::new();
+    for depth in 1..=5_000 {
+        if depth <= 110 || depth % 1_000 == 0 {
+            let request = match_request_with_spec(&spec_with_expr(&expr));
+            parses_like_decode_then_validate(&request, &limits).unwrap();
+            outcomes.push(proto::MatchRequest::decode(&request[..]).is_ok());
+        }
+        expr = negated(&expr);
+    }
+    assert!(outcomes.contains(&true) && outcomes.contains(&false), "{outcomes:?}");
 }
 
 /// Found by fuzzing: a malformed spec replaced (oneof) by a later batch. The

@@ -21,10 +21,10 @@
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
+use keyfilter::proto;
 use keyfilter_core::codegen::{dis, function_name, Function, SUPPORTED};
 use keyfilter_core::eval::{Matcher, PackedIndex};
 use keyfilter_core::plan::{Plan, Test};
-use keyfilter::proto;
 use keyfilter_core::spec::{reference_matches, validate, Limits};
 use keyfilter_fuzz::{read, verify};
 use libfuzzer_sys::fuzz_target;
@@ -148,8 +148,12 @@ fn build_expr(nodes: &mut std::slice::Iter<'_, Node>, arity: u32, depth: u32) ->
         None => Some(N::All(group(vec![]))),
         Some(_) if depth >= 6 => Some(N::All(group(vec![]))),
         Some(Node::Leaf(p)) => Some(N::Predicate(p.wire(arity))),
-        Some(Node::All(n)) => Some(N::All(group((0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect()))),
-        Some(Node::Any(n)) => Some(N::Any(group((0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect()))),
+        Some(Node::All(n)) => Some(N::All(group(
+            (0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect(),
+        ))),
+        Some(Node::Any(n)) => Some(N::Any(group(
+            (0..n % 4).map(|_| build_expr(nodes, arity, depth + 1)).collect(),
+        ))),
         Some(Node::Not) => Some(N::Negate(Box::new(build_expr(nodes, arity, depth + 1)))),
         Some(Node::Unset) => None,
     };

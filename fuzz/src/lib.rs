@@ -508,7 +508,11 @@ impl Verified {
         /// `x[start:]`, as Python slices.
         fn slice_from(x: &[u8], start: i32) -> &[u8] {
             let n = x.len() as i64;
-            let s = if start < 0 { (n + start as i64).max(0) } else { (start as i64).min(n) };
+            let s = if start < 0 {
+                (n + start as i64).max(0)
+            } else {
+                (start as i64).min(n)
+            };
             &x[s as usize..]
         }
         fn start_stop<'a>(start: V<'a>, stop: V<'a>) -> Result<i32, String> {

@@ -14,15 +14,19 @@
 //! Values are copied out as they are accepted: the spec kept by a stream or a
 //! cache never pins the request buffer.
 //!
-//! The expression (`expr`, field 3) is read without trusting its nesting:
-//! the first pass checks its encoding only down to `max_expr_depth` levels
-//! (deeper nodes are skipped whole, so no input makes it recurse further);
-//! after the predicates, a walk over the encoded nodes finds the first node
-//! past `max_expr_depth` or `max_expr_nodes`, in preorder, exactly as
-//! validation would on the decoded tree; only an expression within both is
-//! decoded (with the generated `Expr`, merging repeated occurrences as
-//! protobuf does) and validated. Too deep an expression is therefore
-//! `INVALID_ARGUMENT` naming the limit, however deep it is.
+//! The expression (`expr`, field 3) is read without trusting its nesting.
+//! The first pass checks its encoding exactly as deep as the generated
+//! decoder reads (prost's budget of 100 nested messages, groups included),
+//! so a malformed node below `max_expr_depth` is still a decoding error, as
+//! it is for the generated type. After the predicates, a walk over the
+//! encoded nodes finds the first node past `max_expr_depth` or
+//! `max_expr_nodes`, in preorder, exactly as validation would on the decoded
+//! tree; only an expression within both is decoded (with the generated
+//! `Expr`, merging repeated occurrences as protobuf does) and validated. The
+//! one deliberate difference: where the generated decoder gives up at its
+//! nesting budget ("recursion limit reached"), an expression nested past
+//! `max_expr_depth` is refused by naming that limit, which tells the caller
+//! what to change. No input makes either pass recurse more than 100 levels.
 
 use bytes::{Buf, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -90,8 +94,7 @@ impl SpecWire {
     pub(super) fn check(&self) -> Result<(), DecodeError> {
         let mut start = 0;
         for &end in &self.ends {
-            // Nesting deeper than protobuf decoders accept is skipped, not read.
-            scan_spec(&self.bytes.as_slice()[start..end], PROTOBUF_DEPTH)?;
+            scan_spec(&self.bytes.as_slice()[start..end]).map_err(ScanError::into_decode_error)?;
             start = end;
         }
         Ok(())
@@ -113,8 +116,11 @@ impl SpecWire {
         };
         let mut start = 0;
         for &end in &self.ends {
-            let part = scan_spec(&self.bytes.as_slice()[start..end], limits.max_expr_depth)
-                .map_err(SpecWireError::Malformed)?;
+            let part = match scan_spec(&self.bytes.as_slice()[start..end]) {
+                Ok(part) => part,
+                Err(ScanError::Malformed(e)) => return Err(SpecWireError::Malformed(e)),
+                Err(too_deep @ ScanError::TooDeep) => return Err(self.nesting_fault(too_deep, limits)),
+            };
             // Merged: the last arity set wins (an occurrence that sets none keeps the earlier one).
             shape.arity = part.arity.unwrap_or(shape.arity);
             shape.predicates += part.predicates;
@@ -132,7 +138,8 @@ impl SpecWire {
                     exprs.push(field);
                     continue;
                 }
-                let predicate = scan_predicate(field).map_err(SpecWireError::Malformed)?;
+                let predicate = scan_predicate(field, SPEC_FIELDS_BUDGET - 1)
+                    .map_err(|e| SpecWireError::Malformed(e.into_decode_error()))?;
                 builder.push(predicate.field, predicate.op, predicate.value, predicate.values())?;
             } else {
                 encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())
@@ -175,6 +182,37 @@ impl SpecWire {
         }
         Ok(builder.finish())
     }
+
+    /// The error for a spec nested past the generated decoder's budget: its
+    /// expression's first node past `max_expr_depth` if it has one, else the
+    /// decoder's own error (the budget can also be spent by unknown groups).
+    fn nesting_fault(&self, too_deep: ScanError, limits: &Limits) -> SpecWireError {
+        let depth_only = Limits {
+            max_expr_nodes: usize::MAX,
+            ..limits.clone()
+        };
+        let mut shape = ShapeCheck::new(&depth_only, 0);
+        let mut body = self.bytes.as_slice();
+        // Only the expressions' encoding up to the fault is known to be well
+        // formed: whatever cannot be read past it is the decoder's error.
+        while let Ok((tag, wire_type)) = encoding::decode_key(&mut body) {
+            let Ok(field) = (if wire_type == WireType::LengthDelimited {
+                take_delimited(&mut body)
+            } else {
+                encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default()).map(|()| &[][..])
+            }) else {
+                break;
+            };
+            if tag == 3 {
+                if let Err(e @ SpecWireError::Invalid(SpecError::ExprTooDeep { .. })) =
+                    walk_expr(field, &mut String::from("expr"), 1, &mut shape)
+                {
+                    return e;
+                }
+            }
+        }
+        SpecWireError::Malformed(too_deep.into_decode_error())
+    }
 }
 
 /// What the first pass learns: the arity and the number of predicates.
@@ -199,46 +237,113 @@ fn take_delimited<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
     Ok(value)
 }
 
-/// How deep protobuf decoders nest messages (prost's recursion limit).
-const PROTOBUF_DEPTH: usize = 100;
+/// Why the first pass stopped.
+#[derive(Debug)]
+enum ScanError {
+    /// The bytes are not a `FilterSpec`.
+    Malformed(DecodeError),
+    /// Nested past the generated decoder's budget, where it fails with
+    /// "recursion limit reached".
+    TooDeep,
+}
+
+impl From<DecodeError> for ScanError {
+    fn from(e: DecodeError) -> Self {
+        ScanError::Malformed(e)
+    }
+}
+
+impl ScanError {
+    /// The generated decoder's error for the same bytes.
+    fn into_decode_error(self) -> DecodeError {
+        match self {
+            ScanError::Malformed(e) => e,
+            ScanError::TooDeep => super::decode_error("recursion limit reached"),
+        }
+    }
+}
+
+/// The nesting budget prost gives the fields of a `FilterSpec` sent inside a
+/// request: 100 for the request's own fields, one less per nested message
+/// (and per nested group). It refuses to enter a message, or to skip a
+/// field, with a budget of 0; the scans below keep the same count, so they
+/// accept exactly what the generated decoder accepts.
+const SPEC_FIELDS_BUDGET: u32 = 99;
 
 /// The deepest expression decoded with the generated type: the most any
-/// server accepts (`max_expr_depth` is at most 48), well within
-/// [`PROTOBUF_DEPTH`] (48 levels of `all` are 96 nested messages at most).
+/// server accepts (`max_expr_depth` is at most 48), well within prost's
+/// budget (48 levels of `all` are 96 nested messages at most).
 const MAX_DECODED_DEPTH: usize = 48;
 
-/// Checks the encoding of one `Expr` at `depth` (the root is 1), down to
-/// `max_depth` levels; deeper nodes are skipped whole (validation refuses them).
-fn scan_expr(body: &[u8], depth: usize, max_depth: usize) -> Result<(), DecodeError> {
-    if depth > max_depth {
-        return Ok(());
+/// The budget for the fields of a message entered from fields that had
+/// `left`: prost checks it before reading the message's length.
+fn enter(left: u32) -> Result<u32, ScanError> {
+    left.checked_sub(1).ok_or(ScanError::TooDeep)
+}
+
+/// `prost::encoding::skip_field` with its nesting budget explicit (prost's
+/// own starts every call at 100).
+fn skip_field(wire_type: WireType, tag: u32, buf: &mut &[u8], left: u32) -> Result<(), ScanError> {
+    if left == 0 {
+        return Err(ScanError::TooDeep);
     }
+    let len = match wire_type {
+        WireType::Varint => encoding::decode_varint(buf).map(|_| 0)?,
+        WireType::ThirtyTwoBit => 4,
+        WireType::SixtyFourBit => 8,
+        WireType::LengthDelimited => encoding::decode_varint(buf)?,
+        WireType::StartGroup => loop {
+            let (inner_tag, inner_wire_type) = encoding::decode_key(buf)?;
+            if inner_wire_type == WireType::EndGroup {
+                if inner_tag != tag {
+                    return Err(super::decode_error("unexpected end group tag").into());
+                }
+                break 0;
+            }
+            skip_field(inner_wire_type, inner_tag, buf, left - 1)?;
+        },
+        WireType::EndGroup => return Err(super::decode_error("unexpected end group tag").into()),
+    };
+    if len > buf.len() as u64 {
+        return Err(super::decode_error("buffer underflow").into());
+    }
+    *buf = &buf[len as usize..];
+    Ok(())
+}
+
+/// Checks the encoding of one `Expr` whose fields have the nesting budget
+/// `left`, as the generated decoder reads it.
+fn scan_expr(body: &[u8], left: u32) -> Result<(), ScanError> {
     let mut rest = body;
     while !rest.is_empty() {
         let (tag, wire_type) = encoding::decode_key(&mut rest)?;
         match tag {
             1 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                scan_predicate(take_delimited(&mut rest)?)?;
+                let inner = enter(left)?;
+                scan_predicate(take_delimited(&mut rest)?, inner)?;
             }
             2 | 3 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
+                let list_left = enter(left)?;
                 let mut list = take_delimited(&mut rest)?;
                 while !list.is_empty() {
                     let (tag, wire_type) = encoding::decode_key(&mut list)?;
                     if tag == 1 {
                         encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                        scan_expr(take_delimited(&mut list)?, depth + 1, max_depth)?;
+                        let inner = enter(list_left)?;
+                        scan_expr(take_delimited(&mut list)?, inner)?;
                     } else {
-                        encoding::skip_field(wire_type, tag, &mut list, DecodeContext::default())?;
+                        skip_field(wire_type, tag, &mut list, list_left)?;
                     }
                 }
             }
             4 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                scan_expr(take_delimited(&mut rest)?, depth + 1, max_depth)?;
+                let inner = enter(left)?;
+                scan_expr(take_delimited(&mut rest)?, inner)?;
             }
-            _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+            _ => skip_field(wire_type, tag, &mut rest, left)?,
         }
     }
     Ok(())
@@ -285,7 +390,8 @@ fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeChec
     Ok(())
 }
 
-fn scan_spec(mut body: &[u8], max_expr_depth: usize) -> Result<PartShape, DecodeError> {
+fn scan_spec(mut body: &[u8]) -> Result<PartShape, ScanError> {
+    let left = SPEC_FIELDS_BUDGET;
     let mut shape = PartShape {
         arity: None,
         predicates: 0,
@@ -300,14 +406,16 @@ fn scan_spec(mut body: &[u8], max_expr_depth: usize) -> Result<PartShape, Decode
             }
             2 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                scan_predicate(take_delimited(&mut body)?)?;
+                let inner = enter(left)?;
+                scan_predicate(take_delimited(&mut body)?, inner)?;
                 shape.predicates += 1;
             }
             3 => {
                 encoding::check_wire_type(WireType::LengthDelimited, wire_type)?;
-                scan_expr(take_delimited(&mut body)?, 1, max_expr_depth)?;
+                let inner = enter(left)?;
+                scan_expr(take_delimited(&mut body)?, inner)?;
             }
-            _ => encoding::skip_field(wire_type, tag, &mut body, DecodeContext::default())?,
+            _ => skip_field(wire_type, tag, &mut body, left)?,
         }
     }
     Ok(shape)
@@ -333,7 +441,8 @@ impl<'a> PredicateWire<'a> {
     }
 }
 
-fn scan_predicate(body: &[u8]) -> Result<PredicateWire<'_>, DecodeError> {
+/// Reads one `Predicate` whose fields have the nesting budget `left`.
+fn scan_predicate(body: &[u8], left: u32) -> Result<PredicateWire<'_>, ScanError> {
     let mut p = PredicateWire {
         field: 0,
         op: 0,
@@ -363,7 +472,7 @@ fn scan_predicate(body: &[u8]) -> Result<PredicateWire<'_>, DecodeError> {
                 take_delimited(&mut rest)?;
                 p.values += 1;
             }
-            _ => encoding::skip_field(wire_type, tag, &mut rest, DecodeContext::default())?,
+            _ => skip_field(wire_type, tag, &mut rest, left)?,
         }
     }
     Ok(p)
