@@ -154,6 +154,35 @@ def _match_request(spec: _SpecBytes, keys: Sequence[Key], packed: bool) -> bytes
     return head + _native.encode_keys(keys, 2)  # MatchRequest.keys = 2
 
 
+def _answers(call: Iterable[Tuple[int, Any]], in_flight: Deque[Any]) -> Iterator[Tuple[Any, Any]]:
+    """Pairs each response of a ``Filter`` call with the batch it answers
+    (the oldest in ``in_flight``), holding the server to the protocol: one
+    response per batch, numbered 0, 1, 2, ... A stream that ends with status
+    OK while a batch it was sent is unanswered would silently drop that
+    batch's matches: it raises :class:`RemoteError` (``DATA_LOSS``) instead,
+    as does an answer out of order or for a batch never sent."""
+    expected = 0
+    for number, matched in call:
+        if not in_flight:
+            raise RemoteError(
+                grpc.StatusCode.DATA_LOSS,
+                f"the server answered batch {number} of the Filter stream, but only {expected} batches were sent",
+            )
+        if number != expected:
+            raise RemoteError(
+                grpc.StatusCode.DATA_LOSS,
+                f"the server answered batch {number} of the Filter stream where batch {expected} was due",
+            )
+        yield in_flight.popleft(), matched
+        expected += 1
+    if in_flight:
+        raise RemoteError(
+            grpc.StatusCode.DATA_LOSS,
+            f"the server ended the Filter stream with status OK after answering {expected} of "
+            f"{expected + len(in_flight)} batches",
+        )
+
+
 def _filter_batch(keys: Sequence[Key], arity: int, packed: bool, start: int) -> bytes:
     if packed:  # FilterRequest.packed_batch = 3
         return _native.encode_keys(keys, 3, arity=arity, packed=True, start=start)
@@ -386,7 +415,9 @@ class Client:
         early cancels the call. An exception raised by ``keys`` (or a key that
         is not a tuple of bytes) ends the stream; it is raised after the keys
         before it have been yielded. ``batch_size`` is the keys per batch
-        (default 10,000).
+        (default 10,000). Every batch sent must be answered, in order: a
+        stream that ends OK with a batch unanswered raises
+        :class:`RemoteError` with code ``DATA_LOSS``.
 
         Arrow data (a pyarrow Table, RecordBatchReader, Polars or pandas
         DataFrame, DuckDB relation, ...) is streamed in the columnar form: its
@@ -492,8 +523,7 @@ class Client:
 
         call = self._filter(requests(), timeout=timeout, metadata=metadata)
         try:
-            for _, matched in call:
-                batch = in_flight.popleft()
+            for batch, matched in _answers(call, in_flight):
                 for i in matched:
                     yield batch[i]
                 del batch
@@ -556,8 +586,7 @@ class Client:
         def batches() -> Iterator[Any]:
             call = self._filter_arrow(requests(), timeout=timeout, metadata=metadata)
             try:
-                for _, matched in call:
-                    part = in_flight.popleft()
+                for part, matched in _answers(call, in_flight):
                     if len(matched):  # batches without a match are left out
                         yield pa.record_batch(_native.take_rows(part, matched))
                     del part
