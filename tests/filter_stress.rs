@@ -261,9 +261,21 @@ async fn one_stream(
         loop {
             match stream.message().await {
                 Ok(Some(response)) => got.push((response.batch, response.matched)),
-                Ok(None) => return Ok(()),
+                Ok(None) => break,
                 Err(s) => return Err(format!("after {} responses: {:?} {}", got.len(), s.code(), s.message())),
             }
+        }
+        // The server's own count of the batches it answered (older servers
+        // send none): a response lost between it and the client shows here.
+        let trailers = stream.trailers().await.map_err(|s| format!("trailers: {s:?}"))?;
+        match trailers
+            .as_ref()
+            .and_then(|t| t.get(keyfilter::service::BATCHES_TRAILER))
+        {
+            Some(answered) if answered.to_str().ok() != Some(got.len().to_string().as_str()) => {
+                Err(format!("OK, but the server says it answered {answered:?} batches"))
+            }
+            _ => Ok(()),
         }
     };
     let end = match timeout(STREAM_TIMEOUT, call).await {

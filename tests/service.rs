@@ -846,6 +846,15 @@ async fn filter_bulk_streams_agree_with_reference() {
         }
         let end = timeout(STEP, responses.message()).await.expect("end in time");
         assert_eq!(end.expect("clean end"), None, "one response per batch");
+        // The OK status counts the batches answered, for the client to check.
+        let trailers = responses.trailers().await.expect("trailers").expect("trailers");
+        assert_eq!(
+            trailers
+                .get(keyfilter::service::BATCHES_TRAILER)
+                .map(|v| v.to_str().unwrap()),
+            Some(wants.len().to_string().as_str()),
+            "stream {stream_no}"
+        );
     }
 }
 

@@ -154,13 +154,19 @@ def _match_request(spec: _SpecBytes, keys: Sequence[Key], packed: bool) -> bytes
     return head + _native.encode_keys(keys, 2)  # MatchRequest.keys = 2
 
 
-def _answers(call: Iterable[Tuple[int, Any]], in_flight: Deque[Any]) -> Iterator[Tuple[Any, Any]]:
+# The trailer in which the server counts the batches a Filter stream answered.
+_BATCHES_TRAILER = "keyfilter-batches"
+
+
+def _answers(call: Any, in_flight: Deque[Any]) -> Iterator[Tuple[Any, Any]]:
     """Pairs each response of a ``Filter`` call with the batch it answers
     (the oldest in ``in_flight``), holding the server to the protocol: one
     response per batch, numbered 0, 1, 2, ... A stream that ends with status
     OK while a batch it was sent is unanswered would silently drop that
     batch's matches: it raises :class:`RemoteError` (``DATA_LOSS``) instead,
-    as does an answer out of order or for a batch never sent."""
+    as does an answer out of order or for a batch never sent, or a count of
+    batches answered (the server's ``keyfilter-batches`` trailer) that is not
+    the number of answers that arrived."""
     expected = 0
     for number, matched in call:
         if not in_flight:
@@ -175,6 +181,13 @@ def _answers(call: Iterable[Tuple[int, Any]], in_flight: Deque[Any]) -> Iterator
             )
         yield in_flight.popleft(), matched
         expected += 1
+    answered = dict(call.trailing_metadata() or ()).get(_BATCHES_TRAILER)
+    if answered is not None and answered != str(expected):
+        raise RemoteError(
+            grpc.StatusCode.DATA_LOSS,
+            f"the server ended the Filter stream with status OK after answering {answered} batches, "
+            f"but {expected} answers arrived",
+        )
     if in_flight:
         raise RemoteError(
             grpc.StatusCode.DATA_LOSS,

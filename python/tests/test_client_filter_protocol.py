@@ -8,7 +8,7 @@ test_client.py."""
 from __future__ import annotations
 
 from concurrent import futures
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -57,9 +57,10 @@ def one_more(answers):
     yield number + 1, [0]
 
 
-def serve(policy: Policy) -> tuple:
+def serve(policy: Policy, trailer: Optional[str] = None) -> tuple:
     """A grpcio server whose Filter answers every batch as keyfilter would,
-    then passes the answers through `policy`; returns (server, address)."""
+    then passes the answers through `policy`, and ends with `trailer` as its
+    count of batches answered (none if None); returns (server, address)."""
 
     def answers(requests: Iterator[pb2.FilterRequest]) -> Iterator[tuple]:
         number = 0
@@ -83,6 +84,8 @@ def serve(policy: Policy) -> tuple:
     def filter_stream(requests: Iterator[pb2.FilterRequest], context) -> Iterator[pb2.FilterResponse]:
         for number, matched in policy(answers(requests)):
             yield pb2.FilterResponse(batch=number, matched=matched)
+        if trailer is not None:
+            context.set_trailing_metadata((("keyfilter-batches", trailer),))
 
     handler = grpc.method_handlers_generic_handler(
         "keyfilter.v1.KeyFilter",
@@ -101,8 +104,8 @@ def serve(policy: Policy) -> tuple:
     return server, f"127.0.0.1:{port}"
 
 
-def run(policy: Policy, packed: bool = False) -> list:
-    server, addr = serve(policy)
+def run(policy: Policy, packed: bool = False, trailer: Optional[str] = None) -> list:
+    server, addr = serve(policy, trailer)
     try:
         with keyfilter.Client(addr, timeout=30) as client:
             return list(client.filter(SPEC, KEYS, batch_size=3, packed=packed))
@@ -114,6 +117,16 @@ def run(policy: Policy, packed: bool = False) -> list:
 def test_an_honest_server_gives_every_match(packed):
     # The fake itself is right: all answers through, the client yields the matches.
     assert run(honest, packed) == [k for k in KEYS if k[0].startswith(b"a")]
+
+
+def test_the_servers_count_of_batches_answered_is_checked():
+    # keyfilter's server counts them in a trailer: right, the answers pass...
+    assert run(honest, trailer="4") == [k for k in KEYS if k[0].startswith(b"a")]
+    # ...wrong, an answer was lost between the server and the client.
+    with pytest.raises(RemoteError) as e:
+        run(honest, trailer="5")
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+    assert "after answering 5 batches, but 4 answers arrived" in e.value.message
 
 
 @pytest.mark.parametrize("packed", [False, True])

@@ -12,6 +12,13 @@
 //! with `DEADLINE_EXCEEDED`, so an abandoned stream cannot hold its slot of
 //! `max_filter_streams` forever. The final status travels outside the bounded
 //! channel, so it is delivered even when that channel is full.
+//!
+//! A stream ends OK only when its task says so, after its last response: the
+//! task hands over its final status, success included, before it closes the
+//! channel, and a task that ends without one (a panic) ends the stream with
+//! `INTERNAL`, never OK. The OK status carries the number of batches answered
+//! in the trailer [`BATCHES_TRAILER`], so a client can check end to end that
+//! no answer was lost on the way (the Python client does).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -35,11 +42,16 @@ use keyfilter_core::eval::Matcher;
 /// client abandoned is never counted as finished).
 pub const CLIENT_RESET: &str = "the client reset the stream before it finished sending";
 
+/// The trailer of a `Filter` stream that ended OK: how many batches the
+/// server answered (decimal), which is how many responses it sent.
+pub const BATCHES_TRAILER: &str = "keyfilter-batches";
+
 /// The response stream of `Filter`: every computed response, then the
-/// stream's error status if it failed.
+/// stream's final status (tonic sends an item `Err(status)` as the trailers,
+/// whatever its code, so an OK status with metadata ends the stream OK).
 pub struct FilterStream {
     responses: mpsc::Receiver<FilterResponse>,
-    failure: Option<oneshot::Receiver<Status>>,
+    end: Option<oneshot::Receiver<Status>>,
 }
 
 impl Stream for FilterStream {
@@ -49,16 +61,25 @@ impl Stream for FilterStream {
         match self.responses.poll_recv(cx) {
             Poll::Ready(Some(response)) => Poll::Ready(Some(Ok(response))),
             // The channel closes only when the task has ended, and the task
-            // hands over its failure before it drops its sender: so by now the
-            // failure, if any, is waiting. (Polling the failure while responses
-            // may still arrive would race with the last of them.)
-            Poll::Ready(None) => {
-                let failure = self.failure.take().and_then(|mut rx| rx.try_recv().ok());
-                Poll::Ready(failure.map(Err))
-            }
+            // hands over its final status before it drops its sender: so by
+            // now the status is waiting, unless the task died without one.
+            // (Polling the status while responses may still arrive would race
+            // with the last of them.)
+            Poll::Ready(None) => Poll::Ready(self.end.take().map(|mut end| {
+                Err(end.try_recv().unwrap_or_else(|_| {
+                    Status::internal("Filter: the stream's task ended without a status (see the server log)")
+                }))
+            })),
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// The OK status of a stream that answered `batches` batches.
+fn finished(batches: u64) -> Status {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(BATCHES_TRAILER, batches.into());
+    Status::with_metadata(tonic::Code::Ok, "", metadata)
 }
 
 type Sender = mpsc::Sender<FilterResponse>;
@@ -69,7 +90,7 @@ pub(super) async fn start(
     permit: OwnedSemaphorePermit,
 ) -> Result<FilterStream, Status> {
     let (tx, responses) = mpsc::channel(service.config.filter_buffer.max(1));
-    let (fail, failure) = oneshot::channel();
+    let (report_end, end) = oneshot::channel();
     // The spec is read inside the task too: the response headers go out at
     // once, so a client that waits for them before sending is not deadlocked.
     tokio::spawn(
@@ -80,17 +101,15 @@ pub(super) async fn start(
             let result = run(&service, inbound, &tx).await;
             metrics::filter_streams_delta(-1.0);
             metrics::observe("Filter", start, &result);
-            if let Err(status) = result {
-                let _ = fail.send(status);
-            }
-            // Closing the channel last tells FilterStream the failure is in place.
+            let _ = report_end.send(result.map_or_else(|status| status, finished));
+            // Closing the channel last tells FilterStream the status is in place.
             drop(tx);
         }
         .in_current_span(),
     );
     Ok(FilterStream {
         responses,
-        failure: Some(failure),
+        end: Some(end),
     })
 }
 
@@ -131,7 +150,8 @@ async fn next(
     }
 }
 
-async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, tx: &Sender) -> Result<(), Status> {
+/// Answers the stream's batches; the number answered when it ends OK.
+async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, tx: &Sender) -> Result<u64, Status> {
     let timeout = service.config.filter_idle_timeout;
     let matcher = match next(&mut inbound, tx, timeout).await {
         None => {
@@ -186,7 +206,7 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
         matched = matched_total,
         "filter stream done"
     );
-    Ok(())
+    Ok(batch)
 }
 
 /// What evaluating one batch costs, roughly (see [`super::work::INLINE_COST`]).
@@ -254,16 +274,19 @@ mod tests {
 
     /// The end of a `Filter` response stream, by construction: whatever the
     /// interleaving of the stream's task and tonic's polling, every response
-    /// the task sent comes out, in order, before the stream ends, and the
-    /// stream ends with the task's failure exactly when there is one.
+    /// the task sent comes out, in order, before the stream ends; it ends
+    /// with the task's failure exactly when there is one, OK with the count
+    /// of batches answered otherwise, and never OK when the task died
+    /// without saying how it ended.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_sent_response_comes_out_before_the_end() {
         for round in 0..20_000u64 {
             let capacity = 1 + (round % 4) as usize;
             let sent = round * 7 % 6;
-            let fails = round % 3 == 0;
+            // 0: succeeds, 1: fails, 2: dies without a status (a panic).
+            let ending = round % 3;
             let (tx, responses) = mpsc::channel(capacity);
-            let (fail, failure) = oneshot::channel();
+            let (report_end, end) = oneshot::channel();
             let task = tokio::spawn(async move {
                 for batch in 0..sent {
                     tx.send(FilterResponse { batch, matched: vec![] })
@@ -273,23 +296,34 @@ mod tests {
                         tokio::task::yield_now().await;
                     }
                 }
-                if fails {
-                    let _ = fail.send(Status::invalid_argument("bad batch"));
+                // As in `start`: the status first, then the channel closes.
+                match ending {
+                    0 => drop(report_end.send(finished(sent))),
+                    1 => drop(report_end.send(Status::invalid_argument("bad batch"))),
+                    _ => drop(report_end),
                 }
-                // As in `start`: the failure first, then the channel closes.
                 drop(tx);
             });
             let stream = FilterStream {
                 responses,
-                failure: Some(failure),
+                end: Some(end),
             };
             let items: Vec<_> = stream.collect().await;
             task.await.expect("the task finishes");
             let batches: Vec<u64> = items.iter().filter_map(|i| i.as_ref().ok().map(|r| r.batch)).collect();
             assert_eq!(batches, (0..sent).collect::<Vec<_>>(), "round {round}: {items:?}");
-            let ended_failed = items.last().is_some_and(|i| i.is_err());
-            assert_eq!(ended_failed, fails, "round {round}: {items:?}");
-            assert_eq!(items.len() as u64, sent + u64::from(fails), "round {round}");
+            assert_eq!(items.len() as u64, sent + 1, "round {round}: one status at the end");
+            let status = items
+                .last()
+                .unwrap()
+                .as_ref()
+                .expect_err("the stream ends with its status");
+            let code = [tonic::Code::Ok, tonic::Code::InvalidArgument, tonic::Code::Internal][ending as usize];
+            assert_eq!(status.code(), code, "round {round}: {status:?}");
+            if ending == 0 {
+                let answered = status.metadata().get(BATCHES_TRAILER).expect("the trailer");
+                assert_eq!(answered.to_str().unwrap(), sent.to_string(), "round {round}");
+            }
         }
     }
 }

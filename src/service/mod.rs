@@ -25,7 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use cache::MatcherCache;
 pub use compile::CompileCache;
-pub use filter::FilterStream;
+pub use filter::{FilterStream, BATCHES_TRAILER};
 pub use work::Cancel;
 
 use crate::proto::{CompileResponse, MatchResponse};

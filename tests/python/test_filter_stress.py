@@ -6,7 +6,8 @@ batches included), every request available at once (a list, so grpcio writes
 them all and half-closes right away). Several threads share a few channels,
 some with gzip. Every stream must get exactly one response per batch, in
 order (`batch` 0..4), with the matches Python's own bytes operators give, and
-end with OK. Failures are counted and the first ones printed in full.
+end with OK (whose trailer, when the server sends it, counts the 5 batches).
+Failures are counted and the first ones printed in full.
 
 KEYFILTER_STRESS_PY_STREAMS: number of streams (default 10000: 1 to 4 minutes
 against a debug server);
@@ -94,8 +95,13 @@ def test_every_filter_stream_gets_one_answer_per_batch(pb):
                 requests, sizes, expected = plan(pb, spec, seed)
                 got, end = [], "OK"
                 try:
-                    for r in stub.Filter(iter(requests), timeout=STEP):
+                    call = stub.Filter(iter(requests), timeout=STEP)
+                    for r in call:
                         got.append((r.batch, list(r.matched)))
+                    # The server's count of the batches it answered.
+                    answered = dict(call.trailing_metadata() or ()).get("keyfilter-batches")
+                    if answered is not None and answered != str(len(got)):
+                        end = f"OK, but the server says it answered {answered} batches"
                 except grpc.RpcError as e:
                     end = f"{e.code().name} {e.details()}"
                 with lock:

@@ -340,10 +340,14 @@ def test_filter_bulk(pb, stub):
             requests.append(pb.pb2.FilterRequest(batch=pb.pb2.KeyBatch(keys=rows(pb, keys))))
         else:
             requests.append(pb.pb2.FilterRequest(packed_batch=packed(pb, keys)))
-    responses = list(stub.Filter(iter(requests), timeout=STEP))
+    call = stub.Filter(iter(requests), timeout=STEP)
+    responses = list(call)
     assert [r.batch for r in responses] == list(range(60))
     assert [list(r.matched) for r in responses] == wants
     assert any(wants), "some keys should match"
+    # The OK status counts the batches the server answered.
+    assert call.code() == grpc.StatusCode.OK
+    assert dict(call.trailing_metadata())["keyfilter-batches"] == "60"
 
 
 def test_filter_lock_step(pb, stub):
