@@ -1,8 +1,6 @@
-"""keyfilter.Matcher: inputs, errors, identity, speed."""
+"""keyfilter.Matcher: inputs, errors, identity."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -92,22 +90,15 @@ def _python_matcher(spec):
     return lambda key: reference_match(spec, key)
 
 
-def test_bulk_filter_is_much_faster_than_pure_python():
+def test_bulk_filter_agrees_with_pure_python():
+    # How much faster it is, is measured by a benchmark (benches/arrow_peers.py:
+    # "tuples" against "python"), not asserted here.
     n = 200_000
     keys = [(b"org%d" % (i % 7), b"202%d-%02d" % (i % 6, i % 12), b"eng/%d" % i if i % 3 else b"ops/%d" % i) for i in range(n)]
     m = keyfilter.Matcher(SPEC)
     py = _python_matcher(SPEC)
-
-    def best(fn, repeat=3):
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - t)
-        return min(times), result
-
-    native_t, native = best(lambda: m.filter(keys))
-    python_t, python = best(lambda: [k for k in keys if py(k)], repeat=1)
-    assert native == python
-    # Typically 20-40x; the bound leaves room for a busy machine.
-    assert python_t / native_t > 5, (native_t, python_t)
+    want = [k for k in keys if py(k)]
+    assert 0 < len(want) < n
+    got = m.filter(keys)
+    assert got == want
+    assert all(a is b for a, b in zip(got, want))  # the caller's own key objects
