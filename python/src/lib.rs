@@ -11,6 +11,7 @@
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::os::raw::c_char;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -277,6 +278,62 @@ enum Origin {
     Item(usize),
 }
 
+/// Where an exact `bytes` object's data starts, from the object's address
+/// (`offsetof(PyBytesObject, ob_sval)` of the running interpreter); 0 until
+/// the module has measured it.
+///
+/// The stable ABI this one wheel is built on has no inline accessor for a
+/// bytes object's data: `PyBytes_AsStringAndSize` is a call into the
+/// interpreter, one per field of every key, and calls were most of the
+/// tuple path's time. Every exact `bytes` object has the same layout, so the
+/// offset, measured once on a real object of the running interpreter (not
+/// assumed from a header), finds the data of every other one; the length is
+/// the object's `ob_size`, which the stable ABI exposes.
+static BYTES_DATA_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Where an exact tuple's item pointers start, from the object's address
+/// (`offsetof(PyTupleObject, ob_item)` of the running interpreter: 24 bytes
+/// up to 3.13, 32 from 3.14, which caches the hash); 0 until measured. The
+/// same reasoning as [`BYTES_DATA_OFFSET`]: `PyTuple_GetItem` is a call per
+/// field of every key.
+static TUPLE_ITEMS_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// Measures [`BYTES_DATA_OFFSET`] and [`TUPLE_ITEMS_OFFSET`] on real objects
+/// of this interpreter, keeping each only if two different objects agree
+/// (otherwise the calls stay in use).
+fn measure_layouts(py: Python<'_>) -> PyResult<()> {
+    let data_offset = |b: &Bound<'_, PyBytes>| b.as_bytes().as_ptr() as usize - b.as_ptr() as usize;
+    let (a, b) = (PyBytes::new(py, b"keyfilter"), PyBytes::new(py, &[0u8; 100]));
+    if data_offset(&a) == data_offset(&b) {
+        BYTES_DATA_OFFSET.store(data_offset(&a), Ordering::Relaxed);
+    }
+    // Where the pointers of `len` fresh objects sit, in order, inside a tuple
+    // of them: the first word w from 1 (past the reference count) holding
+    // the first item's pointer and followed by the others. The header words
+    // (type, size, cached hash) never equal that pointer, so an earlier
+    // candidate stops at its first word, and every read stays inside the
+    // tuple (a header of 3 or 4 words, then `len` items).
+    let items_offset = |len: usize| -> PyResult<Option<usize>> {
+        let items: Vec<Bound<'_, PyBytes>> = (0..len)
+            .map(|i| PyBytes::new(py, format!("item {i}").as_bytes()))
+            .collect();
+        let tuple = PyTuple::new(py, &items)?;
+        let words = tuple.as_ptr().cast::<usize>().cast_const();
+        Ok((1..=4)
+            .find(|&w| {
+                // SAFETY: see above; `all` stops at the first mismatch.
+                (0..len).all(|i| unsafe { *words.add(w + i) } == items[i].as_ptr() as usize)
+            })
+            .map(|w| w * std::mem::size_of::<usize>()))
+    };
+    if let (Some(first), Some(second)) = (items_offset(8)?, items_offset(12)?) {
+        if first == second {
+            TUPLE_ITEMS_OFFSET.store(first, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
 /// Appends the (pointer, length) of `obj`'s bytes to `out`; false if `obj` is
 /// not a bytes object. Raw FFI: this runs for every field of every key.
 ///
@@ -285,8 +342,16 @@ enum Origin {
 #[inline(always)]
 unsafe fn push_bytes(obj: *mut ffi::PyObject, out: &mut Vec<(*const u8, usize)>) -> bool {
     // SAFETY: guaranteed by the caller; the checks are inline type compares.
+    // An exact bytes object is `BYTES_DATA_OFFSET` bytes of header, then its
+    // `ob_size` bytes of data (see there).
     unsafe {
-        if ffi::PyBytes_CheckExact(obj) == 0 && ffi::PyBytes_Check(obj) == 0 {
+        if ffi::PyBytes_CheckExact(obj) != 0 {
+            let offset = BYTES_DATA_OFFSET.load(Ordering::Relaxed);
+            if offset != 0 {
+                out.push((obj.cast::<u8>().add(offset).cast_const(), ffi::Py_SIZE(obj) as usize));
+                return true;
+            }
+        } else if ffi::PyBytes_Check(obj) == 0 {
             return false;
         }
         let mut data: *mut c_char = std::ptr::null_mut();
@@ -394,11 +459,22 @@ fn read_fields<'py>(
     let p = key.as_ptr();
     // SAFETY: `key` is a live object and the GIL is held; items are only read
     // below the size just returned, as borrowed references.
-    let (n, get): (ffi::Py_ssize_t, GetItem) = unsafe {
-        if ffi::PyTuple_CheckExact(p) != 0 || ffi::PyTuple_Check(p) != 0 {
-            (ffi::PyTuple_Size(p), ffi::PyTuple_GetItem)
+    let (n, items, get): (ffi::Py_ssize_t, *const *mut ffi::PyObject, GetItem) = unsafe {
+        // `ob_size` is a tuple's or list's length (and part of the stable
+        // ABI): read inline, not through a call per key; so are an exact
+        // tuple's items once their offset is known (TUPLE_ITEMS_OFFSET).
+        if ffi::PyTuple_CheckExact(p) != 0 {
+            let offset = TUPLE_ITEMS_OFFSET.load(Ordering::Relaxed);
+            let items = if offset == 0 {
+                std::ptr::null()
+            } else {
+                p.cast::<u8>().add(offset).cast::<*mut ffi::PyObject>().cast_const()
+            };
+            (ffi::Py_SIZE(p), items, ffi::PyTuple_GetItem)
+        } else if ffi::PyTuple_Check(p) != 0 {
+            (ffi::Py_SIZE(p), std::ptr::null(), ffi::PyTuple_GetItem)
         } else if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
-            (ffi::PyList_Size(p), ffi::PyList_GetItem)
+            (ffi::Py_SIZE(p), std::ptr::null(), ffi::PyList_GetItem)
         } else {
             let at = match origin {
                 Origin::Call => "key".to_string(),
@@ -427,7 +503,11 @@ fn read_fields<'py>(
     for j in 0..n {
         // SAFETY: j < n, the container's size; see above.
         unsafe {
-            let item = get(p, j as ffi::Py_ssize_t);
+            let item = if items.is_null() {
+                get(p, j as ffi::Py_ssize_t)
+            } else {
+                *items.add(j)
+            };
             // The bytes path first and alone: a str is only looked at after it fails.
             if !push_bytes(item, out) {
                 let item = Borrowed::from_ptr(key.py(), item);
@@ -1085,9 +1165,21 @@ fn is_arrow(obj: &Bound<'_, PyAny>) -> bool {
     arrow::import::is_arrow(obj)
 }
 
+/// `(bytes data offset, tuple items offset)` as measured on this interpreter
+/// (0: not found, the calls are used); for tests.
+#[pyfunction]
+fn _layout() -> (usize, usize) {
+    (
+        BYTES_DATA_OFFSET.load(Ordering::Relaxed),
+        TUPLE_ITEMS_OFFSET.load(Ordering::Relaxed),
+    )
+}
+
 /// The native half of the `keyfilter` package (import `keyfilter` instead).
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    measure_layouts(m.py())?;
+    m.add_function(wrap_pyfunction!(_layout, m)?)?;
     m.add_class::<Matcher>()?;
     m.add_class::<arrow::export::ArrowMask>()?;
     m.add_class::<arrow::export::ArrowIndices>()?;
