@@ -367,6 +367,72 @@ unsafe fn push_bytes(obj: *mut ffi::PyObject, out: &mut Vec<(*const u8, usize)>)
 
 type GetItem = unsafe extern "C" fn(*mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject;
 
+/// The items of a tuple or a list (subclasses included), read as borrowed
+/// pointers: the one way both a key's fields and a collection's keys are
+/// read. `ob_size` is a tuple's or list's length (and part of the stable
+/// ABI): read inline, not through a call; so are an exact tuple's items once
+/// their offset is known ([`TUPLE_ITEMS_OFFSET`]); the others go through the
+/// type's `GetItem`.
+#[derive(Clone, Copy)]
+struct Items {
+    container: *mut ffi::PyObject,
+    len: usize,
+    /// An exact tuple's item pointers, or null.
+    direct: *const *mut ffi::PyObject,
+    get: GetItem,
+}
+
+impl Items {
+    /// The items of `p`, if it is a tuple or a list.
+    ///
+    /// # Safety
+    /// `p` must be a live object and the GIL held; the items read stay valid
+    /// while the container is alive and unchanged (no Python code runs).
+    #[inline(always)]
+    unsafe fn of(p: *mut ffi::PyObject) -> Option<Items> {
+        // SAFETY: see above; the checks are inline type compares.
+        unsafe {
+            let (direct, get): (*const *mut ffi::PyObject, GetItem) = if ffi::PyTuple_CheckExact(p) != 0 {
+                let offset = TUPLE_ITEMS_OFFSET.load(Ordering::Relaxed);
+                let direct = if offset == 0 {
+                    std::ptr::null()
+                } else {
+                    p.cast::<u8>().add(offset).cast::<*mut ffi::PyObject>().cast_const()
+                };
+                (direct, ffi::PyTuple_GetItem)
+            } else if ffi::PyTuple_Check(p) != 0 {
+                (std::ptr::null(), ffi::PyTuple_GetItem)
+            } else if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
+                (std::ptr::null(), ffi::PyList_GetItem)
+            } else {
+                return None;
+            };
+            Some(Items {
+                container: p,
+                len: ffi::Py_SIZE(p).max(0) as usize,
+                direct,
+                get,
+            })
+        }
+    }
+
+    /// Item `j` (below `len`), borrowed.
+    ///
+    /// # Safety
+    /// As for [`Items::of`], and `j < self.len`.
+    #[inline(always)]
+    unsafe fn item(&self, j: usize) -> *mut ffi::PyObject {
+        // SAFETY: see above.
+        unsafe {
+            if self.direct.is_null() {
+                (self.get)(self.container, j as ffi::Py_ssize_t)
+            } else {
+                *self.direct.add(j)
+            }
+        }
+    }
+}
+
 /// What `read_fields` does with a `str` field (any other non-bytes field is
 /// a TypeError).
 #[derive(Clone, Copy)]
@@ -458,35 +524,18 @@ fn read_fields<'py>(
     keep.clear();
     let p = key.as_ptr();
     // SAFETY: `key` is a live object and the GIL is held; items are only read
-    // below the size just returned, as borrowed references.
-    let (n, items, get): (ffi::Py_ssize_t, *const *mut ffi::PyObject, GetItem) = unsafe {
-        // `ob_size` is a tuple's or list's length (and part of the stable
-        // ABI): read inline, not through a call per key; so are an exact
-        // tuple's items once their offset is known (TUPLE_ITEMS_OFFSET).
-        if ffi::PyTuple_CheckExact(p) != 0 {
-            let offset = TUPLE_ITEMS_OFFSET.load(Ordering::Relaxed);
-            let items = if offset == 0 {
-                std::ptr::null()
-            } else {
-                p.cast::<u8>().add(offset).cast::<*mut ffi::PyObject>().cast_const()
-            };
-            (ffi::Py_SIZE(p), items, ffi::PyTuple_GetItem)
-        } else if ffi::PyTuple_Check(p) != 0 {
-            (ffi::Py_SIZE(p), std::ptr::null(), ffi::PyTuple_GetItem)
-        } else if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
-            (ffi::Py_SIZE(p), std::ptr::null(), ffi::PyList_GetItem)
-        } else {
-            let at = match origin {
-                Origin::Call => "key".to_string(),
-                Origin::Item(i) => format!("keys[{i}]"),
-            };
-            return Err(PyTypeError::new_err(format!(
-                "{at}: expected a tuple of bytes, got {}",
-                type_name(&key)
-            )));
-        }
+    // below their count, as borrowed references.
+    let Some(items) = (unsafe { Items::of(p) }) else {
+        let at = match origin {
+            Origin::Call => "key".to_string(),
+            Origin::Item(i) => format!("keys[{i}]"),
+        };
+        return Err(PyTypeError::new_err(format!(
+            "{at}: expected a tuple of bytes, got {}",
+            type_name(&key)
+        )));
     };
-    let n = n.max(0) as usize;
+    let n = items.len;
     match (arity, origin) {
         (Some(a), Origin::Call) if a != n => {
             return Err(PyTypeError::new_err(format!(
@@ -503,11 +552,7 @@ fn read_fields<'py>(
     for j in 0..n {
         // SAFETY: j < n, the container's size; see above.
         unsafe {
-            let item = if items.is_null() {
-                get(p, j as ffi::Py_ssize_t)
-            } else {
-                *items.add(j)
-            };
+            let item = items.item(j);
             // The bytes path first and alone: a str is only looked at after it fails.
             if !push_bytes(item, out) {
                 let item = Borrowed::from_ptr(key.py(), item);
@@ -590,17 +635,9 @@ fn for_each_key<'py>(
     // SAFETY: `keys` is alive, the GIL is held, indices stay below the size
     // read just before; `f` runs no Python code, so the container is unchanged.
     unsafe {
-        let container: Option<(ffi::Py_ssize_t, GetItem)> =
-            if ffi::PyList_CheckExact(p) != 0 || ffi::PyList_Check(p) != 0 {
-                Some((ffi::PyList_Size(p), ffi::PyList_GetItem))
-            } else if ffi::PyTuple_CheckExact(p) != 0 || ffi::PyTuple_Check(p) != 0 {
-                Some((ffi::PyTuple_Size(p), ffi::PyTuple_GetItem))
-            } else {
-                None
-            };
-        if let Some((n, get)) = container {
-            for i in 0..n.max(0) {
-                f(i as usize, Borrowed::from_ptr(py, get(p, i)))?;
+        if let Some(items) = Items::of(p) {
+            for i in 0..items.len {
+                f(i, Borrowed::from_ptr(py, items.item(i)))?;
             }
             return Ok(());
         }

@@ -3,8 +3,9 @@
 //! Each RPC parses its spec against the configured [`Limits`] (a bad spec is
 //! `INVALID_ARGUMENT` naming the predicate and field), plans it, and hands it to
 //! a backend; `Match` and `Filter` reuse the matcher of a spec whose bytes they
-//! saw before ([`MatcherCache`]), `Compile` the code ([`CompileCache`]). Heavy work runs on bounded CPU slots ([`work`]), never on the
-//! async workers. Nothing here decides semantics.
+//! saw before ([`MatcherCache`]), `Compile` the code ([`CompileCache`]). Heavy
+//! work runs on bounded CPU slots ([`work`]), never on the async workers.
+//! Nothing here decides semantics.
 
 mod cache;
 mod compile;
