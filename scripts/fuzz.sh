@@ -16,8 +16,9 @@
 #   `-Cllvm-args=-sanitizer-coverage-*`, `--cfg fuzzing`) is all stable; only the
 #   sanitizers (`-Zsanitizer=address`, cargo-fuzz's default) and `--build-std`
 #   are nightly features. The fuzzed code (spec, plan, eval, codegen, the wire
-#   decoders) has one `unsafe`: the evaluator's unchecked read of 32-bit-offset
-#   columns validated beforehand, bounds-checked by `debug_assert!`s that these
+#   decoders) has `unsafe` only in the evaluator's unchecked reads (fields of
+#   32-bit-offset columns and of packed batches, validated beforehand, and its
+#   selection vector), each bounds-checked by a `debug_assert!` that these
 #   builds keep. AddressSanitizer would find nothing that Rust's own checks
 #   don't: the targets are built with `--sanitizer none`, and no
 #   RUSTC_BOOTSTRAP is needed. `--release --debug-assertions` keeps the

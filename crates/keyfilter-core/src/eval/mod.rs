@@ -30,13 +30,19 @@ pub struct Matcher {
     checks: Box<[Check]>,
     /// A tree plan as a flat program (`checks` is then empty).
     tree: Option<Program>,
+    /// Every check reads a field below `arity` (always so for a plan made
+    /// from a validated spec; `Plan` is public, so it is checked): with it,
+    /// a packed batch of this arity is read without bounds checks.
+    fields_below_arity: bool,
 }
 
 impl Matcher {
     /// Prepares `plan` for evaluation (hash sets are built here, once).
     pub fn new(plan: &Plan) -> Matcher {
         let checks = check::compile(plan.checks()).into();
+        let fields_below_arity = plan.leaves().iter().all(|c| c.field < plan.arity);
         Matcher {
+            fields_below_arity,
             arity: plan.arity as usize,
             never: matches!(plan.body, Body::Never),
             checks,
@@ -88,18 +94,7 @@ impl Matcher {
     /// (indices stay those of the whole batch), so a caller can evaluate a
     /// large batch in slices and stop between them.
     pub fn matched_packed_range(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
-        if self.never {
-            return;
-        }
-        // The plan's kind is decided once per batch, not once per key.
-        match &self.tree {
-            Some(program) => out.extend(range.filter(|&i| program.run(|f| keys.field(i, f))).map(|i| i as u32)),
-            None => out.extend(
-                range
-                    .filter(|&i| self.checks.iter().all(|c| c.holds(keys.field(i, c.field))))
-                    .map(|i| i as u32),
-            ),
-        }
+        self.each_matched_packed(keys, range, |matched| out.extend(matched.iter().map(|&row| row as u32)));
     }
 
     /// Writes one result per key of a packed batch into `out`.
@@ -109,13 +104,48 @@ impl Matcher {
 
     /// [`mask_packed`](Self::mask_packed) over the keys `range` only.
     pub fn mask_packed_range(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, out: &mut Vec<bool>) {
+        let first = out.len();
+        let start = range.start;
+        out.resize(first + range.len(), false);
+        self.each_matched_packed(keys, range, |matched| {
+            for &row in matched {
+                out[first + row - start] = true;
+            }
+        });
+    }
+
+    /// Calls `sink(matched)` with the matching keys of `range` of a packed
+    /// batch, in order, a block at a time, like
+    /// [`each_matched_block`](Self::each_matched_block) for columns. Fields
+    /// are read without bounds checks once the batch's shape is known to fit
+    /// the plan (checked here, once per call), and with them otherwise (a
+    /// batch of another arity: wrong answers or a panic, never unsound reads).
+    #[inline(always)]
+    fn each_matched_packed(&self, keys: &PackedKeys<'_>, range: std::ops::Range<usize>, sink: impl FnMut(&[usize])) {
         if self.never {
-            out.extend(range.map(|_| false));
             return;
         }
+        if keys.arity() == self.arity && self.fields_below_arity && range.end <= keys.len() {
+            // SAFETY: rows come from `range`, below `keys.len()`; fields from
+            // the plan's checks, below `self.arity`, which is the batch's.
+            self.each_matched_by(range, |f, row| unsafe { keys.field_unchecked(row, f) }, sink)
+        } else {
+            self.each_matched_by(range, |f, row| keys.field(row, f), sink)
+        }
+    }
+
+    /// A conjunction check by check over blocks ([`Matcher::selection_pass`]),
+    /// a tree key by key, reading field `f` of key `row` as `field(f, row)`.
+    #[inline(always)]
+    fn each_matched_by<'k>(
+        &self,
+        range: std::ops::Range<usize>,
+        field: impl Fn(usize, usize) -> &'k [u8],
+        sink: impl FnMut(&[usize]),
+    ) {
         match &self.tree {
-            Some(program) => out.extend(range.map(|i| program.run(|f| keys.field(i, f)))),
-            None => out.extend(range.map(|i| self.checks.iter().all(|c| c.holds(keys.field(i, c.field))))),
+            None => self.selection_pass(range, field, None, sink),
+            Some(program) => Self::row_by_row(range, |row| program.run(|f| field(f, row)), sink),
         }
     }
 

@@ -16,6 +16,10 @@ pub enum PackedError {
     /// The data buffer is too large to index with 32-bit offsets.
     #[error("packed keys: data of {0} bytes is above the 4 GiB limit")]
     TooLarge(usize),
+    /// Offsets handed to [`PackedKeys::from_offsets`] that decrease somewhere
+    /// (a decoder's bug: running totals never do).
+    #[error("packed keys: field offsets are not running totals of the lengths")]
+    NotRunningTotals,
 }
 
 /// Reusable storage for the field offsets of packed batches: one allocation
@@ -90,14 +94,18 @@ impl<'a> PackedKeys<'a> {
         if data.len() > u32::MAX as usize {
             return Err(PackedError::TooLarge(data.len()));
         }
-        if total != data.len() as u64 {
+        if total != data.len() as u64 || offsets.last().map(|&o| o as u64) != Some(total) {
             return Err(PackedError::DataSize {
                 expected: total,
                 actual: data.len(),
             });
         }
-        // `total` fits in 32 bits, so no offset saturated and the last is `total`.
-        debug_assert_eq!(offsets.last().map(|&o| o as u64), Some(total));
+        // Running totals never decrease; checked all the same (one pass the
+        // compiler vectorizes), because it is what makes every field a slice
+        // of `data` and lets the evaluator read fields without bounds checks.
+        if offsets.windows(2).any(|pair| pair[0] > pair[1]) {
+            return Err(PackedError::NotRunningTotals);
+        }
         Ok(PackedKeys {
             data,
             offsets,
@@ -121,6 +129,30 @@ impl<'a> PackedKeys<'a> {
     pub fn field(&self, key: usize, field: usize) -> &'a [u8] {
         let at = key * self.arity + field;
         &self.data[self.offsets[at] as usize..self.offsets[at + 1] as usize]
+    }
+
+    /// Number of fields of every key.
+    pub fn arity(&self) -> usize {
+        self.arity
+    }
+
+    /// [`field`](Self::field) without bounds checks.
+    ///
+    /// # Safety
+    /// `key < self.len()` and `field < self.arity()`.
+    #[inline(always)]
+    pub(super) unsafe fn field_unchecked(&self, key: usize, field: usize) -> &'a [u8] {
+        let at = key * self.arity + field;
+        debug_assert!(at + 1 < self.offsets.len());
+        // SAFETY: `at + 1` indexes `offsets` (the caller's contract: it has
+        // `len * arity + 1` entries), and `from_offsets` checked that the
+        // offsets never decrease and end at `data.len()`, so the range is in
+        // `data`.
+        unsafe {
+            let start = *self.offsets.get_unchecked(at) as usize;
+            let end = *self.offsets.get_unchecked(at + 1) as usize;
+            self.data.get_unchecked(start..end)
+        }
     }
 }
 
