@@ -25,11 +25,15 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use keyfilter::proto::{FilterSpec, Key, MatchRequest, MatchResponse, Op};
+use keyfilter::proto::filter_request::Msg;
+use keyfilter::proto::{FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, Op};
 
 mod support;
 
-use support::attack::{frame, metric, pred, scrape_metrics, wait_for_metric, RawConnection, RawStream, Reply, Target};
+use support::attack::{
+    assert_normal_match, frame, metric, pred, raw_call, scrape_metrics, wait_for_metric, RawConnection, RawStream,
+    Reply, Target,
+};
 use support::binary::free_port;
 
 const CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -432,4 +436,146 @@ async fn d_watch_streams_end_when_shutdown_starts() {
         "{attack}: the server took {took:?} to exit (grace period 60 s)"
     );
     assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// e. Answers the client does not read
+// ---------------------------------------------------------------------------
+
+/// A Match of `keys` one-field keys, every one matching: an answer of
+/// `keys` bytes and more, which a window of 0 keeps in the server.
+fn match_of(keys: usize) -> Bytes {
+    let request = MatchRequest {
+        spec: Some(FilterSpec {
+            arity: 1,
+            predicates: vec![pred(0, Op::Eq, b"a")],
+            expr: None,
+        }),
+        keys: vec![
+            Key {
+                fields: vec![Bytes::from_static(b"a")],
+            };
+            keys
+        ],
+        packed_keys: None,
+        columnar_keys: None,
+    };
+    frame(&request.encode_to_vec())
+}
+
+/// Calls whose answers the client never reads (its HTTP/2 stream window is
+/// 0, so not one byte of an answer can be sent) held their admission slots
+/// and their connection for good: each stays "open", so the idle timeout
+/// never came, while the client answered keepalive pings. With every slot
+/// held that way, every other caller was shed. Now a connection on which an
+/// answer has waited for the client for `response_stall_timeout` is closed,
+/// which frees the slots; a call that is merely quiet (a Filter stream
+/// waiting for its next batch) is not a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_a_client_that_never_reads_its_answers_loses_its_connection() {
+    let attack = "calls whose answers are never read, --response-stall-timeout 2s";
+    let stall = Duration::from_secs(2);
+    let (mut target, metrics) = target_with_metrics(&[
+        "--max-concurrent-requests",
+        "2",
+        "--response-stall-timeout",
+        "2s",
+        "--connection-idle-timeout",
+        "60s",
+    ])
+    .await;
+    let addr = target.addr;
+
+    // A Filter stream on a connection of its own that reads everything but
+    // then waits, longer than the stall timeout, before its next batch.
+    let mut quiet = RawConnection::open(addr).await;
+    let mut filter = quiet.start("Filter", &[]).await;
+    let spec = FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Eq, b"a")],
+        expr: None,
+    };
+    let batch = || {
+        frame(
+            &FilterRequest {
+                msg: Some(Msg::Batch(KeyBatch {
+                    keys: vec![
+                        Key {
+                            fields: vec![Bytes::from_static(b"a")],
+                        },
+                        Key {
+                            fields: vec![Bytes::from_static(b"b")],
+                        },
+                    ],
+                })),
+            }
+            .encode_to_vec(),
+        )
+    };
+    filter.send(frame(
+        &FilterRequest {
+            msg: Some(Msg::Spec(spec)),
+        }
+        .encode_to_vec(),
+    ));
+    filter.send(batch());
+    let first = filter.next_message().await.expect("a first Filter answer");
+    assert_eq!(FilterResponse::decode(first).unwrap().matched, vec![0], "{attack}");
+
+    // One slot is left: a Match whose answer is never read takes it.
+    let mut stalled = RawConnection::try_open_with_window(addr, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{attack}: {e}"));
+    let mut stuck = stalled.start("Match", &[]).await;
+    stuck.send_last(match_of(10_000));
+    let started = Instant::now();
+    // Both slots held: a Match from anyone else is shed.
+    let deadline = Instant::now() + SOON;
+    loop {
+        let reply = raw_call(addr, "Match", vec![match_of(1)], &[]).await;
+        if reply.code == Code::ResourceExhausted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attack}: the stuck Match never held its slot: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The stuck Match's connection is closed once its answer has waited for
+    // the stall timeout (checked at least every stall timeout, so at most
+    // twice that), and its slot is free again.
+    let reply = timeout(SOON, stuck.reply())
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: the stuck Match was still open after {SOON:?}"));
+    let closed_after = started.elapsed();
+    eprintln!("{attack}: the stuck Match ended ({reply:?}) after {closed_after:?}");
+    assert_ne!(reply.code, Code::Ok, "{attack}: {reply:?}");
+    assert!(
+        closed_after >= stall - Duration::from_millis(100),
+        "{attack}: closed after {closed_after:?}, before the stall timeout"
+    );
+    wait_for_metric(metrics, "keyfilter_rejected_total", &["reason=\"response_stall\""], 1.0).await;
+    assert_normal_match(addr).await;
+
+    // The quiet Filter stream outlived the stall timeout several times over
+    // and still answers.
+    tokio::time::sleep(stall * 2).await;
+    filter.send_last(batch());
+    let reply = filter.reply().await;
+    assert_eq!(reply.code, Code::Ok, "{attack}: the quiet Filter stream: {reply:?}");
+    assert_eq!(reply.messages.len(), 1, "{attack}: {reply:?}");
+    assert_eq!(
+        FilterResponse::decode(reply.messages[0].clone()).unwrap().matched,
+        vec![0],
+        "{attack}"
+    );
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric(&text, "keyfilter_rejected_total", &["reason=\"response_stall\""]),
+        Some(1.0),
+        "{attack}: only the stuck connection was closed:\n{text}"
+    );
+    target.survived(attack).await;
 }

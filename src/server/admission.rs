@@ -100,12 +100,11 @@ where
     }
 }
 
-/// A response body that holds `G` (a call's slot, its place among a
-/// connection's open calls) until the body is dropped, that is until the
-/// response, a `Filter` stream's included, is over.
-pub(crate) struct HoldingBody<G> {
-    pub(crate) inner: Body,
-    pub(crate) _held: G,
+/// A response body that holds `G` (a call's slot) until the body is
+/// dropped, that is until the response, a `Filter` stream's included, is over.
+struct HoldingBody<G> {
+    inner: Body,
+    _held: G,
 }
 
 impl<G: Unpin> HttpBody for HoldingBody<G> {

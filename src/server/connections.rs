@@ -20,6 +20,15 @@
 //!   (`keyfilter_rejected_total{reason="connections"}`), and one log line
 //!   says when a burst of refusals starts and one how many it refused.
 //!
+//! A connection on which an answer has waited for the client to read it
+//! (HTTP/2 flow control: the client grants no window) for
+//! `response_stall_timeout` is closed too. Its calls are open, so it is never
+//! idle, and nothing inside a call can end it: hyper polls a response body
+//! only when the client has granted room for more, and a client that grants
+//! none but answers keepalive pings would hold its calls' admission slots for
+//! good. A call that waits for the *client* (a `Filter` stream between
+//! batches) is not a stall; see [`CallBody`].
+//!
 //! [`CallsLayer`] counts the calls open on each connection, which is what
 //! "idle" means here: HTTP/2 keepalive pings keep a connection busy at the
 //! byte level (the server sends them every 30 s and the client answers), and
@@ -36,7 +45,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::time::Duration;
+use tonic::Status;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,7 +62,6 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::{Layer, Service};
 
-use super::admission::HoldingBody;
 use super::drain::DrainableStream;
 use crate::service::metrics;
 
@@ -73,6 +85,39 @@ struct Activity {
     calls: AtomicUsize,
     /// When the last call ended (at first: when the connection was accepted).
     quiet_since: Mutex<Instant>,
+    /// The calls whose answer waits for the client to read it, by call
+    /// number, with when it started waiting (at most one entry per open call).
+    waiting: Mutex<Vec<(u64, Instant)>>,
+    /// Numbers the connection's calls, for `waiting`.
+    next_call: AtomicU64,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Activity {
+        Activity {
+            calls: AtomicUsize::new(0),
+            quiet_since: Mutex::new(now),
+            waiting: Mutex::new(Vec::new()),
+            next_call: AtomicU64::new(0),
+        }
+    }
+
+    /// Since when the longest-waiting answer has waited, if one does.
+    fn waiting_since(&self) -> Option<Instant> {
+        let waiting = self.waiting.lock().expect("waiting lock");
+        waiting.iter().map(|&(_, since)| since).min()
+    }
+}
+
+/// What a look at a connection found.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Look again then.
+    CheckAt(Instant),
+    /// No call open for the idle timeout: close.
+    Idle,
+    /// An answer has waited for the client for the stall timeout: close.
+    Stalled,
 }
 
 /// What the accept loop, the connections and [`CallsLayer`] share.
@@ -80,6 +125,7 @@ struct Shared {
     slots: Arc<Semaphore>,
     limit: usize,
     idle_timeout: Duration,
+    stall_timeout: Duration,
     /// The open connections' activity, by peer address: tonic gives a call
     /// its connection's address (and nothing else that names the connection),
     /// and two open TCP connections to one listener never share a peer address.
@@ -96,15 +142,17 @@ pub struct Connections {
 
 impl Connections {
     /// At most `limit` connections at once, each closed once it has had no
-    /// call open for `idle_timeout`.
-    pub fn new(limit: usize, idle_timeout: Duration) -> Self {
+    /// call open for `idle_timeout`, or an answer waiting for the client to
+    /// read it for `stall_timeout`.
+    pub fn new(limit: usize, idle_timeout: Duration, stall_timeout: Duration) -> Self {
         // Longer is the same as never, and keeps deadline arithmetic from overflowing.
-        let idle_timeout = idle_timeout.min(Duration::from_secs(365 * 24 * 3600));
+        let year = Duration::from_secs(365 * 24 * 3600);
         Connections {
             shared: Arc::new(Shared {
                 slots: Arc::new(Semaphore::new(limit)),
                 limit,
-                idle_timeout,
+                idle_timeout: idle_timeout.min(year),
+                stall_timeout: stall_timeout.min(year),
                 open: Mutex::new(HashMap::new()),
                 refused_in_burst: AtomicU64::new(0),
             }),
@@ -134,10 +182,7 @@ impl Connections {
         // Server::tcp_nodelay does not apply to a custom incoming stream.
         let _ = tcp.set_nodelay(true);
         let now = Instant::now();
-        let activity = Arc::new(Activity {
-            calls: AtomicUsize::new(0),
-            quiet_since: Mutex::new(now),
-        });
+        let activity = Arc::new(Activity::new(now));
         shared
             .open
             .lock()
@@ -150,9 +195,12 @@ impl Connections {
             peer,
             activity,
             shared: shared.clone(),
-            idle_check: Box::pin(tokio::time::sleep_until(now + shared.idle_timeout)),
+            // The first look: when it could be idle, or a first answer stalled.
+            idle_check: Box::pin(tokio::time::sleep_until(
+                now + shared.idle_timeout.min(shared.stall_timeout),
+            )),
             last_read: now,
-            closed_idle: false,
+            closed: None,
             _slot: slot,
         })
     }
@@ -225,7 +273,8 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// An accepted connection: holds its slot, and fails its reads once it has
-/// been idle for the idle timeout (which ends it).
+/// been idle for the idle timeout, or an answer has waited for the client
+/// for the stall timeout (which ends it).
 pub struct Tracked {
     inner: DrainableStream,
     local: Option<SocketAddr>,
@@ -235,69 +284,96 @@ pub struct Tracked {
     /// Fires when the connection may next be idle for long enough.
     idle_check: Pin<Box<Sleep>>,
     last_read: Instant,
-    /// Set once closed for being idle (counted once, however often polled after).
-    closed_idle: bool,
+    /// Set once closed, with why (counted once, however often polled after).
+    closed: Option<Verdict>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Tracked {
-    /// `Err` once the connection has been idle for the idle timeout; also
-    /// arms the timer that wakes the task for the next check.
+    /// `Err` once the connection is to be closed (idle, or an answer stalled);
+    /// also arms the timer that wakes the task for the next check.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if !self.closed_idle {
+        if self.closed.is_none() {
             while self.idle_check.as_mut().poll(cx).is_ready() {
-                let Some(next) = self.next_idle_check() else {
-                    self.closed_idle = true;
-                    metrics::idle_connection_closed();
-                    tracing::debug!(peer = %self.peer, timeout = ?self.shared.idle_timeout, "closing an idle connection");
-                    break;
-                };
-                self.idle_check.as_mut().reset(next);
+                match self.verdict() {
+                    Verdict::CheckAt(next) => self.idle_check.as_mut().reset(next),
+                    Verdict::Idle => {
+                        metrics::idle_connection_closed();
+                        tracing::debug!(peer = %self.peer, timeout = ?self.shared.idle_timeout, "closing an idle connection");
+                        self.closed = Some(Verdict::Idle);
+                        break;
+                    }
+                    Verdict::Stalled => {
+                        metrics::rejected("response_stall");
+                        tracing::warn!(
+                            peer = %self.peer,
+                            timeout = ?self.shared.stall_timeout,
+                            "closing a connection whose client has not read an answer for response_stall_timeout"
+                        );
+                        self.closed = Some(Verdict::Stalled);
+                        break;
+                    }
+                }
             }
         }
-        if self.closed_idle {
-            return Err(io::Error::new(
+        match self.closed {
+            None | Some(Verdict::CheckAt(_)) => Ok(()),
+            Some(Verdict::Idle) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no call for connection_idle_timeout",
-            ));
+            )),
+            Some(Verdict::Stalled) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "an answer unread for response_stall_timeout",
+            )),
         }
-        Ok(())
     }
 
-    fn next_idle_check(&self) -> Option<Instant> {
+    fn verdict(&self) -> Verdict {
         let quiet_since = *self.activity.quiet_since.lock().expect("activity lock");
-        next_idle_check(
+        verdict(
             Instant::now(),
             self.activity.calls.load(Ordering::Acquire),
             quiet_since,
             self.last_read,
-            self.shared.idle_timeout,
+            self.activity.waiting_since(),
+            (self.shared.idle_timeout, self.shared.stall_timeout),
         )
     }
 }
 
-/// When to check a connection again, or `None` if it has been idle long
-/// enough: `calls` open on it now, the last of them ended at `quiet_since`,
-/// and bytes last came in at `last_read`.
-fn next_idle_check(
+/// Whether to close a connection, or when to look again: `calls` open on it
+/// now, the last of them ended at `quiet_since`, bytes last came in at
+/// `last_read`, and an answer has waited for the client since `waiting_since`.
+fn verdict(
     now: Instant,
     calls: usize,
     quiet_since: Instant,
     last_read: Instant,
-    timeout: Duration,
-) -> Option<Instant> {
+    waiting_since: Option<Instant>,
+    (idle, stall): (Duration, Duration),
+) -> Verdict {
     if calls > 0 {
+        if let Some(since) = waiting_since {
+            return if now >= since + stall {
+                Verdict::Stalled
+            } else {
+                Verdict::CheckAt(since + stall)
+            };
+        }
         // Busy now: the earliest it can have been idle long enough is one
-        // timeout from now (if its last call ends this instant).
-        return Some(now + timeout);
+        // idle timeout from now (if its last call ends this instant); an
+        // answer that starts waiting just after this look is seen at the
+        // next, so a stall is found within twice the stall timeout.
+        return Verdict::CheckAt(now + idle.min(stall));
     }
-    let idle_at = quiet_since + timeout;
+    let idle_at = quiet_since + idle;
     if now < idle_at {
-        Some(idle_at)
+        Verdict::CheckAt(idle_at)
     } else if now < last_read + READ_QUIET && now < idle_at + READ_QUIET_MAX {
-        Some(last_read + READ_QUIET)
+        Verdict::CheckAt(last_read + READ_QUIET)
     } else {
-        None
+        Verdict::Idle
     }
 }
 
@@ -417,30 +493,106 @@ where
             // Dropped with this future if the call ends before it answers.
             let open = open;
             let response = future.await?;
-            Ok(response.map(|body| {
-                Body::new(HoldingBody {
-                    inner: body,
-                    _held: open,
-                })
-            }))
+            Ok(response.map(|body| Body::new(CallBody::new(body, open))))
         })
+    }
+}
+
+/// A call's response body, which holds its place among its connection's
+/// open calls until dropped and tells the connection when an answer waits
+/// for the client.
+///
+/// hyper polls a response body only when the client's flow-control window
+/// has room (it sends the headers first, which need none), and after handing
+/// a frame to HTTP/2 polls again at once if room is left, or once there is.
+/// So from the headers to the first poll, and between a data frame handed
+/// over and the next poll, the answer waits for the client to read; a body
+/// that is polled and has nothing yet (`Pending`: a `Filter` stream waiting
+/// for its next batch) waits for nobody.
+struct CallBody {
+    inner: Body,
+    open: Option<OpenCall>,
+}
+
+impl CallBody {
+    /// The body of a response whose headers are about to go out.
+    fn new(inner: Body, mut open: Option<OpenCall>) -> CallBody {
+        if let Some(open) = &mut open {
+            open.waits_for_client();
+        }
+        CallBody { inner, open }
+    }
+}
+
+impl HttpBody for CallBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        if let Some(open) = &mut this.open {
+            open.read_on();
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Some(open), Poll::Ready(Some(Ok(frame)))) = (&mut this.open, &polled) {
+            if frame.is_data() {
+                open.waits_for_client();
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
 /// One call open on a connection, until dropped.
 struct OpenCall {
     activity: Arc<Activity>,
+    number: u64,
+    /// Whether its entry is in the connection's `waiting` list.
+    waiting: bool,
 }
 
 impl OpenCall {
     fn new(activity: Arc<Activity>) -> Self {
         activity.calls.fetch_add(1, Ordering::AcqRel);
-        OpenCall { activity }
+        let number = activity.next_call.fetch_add(1, Ordering::Relaxed);
+        OpenCall {
+            activity,
+            number,
+            waiting: false,
+        }
+    }
+
+    /// A data frame was handed over: until the body is polled again, the
+    /// answer waits for the client.
+    fn waits_for_client(&mut self) {
+        if !self.waiting {
+            self.waiting = true;
+            let mut waiting = self.activity.waiting.lock().expect("waiting lock");
+            waiting.push((self.number, Instant::now()));
+        }
+    }
+
+    /// The body is polled again: the client made room (or never needed to).
+    fn read_on(&mut self) {
+        if self.waiting {
+            self.waiting = false;
+            let mut waiting = self.activity.waiting.lock().expect("waiting lock");
+            waiting.retain(|&(number, _)| number != self.number);
+        }
     }
 }
 
 impl Drop for OpenCall {
     fn drop(&mut self) {
+        self.read_on();
         // The time first: a check that sees no call open must see when the last one ended.
         *self.activity.quiet_since.lock().expect("activity lock") = Instant::now();
         self.activity.calls.fetch_sub(1, Ordering::AcqRel);
@@ -452,17 +604,24 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(60);
+    const STALL: Duration = Duration::from_secs(20);
+    const BOTH: (Duration, Duration) = (TIMEOUT, STALL);
 
     #[test]
     fn a_connection_is_idle_only_with_no_call_open_for_the_whole_timeout() {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        // A call open: never idle; the next look is one timeout away.
-        assert_eq!(next_idle_check(at(500), 1, t0, t0, TIMEOUT), Some(at(560)));
+        // A call open: never idle; the next look is one stall timeout away
+        // (the shorter of the two here).
+        assert_eq!(verdict(at(500), 1, t0, t0, None, BOTH), Verdict::CheckAt(at(520)));
+        assert_eq!(
+            verdict(at(500), 1, t0, t0, None, (TIMEOUT, Duration::from_secs(600))),
+            Verdict::CheckAt(at(560))
+        );
         // Quiet for less than the timeout: look again when it would be up.
-        assert_eq!(next_idle_check(at(30), 0, at(10), t0, TIMEOUT), Some(at(70)));
+        assert_eq!(verdict(at(30), 0, at(10), t0, None, BOTH), Verdict::CheckAt(at(70)));
         // Quiet for the timeout, nothing read lately: idle.
-        assert_eq!(next_idle_check(at(70), 0, at(10), at(20), TIMEOUT), None);
+        assert_eq!(verdict(at(70), 0, at(10), at(20), None, BOTH), Verdict::Idle);
     }
 
     #[test]
@@ -472,12 +631,72 @@ mod tests {
         // Idle time up at 60 s, but bytes came in 200 ms ago (a call on its
         // way): look again once they have been quiet for READ_QUIET.
         assert_eq!(
-            next_idle_check(at(60_000), 0, t0, at(59_800), TIMEOUT),
-            Some(at(59_800) + READ_QUIET)
+            verdict(at(60_000), 0, t0, at(59_800), None, BOTH),
+            Verdict::CheckAt(at(59_800) + READ_QUIET)
         );
         // A client that keeps sending bytes (pings) but no call is closed
         // READ_QUIET_MAX after its idle time.
         let late = at(60_000) + READ_QUIET_MAX;
-        assert_eq!(next_idle_check(late, 0, t0, late, TIMEOUT), None);
+        assert_eq!(verdict(late, 0, t0, late, None, BOTH), Verdict::Idle);
+    }
+
+    #[test]
+    fn an_answer_unread_for_the_stall_timeout_closes_the_connection() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        // Waiting since 100 s: look again when the stall timeout is up...
+        assert_eq!(
+            verdict(at(110), 1, t0, at(110), Some(at(100)), BOTH),
+            Verdict::CheckAt(at(120))
+        );
+        // ...and close then, whatever was read meanwhile (pings).
+        assert_eq!(verdict(at(120), 1, t0, at(120), Some(at(100)), BOTH), Verdict::Stalled);
+    }
+
+    /// A body that answers each poll with the next of its steps: a data
+    /// frame, or `None` for `Pending` (nothing to send yet).
+    struct Steps(std::collections::VecDeque<Option<&'static str>>);
+
+    impl HttpBody for Steps {
+        type Data = Bytes;
+        type Error = Status;
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            match self.0.pop_front() {
+                Some(Some(data)) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(data.as_bytes()))))),
+                Some(None) => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+
+    /// The body's part: a response not yet polled, and a data frame handed
+    /// over, wait until the body is polled (again); a poll that finds nothing
+    /// (`Pending`) is not waiting.
+    #[test]
+    fn only_an_answer_handed_over_and_not_taken_is_waiting() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let steps = [None, Some("answer"), None, Some("more")];
+        let mut body = CallBody::new(
+            Body::new(Steps(steps.into_iter().collect())),
+            Some(OpenCall::new(activity.clone())),
+        );
+        // Headers out, the body not polled yet (a client that grants no window).
+        assert!(activity.waiting_since().is_some());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut poll = |body: &mut CallBody| Pin::new(body).poll_frame(&mut cx).is_ready();
+        // Nothing to send yet: not waiting.
+        assert!(!poll(&mut body));
+        assert_eq!(activity.waiting_since(), None);
+        // An answer handed over: waiting until the next poll.
+        assert!(poll(&mut body));
+        assert!(activity.waiting_since().is_some());
+        assert!(!poll(&mut body));
+        assert_eq!(activity.waiting_since(), None);
+        // Handed over again, then the call ends: nothing left waiting.
+        assert!(poll(&mut body));
+        assert!(activity.waiting_since().is_some());
+        drop(body);
+        assert_eq!(activity.waiting_since(), None);
+        assert_eq!(activity.calls.load(Ordering::Acquire), 0);
     }
 }

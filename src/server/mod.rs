@@ -60,6 +60,10 @@ pub struct ServerConfig {
     /// A connection with no call open for this long is closed, as is one
     /// that never starts talking (no TLS or HTTP/2 handshake).
     pub connection_idle_timeout: Duration,
+    /// A connection on which an answer has waited this long for the client
+    /// to read it (no HTTP/2 window granted) is closed: its calls would
+    /// otherwise hold their admission slots for as long as the client liked.
+    pub response_stall_timeout: Duration,
     /// Health `Watch` streams open at once across all connections; more are
     /// refused with `RESOURCE_EXHAUSTED` (0 refuses every `Watch`).
     pub max_watch_streams: usize,
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             http2_max_local_error_reset_streams: 1024,
             max_connections: 1024,
             connection_idle_timeout: Duration::from_secs(300),
+            response_stall_timeout: Duration::from_secs(300),
             max_watch_streams: 256,
         }
     }
@@ -129,7 +134,11 @@ pub async fn serve(
     );
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
-    let connections = connections::Connections::new(config.max_connections, config.connection_idle_timeout);
+    let connections = connections::Connections::new(
+        config.max_connections,
+        config.connection_idle_timeout,
+        config.response_stall_timeout,
+    );
     let layers = tower::ServiceBuilder::new()
         // Outermost, so that every call (health and reflection too) keeps its
         // connection from counting as idle.

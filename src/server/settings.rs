@@ -143,6 +143,8 @@ settings! {
         max_connections: usize = ServerConfig::default().max_connections, "KEYFILTER_MAX_CONNECTIONS";
         /// A connection with no call open for this long is closed (e.g. `5m`); also bounds a connection that never starts HTTP/2 or TLS.
         connection_idle_timeout: HumanDuration = HumanDuration(ServerConfig::default().connection_idle_timeout), "KEYFILTER_CONNECTION_IDLE_TIMEOUT";
+        /// A connection on which an answer has waited this long for the client to read it (no HTTP/2 flow-control window granted) is closed, freeing its calls' slots (e.g. `5m`).
+        response_stall_timeout: HumanDuration = HumanDuration(ServerConfig::default().response_stall_timeout), "KEYFILTER_RESPONSE_STALL_TIMEOUT";
         /// Health Watch streams open at once, across connections; more are refused with RESOURCE_EXHAUSTED (0: Watch is refused, Check still works).
         max_watch_streams: usize = ServerConfig::default().max_watch_streams, "KEYFILTER_MAX_WATCH_STREAMS";
         /// Most keys in one Match request or one Filter batch, whether sent or declared by a count.
@@ -247,6 +249,9 @@ impl Settings {
         if self.connection_idle_timeout.0.is_zero() {
             anyhow::bail!("connection_idle_timeout: must be more than 0 (e.g. 5m)");
         }
+        if self.response_stall_timeout.0.is_zero() {
+            anyhow::bail!("response_stall_timeout: must be more than 0 (e.g. 5m)");
+        }
         if self.http2_max_concurrent_streams == 0 {
             anyhow::bail!("http2_max_concurrent_streams: must be at least 1");
         }
@@ -307,6 +312,7 @@ impl Settings {
             http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
             max_connections: self.max_connections,
             connection_idle_timeout: self.connection_idle_timeout.0,
+            response_stall_timeout: self.response_stall_timeout.0,
             max_watch_streams: self.max_watch_streams,
         })
     }

@@ -43,7 +43,9 @@ use tonic::Status;
 /// - `limit`: a service limit other than the above;
 /// - `keys_per_request`: too many keys in one request;
 /// - `connections`: a connection closed as soon as accepted, over `max_connections`;
-/// - `watch_streams`: a health `Watch` refused over `max_watch_streams`.
+/// - `watch_streams`: a health `Watch` refused over `max_watch_streams`;
+/// - `response_stall`: a connection closed because an answer waited for the
+///   client to read it for `response_stall_timeout`.
 pub const REJECTION_REASONS: &[&str] = &[
     "overloaded",
     "filter_streams",
@@ -55,6 +57,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "keys_per_request",
     "connections",
     "watch_streams",
+    "response_stall",
 ];
 
 /// The RPCs that label per-call series (`other` appears only if called).

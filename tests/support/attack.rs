@@ -468,6 +468,13 @@ impl RawConnection {
     /// A connection and its HTTP/2 handshake, or what failed (a server that
     /// closes connections over its limit makes either fail).
     pub async fn try_open(addr: SocketAddr) -> Result<RawConnection, String> {
+        RawConnection::try_open_with_window(addr, 16 << 20).await
+    }
+
+    /// A connection whose streams' receive window is `window` bytes: with 0,
+    /// the server can send response headers but no message (a client that
+    /// never reads its answers).
+    pub async fn try_open_with_window(addr: SocketAddr, window: u32) -> Result<RawConnection, String> {
         let tcp = timeout(STEP, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| format!("no connection within {STEP:?}"))?
@@ -476,7 +483,7 @@ impl RawConnection {
         let (client, connection) = timeout(
             STEP,
             h2::client::Builder::new()
-                .initial_window_size(16 << 20)
+                .initial_window_size(window)
                 .initial_connection_window_size(64 << 20)
                 .max_concurrent_reset_streams(1000)
                 .handshake(tcp),
