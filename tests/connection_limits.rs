@@ -579,3 +579,87 @@ async fn e_a_client_that_never_reads_its_answers_loses_its_connection() {
     );
     target.survived(attack).await;
 }
+
+// ---------------------------------------------------------------------------
+// f. Requests that never finish arriving
+// ---------------------------------------------------------------------------
+
+/// A call whose request stops half way (the message's first bytes, then
+/// nothing, while the client keeps its connection alive) holds its slot only
+/// until its timeout: `request_timeout` for a `Match`, `filter_idle_timeout`
+/// for a `Filter` stream waiting for the rest of a batch. Then the slots are
+/// free, and the connection with them (no call open) later goes idle as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_requests_that_stop_half_way_free_their_slots_at_their_timeout() {
+    let attack = "requests that stop half way, --request-timeout 2s --filter-idle-timeout 2s";
+    let (mut target, metrics) = target_with_metrics(&[
+        "--max-concurrent-requests",
+        "2",
+        "--request-timeout",
+        "2s",
+        "--filter-idle-timeout",
+        "2s",
+    ])
+    .await;
+    let addr = target.addr;
+    let mut slow = RawConnection::open(addr).await;
+    let started = Instant::now();
+
+    // A Match: five bytes of a message of 10,000 keys, then nothing.
+    let whole = match_of(10_000);
+    let mut unary = slow.start("Match", &[]).await;
+    unary.send(whole.slice(..5 + 3));
+    // A Filter stream: its spec, then half a batch.
+    let mut filter = slow.start("Filter", &[]).await;
+    filter.send(frame(
+        &FilterRequest {
+            msg: Some(Msg::Spec(FilterSpec {
+                arity: 1,
+                predicates: vec![pred(0, Op::Eq, b"a")],
+                expr: None,
+            })),
+        }
+        .encode_to_vec(),
+    ));
+    let batch = frame(
+        &FilterRequest {
+            msg: Some(Msg::Batch(KeyBatch {
+                keys: vec![
+                    Key {
+                        fields: vec![Bytes::from_static(b"a")],
+                    };
+                    100
+                ],
+            })),
+        }
+        .encode_to_vec(),
+    );
+    filter.send(batch.slice(..batch.len() / 2));
+
+    // Both slots are held: anyone else is shed meanwhile.
+    let reply = raw_call(addr, "Match", vec![match_of(1)], &[]).await;
+    if started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(reply.code, Code::ResourceExhausted, "{attack}: {reply:?}");
+    }
+
+    for (name, call, limit) in [
+        ("Match", unary, "request_timeout"),
+        ("Filter", filter, "filter_idle_timeout"),
+    ] {
+        let reply = timeout(SOON, call.reply())
+            .await
+            .unwrap_or_else(|_| panic!("{attack}: the {name} was still open after {SOON:?}"));
+        eprintln!("{attack}: {name}: {reply:?} after {:?}", started.elapsed());
+        reply.assert_status(&format!("{attack}: {name}"), Code::DeadlineExceeded, &[limit]);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2) - Duration::from_millis(100),
+        "{attack}: ended before the timeouts"
+    );
+    // Both slots are free again.
+    wait_for_metric(metrics, "keyfilter_rejected_total", &["reason=\"deadline\""], 2.0).await;
+    let mut fresh = RawConnection::open(addr).await;
+    assert_match(&mut fresh, attack).await;
+    assert_match(&mut fresh, attack).await;
+    target.survived(attack).await;
+}

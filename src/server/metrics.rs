@@ -95,9 +95,10 @@ fn count_status(headers: &HeaderMap) {
 /// and a Filter batch fails mid-stream), and expired deadlines.
 ///
 /// It reads `grpc-status` from trailers-only responses and from response
-/// trailers. tonic's own timeout (`request_timeout` / `grpc-timeout`) answers
-/// from outside every layer by dropping the call, so a call dropped unanswered
-/// once its deadline has passed is counted as `deadline` too.
+/// trailers. It also enforces `request_timeout` (answering
+/// `DEADLINE_EXCEEDED` naming it). tonic enforces a caller's shorter
+/// `grpc-timeout` from outside every layer by dropping the call, so a call
+/// dropped unanswered once its deadline has passed is counted as `deadline` too.
 #[derive(Clone, Copy, Debug)]
 pub struct RejectionLayer {
     request_timeout: Duration,
@@ -177,8 +178,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let deadline =
-            grpc_timeout(request.headers()).map_or(self.request_timeout, |caller| caller.min(self.request_timeout));
+        let server = self.request_timeout;
+        let caller = grpc_timeout(request.headers());
+        let deadline = caller.map_or(server, |caller| caller.min(server));
         let unanswered = Unanswered {
             start: Instant::now(),
             deadline,
@@ -189,9 +191,20 @@ where
             // Move the whole guard in (a closure would capture only the field),
             // so that it drops with this future.
             let mut unanswered = unanswered;
-            let result = future.await;
+            let result = tokio::time::timeout(server, future).await;
             unanswered.answered = true;
-            let mut response = result?;
+            let mut response = match result {
+                Ok(result) => result?,
+                // The server's own deadline, answered here rather than by
+                // tonic's timeout (which says CANCELLED "Timeout expired"):
+                // DEADLINE_EXCEEDED, naming the limit. The caller's shorter
+                // `grpc-timeout` is still tonic's to enforce.
+                Err(_) => Status::deadline_exceeded(format!(
+                    "no response within {}; ending the call (request_timeout)",
+                    humantime::format_duration(server)
+                ))
+                .into_http(),
+            };
             count_status(response.headers());
             name_the_size_limit(response.headers_mut());
             Ok(response.map(|body| tonic::body::Body::new(TrailerWatch { inner: body })))

@@ -177,7 +177,6 @@ pub async fn serve(
     let cut = CancellationToken::new();
     let incoming = connections::Incoming::new(listener, connections, cut.clone());
     let server = builder
-        .timeout(config.request_timeout)
         // Large windows keep bulk Filter streams from stalling on flow control.
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
