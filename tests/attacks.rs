@@ -272,6 +272,40 @@ async fn b1_gzip_bomb_stops_at_the_message_limit() {
     assert_hwm_below(&target, attack, BOMB_DEFAULT_HWM);
 }
 
+/// The same bomb in zstd, which the server accepts too (and which packs the
+/// 59 MiB into a few KiB): stopped at the same limit, with the same peak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b1_zstd_bomb_stops_at_the_message_limit() {
+    use std::io::Write;
+    let attack = "zstd bomb, default limits";
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+    encoder.write_all(&len_field(1, 2 * BOMB_PREDICATES)).unwrap();
+    let chunk = [0x12u8, 0x00].repeat(32 * 1024);
+    for _ in 0..BOMB_PREDICATES / (32 * 1024) {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder
+        .write_all(&[0x12, 0x00].repeat((BOMB_PREDICATES % (32 * 1024)) as usize))
+        .unwrap();
+    let bomb = framed(&encoder.finish().unwrap(), true);
+    eprintln!(
+        "{attack}: {:.1} MiB decoded in a {} byte frame",
+        mib(2 * BOMB_PREDICATES + 5),
+        bomb.len()
+    );
+    let mut target = Target::start(&[]).await;
+    let reply = raw_call(target.addr, "Match", vec![bomb], &[("grpc-encoding", "zstd")]).await;
+    eprintln!("{attack}: {reply:?}");
+    target.assert_alive(attack);
+    assert!(
+        matches!(reply.code, Code::ResourceExhausted | Code::OutOfRange),
+        "{attack}: the decoded size limit must stop the bomb (RESOURCE_EXHAUSTED or OUT_OF_RANGE): {reply:?}"
+    );
+    reply.assert_status(attack, reply.code, &["max_message_bytes"]);
+    target.survived(attack).await;
+    assert_hwm_below(&target, attack, BOMB_DEFAULT_HWM);
+}
+
 /// Peak with `--max-message-bytes 64 MiB`: the 59 MiB decoded message is
 /// legal, so it is held (twice at most: tonic's compressed and decompressed
 /// buffers, 2 x 64 MiB); the spec must be refused once it holds more than
