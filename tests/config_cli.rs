@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 39] = [
+const ENV_VARS: [&str; 40] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -40,6 +40,7 @@ const ENV_VARS: [&str; 39] = [
     "KEYFILTER_MAX_CONNECTIONS",
     "KEYFILTER_CONNECTION_IDLE_TIMEOUT",
     "KEYFILTER_RESPONSE_STALL_TIMEOUT",
+    "KEYFILTER_MAX_CONNECTIONS_PER_IP",
     "KEYFILTER_MAX_WATCH_STREAMS",
     "KEYFILTER_FILTER_BUFFER",
     "KEYFILTER_FILTER_IDLE_TIMEOUT",

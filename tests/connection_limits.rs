@@ -663,3 +663,66 @@ async fn f_requests_that_stop_half_way_free_their_slots_at_their_timeout() {
     assert_match(&mut fresh, attack).await;
     target.survived(attack).await;
 }
+
+// ---------------------------------------------------------------------------
+// g. One client's share of the connections
+// ---------------------------------------------------------------------------
+
+/// With `--max-connections-per-ip`, one client address cannot take every
+/// connection slot: its connections beyond its share are closed at accept
+/// (counted as `connections_per_ip`), while another address still connects
+/// and is served, and a freed connection makes room for the client again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_one_address_holds_at_most_its_share_of_connections() {
+    let attack = "connections from one address, --max-connections-per-ip 3";
+    let (mut target, metrics) =
+        target_with_metrics(&["--max-connections", "10", "--max-connections-per-ip", "3"]).await;
+    let addr = target.addr;
+    // The prober's connection (from 127.0.0.1) is the only one open.
+    wait_until_steady(metrics, "keyfilter_connections_open", 1.0).await;
+
+    // Two more from 127.0.0.1 fill its share.
+    let mut first = RawConnection::open(addr).await;
+    let _second = RawConnection::open(addr).await;
+    assert_check_serving(&mut first, attack).await;
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 3.0).await;
+    for attempt in 1..=3 {
+        let outcome = check_on_new_connection(addr).await;
+        eprintln!("{attack}: connection {attempt} beyond the share: {outcome:?}");
+        assert!(
+            outcome.is_err(),
+            "{attack}: a connection beyond the client's share was served"
+        );
+    }
+    wait_for_metric(
+        metrics,
+        "keyfilter_rejected_total",
+        &["reason=\"connections_per_ip\""],
+        3.0,
+    )
+    .await;
+
+    // Another address is a client of its own: connected and served.
+    let other: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut elsewhere = RawConnection::try_open_from(addr, other)
+        .await
+        .unwrap_or_else(|e| panic!("{attack}: a connection from {other}: {e}"));
+    assert_check_serving(&mut elsewhere, attack).await;
+    assert_match(&mut elsewhere, attack).await;
+    // The connections held are served too, and the global limit was never the reason.
+    assert_match(&mut first, attack).await;
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric(&text, "keyfilter_rejected_total", &["reason=\"connections\""]),
+        Some(0.0),
+        "{text}"
+    );
+
+    // One of the client's connections closes: it may connect again.
+    drop(first);
+    wait_for_metric(metrics, "keyfilter_connections_open", &[], 3.0).await;
+    check_on_new_connection(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{attack}: a new connection once the share has room: {e}"));
+    target.survived(attack).await;
+}

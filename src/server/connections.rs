@@ -29,6 +29,11 @@
 //! good. A call that waits for the *client* (a `Filter` stream between
 //! batches) is not a stall; see [`CallBody`].
 //!
+//! With `max_connections_per_ip` set, one client address (an IPv4 address,
+//! or an IPv6 /64, what one host is usually given) may hold at most that many
+//! of the slots, so one client cannot take them all; its extra connections
+//! are closed at accept like those over the global limit.
+//!
 //! [`CallsLayer`] counts the calls open on each connection, which is what
 //! "idle" means here: HTTP/2 keepalive pings keep a connection busy at the
 //! byte level (the server sends them every 30 s and the client answers), and
@@ -40,7 +45,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,12 +125,42 @@ enum Verdict {
     Stalled,
 }
 
+/// The limits of [`Connections`].
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Connections open at once.
+    pub max: usize,
+    /// Connections open at once from one client address (0: no such limit).
+    pub max_per_ip: usize,
+    /// A connection with no call open for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection with an answer unread for this long is closed.
+    pub stall_timeout: Duration,
+}
+
+/// The key under which connections count against `max_per_ip`: the IPv4
+/// address (IPv4-mapped IPv6 included), or the IPv6 address's /64 prefix (a
+/// host is usually given a whole /64, so single addresses would not bound it).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// What the accept loop, the connections and [`CallsLayer`] share.
 struct Shared {
     slots: Arc<Semaphore>,
     limit: usize,
+    max_per_ip: usize,
     idle_timeout: Duration,
     stall_timeout: Duration,
+    /// Open connections per client address ([`client_key`]), when
+    /// `max_per_ip` is set (std's hasher: keyed at random per map).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// The open connections' activity, by peer address: tonic gives a call
     /// its connection's address (and nothing else that names the connection),
     /// and two open TCP connections to one listener never share a peer address.
@@ -141,27 +176,37 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// At most `limit` connections at once, each closed once it has had no
-    /// call open for `idle_timeout`, or an answer waiting for the client to
-    /// read it for `stall_timeout`.
-    pub fn new(limit: usize, idle_timeout: Duration, stall_timeout: Duration) -> Self {
+    /// At most `limits.max` connections at once (`limits.max_per_ip` from
+    /// one client), each closed once it has had no call open for
+    /// `idle_timeout`, or an answer waiting for the client to read it for
+    /// `stall_timeout`.
+    pub fn new(limits: ConnectionLimits) -> Self {
         // Longer is the same as never, and keeps deadline arithmetic from overflowing.
         let year = Duration::from_secs(365 * 24 * 3600);
         Connections {
             shared: Arc::new(Shared {
-                slots: Arc::new(Semaphore::new(limit)),
-                limit,
-                idle_timeout: idle_timeout.min(year),
-                stall_timeout: stall_timeout.min(year),
+                slots: Arc::new(Semaphore::new(limits.max)),
+                limit: limits.max,
+                max_per_ip: limits.max_per_ip,
+                idle_timeout: limits.idle_timeout.min(year),
+                stall_timeout: limits.stall_timeout.min(year),
+                per_ip: Mutex::new(HashMap::new()),
                 open: Mutex::new(HashMap::new()),
                 refused_in_burst: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Takes a slot for `tcp`, or closes it (and counts and logs that) when none is free.
+    /// Takes a slot for `tcp`, or closes it (and counts and logs that) when
+    /// none is free, or its client holds its share already.
     fn admit(&self, tcp: TcpStream, peer: SocketAddr, cut: &CancellationToken) -> Option<Tracked> {
         let shared = &self.shared;
+        let Some(client) = ClientSlot::take(shared, peer.ip()) else {
+            metrics::rejected("connections_per_ip");
+            tracing::debug!(peer = %peer, max_connections_per_ip = shared.max_per_ip, "closing a connection over its client's share");
+            let _ = tcp.set_zero_linger();
+            return None;
+        };
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
             metrics::rejected("connections");
             if shared.refused_in_burst.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -202,6 +247,7 @@ impl Connections {
             last_read: now,
             closed: None,
             _slot: slot,
+            _client: client,
         })
     }
 
@@ -287,6 +333,47 @@ pub struct Tracked {
     /// Set once closed, with why (counted once, however often polled after).
     closed: Option<Verdict>,
     _slot: OwnedSemaphorePermit,
+    _client: ClientSlot,
+}
+
+/// A connection's place in its client's share (`max_connections_per_ip`),
+/// given back when dropped.
+struct ClientSlot {
+    /// `None` when there is no per-client limit.
+    held: Option<(Arc<Shared>, IpAddr)>,
+}
+
+impl ClientSlot {
+    /// A place for a connection from `ip`, or `None` if its client holds its share.
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
+        if shared.max_per_ip == 0 {
+            return Some(ClientSlot { held: None });
+        }
+        let key = client_key(ip);
+        let mut per_ip = shared.per_ip.lock().expect("per-ip lock");
+        let open = per_ip.entry(key).or_insert(0);
+        if *open >= shared.max_per_ip {
+            return None;
+        }
+        *open += 1;
+        Some(ClientSlot {
+            held: Some((shared.clone(), key)),
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Some((shared, key)) = self.held.take() {
+            let mut per_ip = shared.per_ip.lock().expect("per-ip lock");
+            if let Some(open) = per_ip.get_mut(&key) {
+                *open -= 1;
+                if *open == 0 {
+                    per_ip.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 impl Tracked {
@@ -638,6 +725,16 @@ mod tests {
         // READ_QUIET_MAX after its idle time.
         let late = at(60_000) + READ_QUIET_MAX;
         assert_eq!(verdict(late, 0, t0, late, None, BOTH), Verdict::Idle);
+    }
+
+    #[test]
+    fn clients_are_ipv4_addresses_or_ipv6_slash_64s() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("10.1.2.3"), "10.1.2.3");
+        assert_eq!(key("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

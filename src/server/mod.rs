@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// TCP connections open at once; one more is closed as soon as it is
     /// accepted (see `connections.rs` for why it is not left waiting).
     pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv4 address or
+    /// an IPv6 /64); 0 leaves only `max_connections`.
+    pub max_connections_per_ip: usize,
     /// A connection with no call open for this long is closed, as is one
     /// that never starts talking (no TLS or HTTP/2 handshake).
     pub connection_idle_timeout: Duration,
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             http2_max_pending_accept_reset_streams: 2048,
             http2_max_local_error_reset_streams: 1024,
             max_connections: 1024,
+            max_connections_per_ip: 0,
             connection_idle_timeout: Duration::from_secs(300),
             response_stall_timeout: Duration::from_secs(300),
             max_watch_streams: 256,
@@ -134,11 +138,12 @@ pub async fn serve(
     );
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);
 
-    let connections = connections::Connections::new(
-        config.max_connections,
-        config.connection_idle_timeout,
-        config.response_stall_timeout,
-    );
+    let connections = connections::Connections::new(connections::ConnectionLimits {
+        max: config.max_connections,
+        max_per_ip: config.max_connections_per_ip,
+        idle_timeout: config.connection_idle_timeout,
+        stall_timeout: config.response_stall_timeout,
+    });
     let layers = tower::ServiceBuilder::new()
         // Outermost, so that every call (health and reflection too) keeps its
         // connection from counting as idle.

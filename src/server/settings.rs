@@ -141,6 +141,8 @@ settings! {
         max_filter_streams: usize = 128, "KEYFILTER_MAX_FILTER_STREAMS";
         /// TCP connections open at once; more are closed as soon as they are accepted (open ones, and their health checks, are unaffected). Keep it below the open-file limit (`ulimit -n`).
         max_connections: usize = ServerConfig::default().max_connections, "KEYFILTER_MAX_CONNECTIONS";
+        /// TCP connections open at once from one client address (an IPv4 address, or an IPv6 /64); more from it are closed as soon as they are accepted. 0: no per-client limit (behind a proxy every client has the proxy's address).
+        max_connections_per_ip: usize = ServerConfig::default().max_connections_per_ip, "KEYFILTER_MAX_CONNECTIONS_PER_IP";
         /// A connection with no call open for this long is closed (e.g. `5m`); also bounds a connection that never starts HTTP/2 or TLS.
         connection_idle_timeout: HumanDuration = HumanDuration(ServerConfig::default().connection_idle_timeout), "KEYFILTER_CONNECTION_IDLE_TIMEOUT";
         /// A connection on which an answer has waited this long for the client to read it (no HTTP/2 flow-control window granted) is closed, freeing its calls' slots (e.g. `5m`).
@@ -311,6 +313,7 @@ impl Settings {
             http2_max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams,
             http2_max_local_error_reset_streams: self.http2_max_local_error_reset_streams,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             connection_idle_timeout: self.connection_idle_timeout.0,
             response_stall_timeout: self.response_stall_timeout.0,
             max_watch_streams: self.max_watch_streams,

@@ -43,6 +43,7 @@ use tonic::Status;
 /// - `limit`: a service limit other than the above;
 /// - `keys_per_request`: too many keys in one request;
 /// - `connections`: a connection closed as soon as accepted, over `max_connections`;
+/// - `connections_per_ip`: the same, over `max_connections_per_ip` for its client;
 /// - `watch_streams`: a health `Watch` refused over `max_watch_streams`;
 /// - `response_stall`: a connection closed because an answer waited for the
 ///   client to read it for `response_stall_timeout`.
@@ -56,6 +57,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "limit",
     "keys_per_request",
     "connections",
+    "connections_per_ip",
     "watch_streams",
     "response_stall",
 ];

@@ -475,7 +475,31 @@ impl RawConnection {
     /// the server can send response headers but no message (a client that
     /// never reads its answers).
     pub async fn try_open_with_window(addr: SocketAddr, window: u32) -> Result<RawConnection, String> {
-        let tcp = timeout(STEP, tokio::net::TcpStream::connect(addr))
+        RawConnection::try_open_with(addr, window, None).await
+    }
+
+    /// A connection from the local address `from` (any of 127.0.0.0/8 works
+    /// on loopback), so that a server sees a client of another address.
+    pub async fn try_open_from(addr: SocketAddr, from: std::net::IpAddr) -> Result<RawConnection, String> {
+        RawConnection::try_open_with(addr, 16 << 20, Some(from)).await
+    }
+
+    async fn try_open_with(
+        addr: SocketAddr,
+        window: u32,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<RawConnection, String> {
+        let connect = async {
+            match from {
+                None => tokio::net::TcpStream::connect(addr).await,
+                Some(ip) => {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.bind(SocketAddr::new(ip, 0))?;
+                    socket.connect(addr).await
+                }
+            }
+        };
+        let tcp = timeout(STEP, connect)
             .await
             .map_err(|_| format!("no connection within {STEP:?}"))?
             .map_err(|e| format!("connect: {e}"))?;
