@@ -591,11 +591,12 @@ where
 ///
 /// hyper polls a response body only when the client's flow-control window
 /// has room (it sends the headers first, which need none), and after handing
-/// a frame to HTTP/2 polls again at once if room is left, or once there is.
-/// So from the headers to the first poll, and between a data frame handed
-/// over and the next poll, the answer waits for the client to read; a body
-/// that is polled and has nothing yet (`Pending`: a `Filter` stream waiting
-/// for its next batch) waits for nobody.
+/// a frame to HTTP/2 polls again once the window has room beyond that frame.
+/// So from the headers to the first poll, and between a data frame
+/// (one response message, or several) handed over and the next poll, the
+/// answer waits for the client to read; a body that is polled and has
+/// nothing yet (`Pending`: a `Filter` stream waiting for its next batch)
+/// waits for nobody.
 struct CallBody {
     inner: Body,
     open: Option<OpenCall>,

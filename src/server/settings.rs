@@ -145,7 +145,7 @@ settings! {
         max_connections_per_ip: usize = ServerConfig::default().max_connections_per_ip, "KEYFILTER_MAX_CONNECTIONS_PER_IP";
         /// A connection with no call open for this long is closed (e.g. `5m`); also bounds a connection that never starts HTTP/2 or TLS.
         connection_idle_timeout: HumanDuration = HumanDuration(ServerConfig::default().connection_idle_timeout), "KEYFILTER_CONNECTION_IDLE_TIMEOUT";
-        /// A connection on which an answer has waited this long for the client to read it (no HTTP/2 flow-control window granted) is closed, freeing its calls' slots (e.g. `5m`).
+        /// A connection on which a response message has waited this long for the client to take it (too little HTTP/2 flow-control window granted to send it whole) is closed, freeing its calls' slots (e.g. `5m`).
         response_stall_timeout: HumanDuration = HumanDuration(ServerConfig::default().response_stall_timeout), "KEYFILTER_RESPONSE_STALL_TIMEOUT";
         /// Health Watch streams open at once, across connections; more are refused with RESOURCE_EXHAUSTED (0: Watch is refused, Check still works).
         max_watch_streams: usize = ServerConfig::default().max_watch_streams, "KEYFILTER_MAX_WATCH_STREAMS";
