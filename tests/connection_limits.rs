@@ -734,3 +734,70 @@ async fn g_one_address_holds_at_most_its_share_of_connections() {
         .unwrap_or_else(|e| panic!("{attack}: a new connection once the share has room: {e}"));
     target.survived(attack).await;
 }
+
+/// The other side of `e_`: a client that reads slowly but keeps reading (a
+/// window of 16 bytes, about one answer, taken every 400 ms) is never cut,
+/// however long its stream lasts past the stall timeout: each answer waits
+/// for it less than the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
+    let attack = "a slow but steady reader, --response-stall-timeout 1s";
+    let (mut target, metrics) = target_with_metrics(&["--response-stall-timeout", "1s"]).await;
+    let mut connection = RawConnection::try_open_with_window(target.addr, 16)
+        .await
+        .unwrap_or_else(|e| panic!("{attack}: {e}"));
+    let mut filter = connection.start("Filter", &[]).await;
+    filter.send(frame(
+        &FilterRequest {
+            msg: Some(Msg::Spec(FilterSpec {
+                arity: 1,
+                predicates: vec![pred(0, Op::Eq, b"a")],
+                expr: None,
+            })),
+        }
+        .encode_to_vec(),
+    ));
+    const BATCHES: u64 = 8;
+    for _ in 0..BATCHES {
+        filter.send(frame(
+            &FilterRequest {
+                msg: Some(Msg::Batch(KeyBatch {
+                    keys: vec![
+                        Key {
+                            fields: vec![Bytes::from_static(b"b")],
+                        },
+                        Key {
+                            fields: vec![Bytes::from_static(b"a")],
+                        },
+                    ],
+                })),
+            }
+            .encode_to_vec(),
+        ));
+    }
+    filter.finish();
+    let started = Instant::now();
+    for batch in 0..BATCHES {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let answer = filter
+            .next_message()
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the stream ended at batch {batch}: {:?}", filter.code));
+        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
+        assert_eq!((answer.batch, answer.matched), (batch, vec![1]), "{attack}");
+    }
+    let reply = filter.reply().await;
+    eprintln!("{attack}: {reply:?} after {:?}", started.elapsed());
+    assert_eq!(reply.code, Code::Ok, "{attack}: {reply:?}");
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "{attack}: the reads took the time they should"
+    );
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric(&text, "keyfilter_rejected_total", &["reason=\"response_stall\""]),
+        Some(0.0),
+        "{attack}:\n{text}"
+    );
+    target.survived(attack).await;
+}
