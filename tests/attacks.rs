@@ -1070,3 +1070,137 @@ async fn i_expression_node_bomb_is_counted_before_decoding() {
     // The 4 MiB request is held by tonic (twice at most) and walked, nothing more.
     assert_hwm_below(&target, attack, BOMB_DEFAULT_HWM);
 }
+
+// ---------------------------------------------------------------------------
+// j. Header blocks that never end (the HTTP/2 CONTINUATION flood)
+// ---------------------------------------------------------------------------
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541, 5.1).
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// An HTTP/2 frame header and payload.
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A request's HEADERS frame without END_HEADERS, then 64 MiB of
+/// CONTINUATION frames of 16 KiB, each one more padding header, never
+/// ending the block: the header list grows without bound unless the server
+/// stops it (it advertises 16 KiB, hyper's default). The server must close
+/// the connection long before, without buffering what it was sent, and keep
+/// serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn j_a_header_block_that_never_ends_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attack = "CONTINUATION flood, 64 MiB of header block";
+    let mut target = Target::start(&[]).await;
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    for (index, value) in [(4u8, "/keyfilter.v1.KeyFilter/Match"), (1, "localhost")] {
+        block.push(index); // literal, indexed name (:path, :authority)
+        hpack_int(&mut block, 0, 7, value.len());
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    h2_frame(&mut start, 0x4, 0, 0, &[]); // SETTINGS
+    h2_frame(&mut start, 0x1, 0, 1, &block); // HEADERS, no END_HEADERS
+                                             // A CONTINUATION frame holding one `x-pad` header of `value` bytes.
+    let continuation = |value: usize, end_headers: bool| {
+        let mut padding = vec![0x00]; // literal without indexing, new name
+        hpack_int(&mut padding, 0, 7, 5);
+        padding.extend_from_slice(b"x-pad");
+        hpack_int(&mut padding, 0, 7, value);
+        padding.resize(padding.len() + value, b'a');
+        let mut frame = Vec::new();
+        h2_frame(&mut frame, 0x9, if end_headers { 0x4 } else { 0 }, 1, &padding);
+        frame
+    };
+
+    // The frames are well formed: the same start and one small CONTINUATION
+    // that ends the block make a request the server keeps waiting on (its
+    // body), not a protocol error that closes the connection.
+    let mut honest = tokio::net::TcpStream::connect(target.addr).await.expect("connect");
+    honest.write_all(&start).await.unwrap();
+    honest.write_all(&continuation(100, true)).await.unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let open = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match honest.read(&mut sink).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(open.is_err(), "{attack}: the well-formed control request was refused");
+    drop(honest);
+
+    let continuation = continuation(16 * 1024 - 16, false);
+    let frames = 64 * MIB as usize / continuation.len();
+
+    let tcp = tokio::net::TcpStream::connect(target.addr).await.expect("connect");
+    let (mut read, mut write) = tcp.into_split();
+    let reader = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        loop {
+            match read.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    let started = Instant::now();
+    let written = async {
+        write.write_all(&start).await?;
+        let mut sent = 0usize;
+        for _ in 0..frames {
+            write.write_all(&continuation).await?;
+            sent += continuation.len();
+        }
+        Ok::<usize, std::io::Error>(sent)
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(60), written)
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: the server neither read nor closed for 60 s"));
+    eprintln!("{attack}: writing ended with {outcome:?} after {:?}", started.elapsed());
+    assert!(
+        outcome.is_err(),
+        "{attack}: the server read all {} MiB of header block without closing the connection",
+        64
+    );
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .unwrap_or_else(|_| panic!("{attack}: the connection was still open 30 s later"))
+        .expect("reader");
+    target.survived(attack).await;
+    // The bound: what was read was dropped as it came (the block is refused
+    // once over the list size), not buffered: 16 MiB above the baseline is a
+    // quarter of what was sent.
+    let hwm = target.hwm();
+    eprintln!(
+        "{attack}: VmHWM {:.0} MiB, baseline {:.0} MiB",
+        mib(hwm),
+        mib(target.baseline_rss)
+    );
+    assert!(
+        hwm < target.baseline_rss + 16 * MIB,
+        "{attack}: resident peak {:.0} MiB, baseline {:.0} MiB",
+        mib(hwm),
+        mib(target.baseline_rss)
+    );
+}
