@@ -1,5 +1,6 @@
 //! The Prometheus exporter, served over HTTP on `--metrics-addr`, and the
-//! layer that counts the rejections no handler sees. The families themselves
+//! layer that counts the rejections no handler sees (and answers
+//! `request_timeout`, which is one of them). The families themselves
 //! are the service's (`service::metrics`, which lists them); this module adds
 //! the standard `process_*` families:
 //!
