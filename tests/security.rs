@@ -875,6 +875,72 @@ async fn rejected_calls_are_logged_without_the_token() {
     }
 }
 
+/// Anyone who can reach the port can make the server log a rejected call:
+/// a flood of them writes at most 10 lines a second, and the next line
+/// written says how many were held back.
+#[tokio::test]
+async fn a_flood_of_rejected_calls_does_not_flood_the_log() {
+    const CALLS: usize = 300;
+    let mut server = Server::spawn(&[
+        "--addr",
+        "127.0.0.1:0",
+        "--auth-tokens",
+        "s3cr3t-token",
+        "--log-format",
+        "json",
+        "--shutdown-grace",
+        "1s",
+    ]);
+    let addr = server.addr();
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = KeyFilterClient::new(channel);
+    let started = std::time::Instant::now();
+    for _ in 0..CALLS {
+        let status = timeout(STEP, client.r#match(with_auth(match_request(), Some("Bearer wrong"))))
+            .await
+            .expect("in time")
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    let flood_secs = started.elapsed().as_secs();
+    // A second later, one more: its line reports what was held back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let status = client.r#match(with_auth(match_request(), None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.contains("rejected call"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let bound = 10 * (flood_secs as usize + 2);
+    assert!(
+        lines.len() <= bound && lines.len() < CALLS,
+        "{} lines for {} rejected calls in {flood_secs} s (at most {bound}):\n{stderr}",
+        lines.len(),
+        CALLS + 1
+    );
+    let reported: u64 = lines
+        .iter()
+        .map(|l| {
+            l["fields"]["suppressed"]
+                .as_u64()
+                .expect("every line says how many were held back")
+        })
+        .sum();
+    assert_eq!(
+        reported as usize + lines.len(),
+        CALLS + 1,
+        "the lines and the calls they report held back account for every rejected call:\n{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn the_binary_serves_mutual_tls_from_pem_files() {
     let pki = pki();

@@ -2,8 +2,10 @@
 //! PEM files, and bearer tokens compared in constant time.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rustls_pki_types::pem::PemObject;
@@ -17,6 +19,52 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::settings::Settings;
+
+/// Per-call warnings for rejected credentials: anyone who can reach the port
+/// can cause them, one per request.
+static REJECTION_LOG: LogThrottle = LogThrottle::new(LOG_LINES_PER_SECOND);
+
+/// At most this many "rejected call" lines a second.
+const LOG_LINES_PER_SECOND: u32 = 10;
+
+/// At most `per_second` lines in each second; the lines held back are
+/// counted, and the next line written says how many (`suppressed`).
+pub(crate) struct LogThrottle {
+    per_second: u32,
+    /// The current one-second window's start (`None` before the first line)
+    /// and lines written in it.
+    window: Mutex<(Option<Instant>, u32)>,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    const fn new(per_second: u32) -> LogThrottle {
+        LogThrottle {
+            per_second,
+            window: Mutex::new((None, 0)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines held back since the last one written)` if a line may be
+    /// written `now`, else `None` (and it is counted).
+    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
+        let mut window = self.window.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if window
+            .0
+            .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1))
+        {
+            *window = (Some(now), 0);
+        }
+        if window.1 < self.per_second {
+            window.1 += 1;
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
 
 /// TLS and authentication settings, loaded from the files the settings name.
 #[derive(Clone, Debug, Default)]
@@ -183,8 +231,12 @@ where
             Ok(()) => Box::pin(self.inner.call(request)),
             Err(status) => {
                 let rpc = crate::service::metrics::rpc_name(request.uri().path());
-                // Never log the token itself.
-                tracing::warn!(rpc, reason = status.message(), "rejected call");
+                // Never log the token itself; and no more than a few lines a
+                // second, whatever an unauthenticated caller sends (the
+                // counter below counts every one).
+                if let Some(suppressed) = REJECTION_LOG.admit(Instant::now()) {
+                    tracing::warn!(rpc, reason = status.message(), suppressed, "rejected call");
+                }
                 crate::service::metrics::rejected("unauthenticated");
                 crate::service::metrics::observe::<()>(rpc, std::time::Instant::now(), &Err(status.clone()));
                 Box::pin(std::future::ready(Ok(status.into_http())))
@@ -196,6 +248,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejection_lines_are_throttled_and_counted() {
+        let throttle = LogThrottle::new(3);
+        let t0 = Instant::now();
+        let at = |millis: u64| t0 + Duration::from_millis(millis);
+        // Three lines in the first second, then held back and counted...
+        let first: Vec<_> = (0..5).map(|i| throttle.admit(at(i * 100))).collect();
+        assert_eq!(first, [Some(0), Some(0), Some(0), None, None]);
+        // ...and reported by the first line of the next second.
+        assert_eq!(throttle.admit(at(1000)), Some(2));
+        assert_eq!(throttle.admit(at(1001)), Some(0));
+        // A quiet stretch starts a fresh window.
+        assert_eq!(throttle.admit(at(60_000)), Some(0));
+    }
 
     #[test]
     fn bearer_scheme_and_tokens() {
