@@ -1204,3 +1204,87 @@ async fn j_a_header_block_that_never_ends_is_cut_off() {
         mib(target.baseline_rss)
     );
 }
+
+// ---------------------------------------------------------------------------
+// k. Specs that are cheap to send and dear to keep
+// ---------------------------------------------------------------------------
+
+/// What one open `Filter` stream whose spec is 4 MB of tiny `IN` values may
+/// hold: the matcher (its values' bytes and about 10 bytes of index and
+/// table each: 800,000 values, 10 MiB), the stream's buffers (tonic's
+/// receive buffers of up to 4 MiB each), and a share of what the allocator
+/// keeps of the freed planning memory (the parsed spec and plan, ~100 MiB
+/// while one is planned, reused by the next). Each stream held ~110 MiB
+/// before, a set keeping ~130 bytes per value; about 31 MiB now.
+const PER_BIG_SPEC_STREAM: u64 = 48 * MIB;
+
+/// A spec just under the default 4 MiB message limit: 10 fields, each `IN`
+/// 80,000 distinct 3-byte values.
+fn big_in_spec() -> FilterSpec {
+    FilterSpec {
+        arity: 10,
+        predicates: (0..10u32)
+            .map(|f| Predicate {
+                field: f,
+                op: Op::In as i32,
+                value: Bytes::new(),
+                values: (0..80_000u32)
+                    .map(|i| Bytes::copy_from_slice(&(f * 80_000 + i).to_be_bytes()[1..]))
+                    .collect(),
+            })
+            .collect(),
+        expr: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn k_filter_streams_of_million_value_specs_hold_little() {
+    let attack = "6 Filter streams, each with 800,000 IN values in a 4 MB spec";
+    let mut target = Target::start(&[]).await;
+    let spec = frame(&spec_msg(big_in_spec()));
+    eprintln!("{attack}: a spec frame of {:.1} MiB", mib(spec.len() as u64));
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connection.start("Filter", &[]).await;
+        stream.send(spec.clone());
+        // One batch, answered: the spec has been planned and its matcher built.
+        stream.send(frame(&FilterRequest {
+            msg: Some(Msg::Batch(KeyBatch {
+                keys: vec![Key {
+                    fields: (0..10u32)
+                        .map(|f| Bytes::copy_from_slice(&(f * 80_000 + 7).to_be_bytes()[1..]))
+                        .collect(),
+                }],
+            })),
+        }));
+        let answer = stream
+            .next_message()
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
+        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
+        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
+        streams.push(stream);
+    }
+    let open_rss = target.rss();
+    let bound = target.baseline_rss + 6 * PER_BIG_SPEC_STREAM;
+    eprintln!(
+        "{attack}: while open: VmRSS {:.0} MiB (bound {:.0} MiB), VmHWM {:.0} MiB",
+        mib(open_rss),
+        mib(bound),
+        mib(target.hwm())
+    );
+    assert!(
+        open_rss < bound,
+        "{attack}: {:.0} MiB resident with 6 streams open; bound baseline + 6 x 48 MiB = {:.0} MiB",
+        mib(open_rss),
+        mib(bound)
+    );
+    for mut stream in streams {
+        stream.finish();
+        let reply = stream.reply().await;
+        assert_eq!(reply.code, Code::Ok, "{attack}: stream end: {reply:?}");
+    }
+    drop(connection);
+    target.survived(attack).await;
+}

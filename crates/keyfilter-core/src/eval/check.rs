@@ -10,9 +10,8 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 use memchr::memmem;
-use std::collections::HashSet;
-use std::hash::RandomState;
 
+use super::set::ValueSet;
 use super::word::{head, tail};
 use crate::plan::{self, Test};
 
@@ -35,7 +34,7 @@ impl Constant {
             head: head(bytes),
             tail: if bytes.len() >= 8 { tail(bytes) } else { 0 },
             second: head(bytes.get(8..).unwrap_or_default()),
-            bytes: bytes.clone(),
+            bytes: own(bytes),
         }
     }
 
@@ -67,6 +66,14 @@ impl Constant {
         }
         x.cmp(&self.bytes[..]) as i8
     }
+}
+
+/// A copy of `value` that holds nothing else: a spec's `IN` values are
+/// slices of one buffer per predicate, and a matcher that kept one of them
+/// (the one value left of a set, a few of a small set) would keep them all
+/// for as long as it lives.
+fn own(value: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(value)
 }
 
 /// `lower <=/< x <=/< upper`.
@@ -126,10 +133,11 @@ pub(super) enum Kind {
     InSmall(Box<[Constant]>),
     /// Large sets: a hash keyed at random per set (SipHash), so that no
     /// choice of values makes lookups collide (an unkeyed hash let 16-byte
-    /// values with one 8-byte head turn each lookup into a list scan).
-    InHash(HashSet<Bytes, RandomState>),
+    /// values with one 8-byte head turn each lookup into a list scan); the
+    /// values in one buffer (see [`ValueSet`] for why).
+    InHash(ValueSet),
     NotInSmall(Box<[Constant]>),
-    NotInHash(HashSet<Bytes, RandomState>),
+    NotInHash(ValueSet),
     Suffix(Bytes),
     NotSuffix(Bytes),
     /// A searcher built once per constant (not empty: the plan folds `b""`),
@@ -228,11 +236,11 @@ impl Kind {
                 max: -1,
             },
             Test::In(vs) if vs.len() <= LINEAR_SET_MAX => Kind::InSmall(vs.iter().map(Constant::new).collect()),
-            Test::In(vs) => Kind::InHash(vs.iter().cloned().collect()),
+            Test::In(vs) => Kind::InHash(ValueSet::new(vs)),
             Test::NotIn(vs) if vs.len() <= LINEAR_SET_MAX => Kind::NotInSmall(vs.iter().map(Constant::new).collect()),
-            Test::NotIn(vs) => Kind::NotInHash(vs.iter().cloned().collect()),
-            Test::Suffix(v) => Kind::Suffix(v.clone()),
-            Test::NotSuffix(v) => Kind::NotSuffix(v.clone()),
+            Test::NotIn(vs) => Kind::NotInHash(ValueSet::new(vs)),
+            Test::Suffix(v) => Kind::Suffix(own(v)),
+            Test::NotSuffix(v) => Kind::NotSuffix(own(v)),
             Test::Contains(v) => Kind::Contains(Box::new(memmem::Finder::new(&v[..]).into_owned())),
             Test::NotContains(v) => Kind::NotContains(Box::new(memmem::Finder::new(&v[..]).into_owned())),
         }

@@ -8,6 +8,7 @@
 mod check;
 mod columns;
 mod packed;
+mod set;
 mod tree;
 mod word;
 

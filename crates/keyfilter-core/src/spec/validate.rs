@@ -252,12 +252,27 @@ impl<'l> SpecBuilder<'l> {
                     max: limits.max_in_values,
                 });
             }
-            let mut owned = Vec::with_capacity(values.len());
+            // One owned buffer for the predicate's values, each value a slice
+            // of it: a value costs its bytes and a `Bytes`, not an allocation
+            // of its own (800,000 three-byte values: 27 MiB, not 75).
+            let mut buffer = Vec::new();
+            let mut ends = Vec::with_capacity(values.len());
             for v in values {
                 let v = v.as_ref();
                 check_len(v.len())?;
-                owned.push(Bytes::copy_from_slice(v));
+                buffer.extend_from_slice(v);
+                ends.push(buffer.len());
             }
+            let buffer = Bytes::from(buffer);
+            let mut start = 0;
+            let owned = ends
+                .into_iter()
+                .map(|end| {
+                    let value = buffer.slice(start..end);
+                    start = end;
+                    value
+                })
+                .collect();
             Operand::Values(owned)
         } else {
             if values.len() != 0 {
