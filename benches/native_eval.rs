@@ -46,6 +46,17 @@ fn specs() -> Vec<(&'static str, u32, Vec<Predicate>)> {
                 pred(4, Op::Ne, "deleted"),
             ],
         ),
+        // A large set: 100,000 paths, of which every third key's field 2 is one.
+        (
+            "in-100k",
+            3,
+            vec![Predicate {
+                field: 2,
+                op: Op::In as i32,
+                value: Bytes::new(),
+                values: (0..100_000).map(|i| Bytes::from(format!("eng/{i:08}"))).collect(),
+            }],
+        ),
     ]
 }
 
