@@ -63,6 +63,41 @@ fn health_status(message: &Bytes) -> ServingStatus {
     ServingStatus::try_from(response.status).expect("a known serving status")
 }
 
+/// The spec of this file's calls: one field, equal to `a`.
+fn field_is_a() -> FilterSpec {
+    FilterSpec {
+        arity: 1,
+        predicates: vec![pred(0, Op::Eq, b"a")],
+        expr: None,
+    }
+}
+
+/// A `Filter` request carrying [`field_is_a`], framed.
+fn filter_spec_frame() -> Bytes {
+    frame(
+        &FilterRequest {
+            msg: Some(Msg::Spec(field_is_a())),
+        }
+        .encode_to_vec(),
+    )
+}
+
+/// A `Filter` batch of one-field keys, framed.
+fn filter_batch_frame(keys: &[&'static [u8]]) -> Bytes {
+    let keys = keys
+        .iter()
+        .map(|k| Key {
+            fields: vec![Bytes::from_static(k)],
+        })
+        .collect();
+    frame(
+        &FilterRequest {
+            msg: Some(Msg::Batch(KeyBatch { keys })),
+        }
+        .encode_to_vec(),
+    )
+}
+
 /// A health Check on `connection`, which must answer SERVING.
 async fn assert_check_serving(connection: &mut RawConnection, what: &str) {
     let mut stream = connection.start_path(CHECK, &[]).await;
@@ -79,11 +114,7 @@ async fn assert_check_serving(connection: &mut RawConnection, what: &str) {
 /// A Match on `connection`, which must come back right.
 async fn assert_match(connection: &mut RawConnection, what: &str) {
     let request = MatchRequest {
-        spec: Some(FilterSpec {
-            arity: 1,
-            predicates: vec![pred(0, Op::Eq, b"a")],
-            expr: None,
-        }),
+        spec: Some(field_is_a()),
         keys: [b"a", b"b"]
             .iter()
             .map(|k| Key {
@@ -446,11 +477,7 @@ async fn d_watch_streams_end_when_shutdown_starts() {
 /// `keys` bytes and more, which a window of 0 keeps in the server.
 fn match_of(keys: usize) -> Bytes {
     let request = MatchRequest {
-        spec: Some(FilterSpec {
-            arity: 1,
-            predicates: vec![pred(0, Op::Eq, b"a")],
-            expr: None,
-        }),
+        spec: Some(field_is_a()),
         keys: vec![
             Key {
                 fields: vec![Bytes::from_static(b"a")],
@@ -490,34 +517,8 @@ async fn e_a_client_that_never_reads_its_answers_loses_its_connection() {
     // then waits, longer than the stall timeout, before its next batch.
     let mut quiet = RawConnection::open(addr).await;
     let mut filter = quiet.start("Filter", &[]).await;
-    let spec = FilterSpec {
-        arity: 1,
-        predicates: vec![pred(0, Op::Eq, b"a")],
-        expr: None,
-    };
-    let batch = || {
-        frame(
-            &FilterRequest {
-                msg: Some(Msg::Batch(KeyBatch {
-                    keys: vec![
-                        Key {
-                            fields: vec![Bytes::from_static(b"a")],
-                        },
-                        Key {
-                            fields: vec![Bytes::from_static(b"b")],
-                        },
-                    ],
-                })),
-            }
-            .encode_to_vec(),
-        )
-    };
-    filter.send(frame(
-        &FilterRequest {
-            msg: Some(Msg::Spec(spec)),
-        }
-        .encode_to_vec(),
-    ));
+    let batch = || filter_batch_frame(&[b"a", b"b"]);
+    filter.send(filter_spec_frame());
     filter.send(batch());
     let first = filter.next_message().await.expect("a first Filter answer");
     assert_eq!(FilterResponse::decode(first).unwrap().matched, vec![0], "{attack}");
@@ -611,29 +612,8 @@ async fn f_requests_that_stop_half_way_free_their_slots_at_their_timeout() {
     unary.send(whole.slice(..5 + 3));
     // A Filter stream: its spec, then half a batch.
     let mut filter = slow.start("Filter", &[]).await;
-    filter.send(frame(
-        &FilterRequest {
-            msg: Some(Msg::Spec(FilterSpec {
-                arity: 1,
-                predicates: vec![pred(0, Op::Eq, b"a")],
-                expr: None,
-            })),
-        }
-        .encode_to_vec(),
-    ));
-    let batch = frame(
-        &FilterRequest {
-            msg: Some(Msg::Batch(KeyBatch {
-                keys: vec![
-                    Key {
-                        fields: vec![Bytes::from_static(b"a")],
-                    };
-                    100
-                ],
-            })),
-        }
-        .encode_to_vec(),
-    );
+    filter.send(filter_spec_frame());
+    let batch = filter_batch_frame(&[&b"a"[..]; 100]);
     filter.send(batch.slice(..batch.len() / 2));
 
     // Both slots are held: anyone else is shed meanwhile (once the server
@@ -747,33 +727,10 @@ async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
         .await
         .unwrap_or_else(|e| panic!("{attack}: {e}"));
     let mut filter = connection.start("Filter", &[]).await;
-    filter.send(frame(
-        &FilterRequest {
-            msg: Some(Msg::Spec(FilterSpec {
-                arity: 1,
-                predicates: vec![pred(0, Op::Eq, b"a")],
-                expr: None,
-            })),
-        }
-        .encode_to_vec(),
-    ));
+    filter.send(filter_spec_frame());
     const BATCHES: u64 = 8;
     for _ in 0..BATCHES {
-        filter.send(frame(
-            &FilterRequest {
-                msg: Some(Msg::Batch(KeyBatch {
-                    keys: vec![
-                        Key {
-                            fields: vec![Bytes::from_static(b"b")],
-                        },
-                        Key {
-                            fields: vec![Bytes::from_static(b"a")],
-                        },
-                    ],
-                })),
-            }
-            .encode_to_vec(),
-        ));
+        filter.send(filter_batch_frame(&[b"b", b"a"]));
     }
     filter.finish();
     let started = Instant::now();
