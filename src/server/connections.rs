@@ -330,8 +330,9 @@ pub struct Tracked {
     /// Fires when the connection may next be idle for long enough.
     idle_check: Pin<Box<Sleep>>,
     last_read: Instant,
-    /// Set once closed, with why (counted once, however often polled after).
-    closed: Option<Verdict>,
+    /// Set once closed, to the error its reads fail with (counted once,
+    /// however often polled after).
+    closed: Option<&'static str>,
     _slot: OwnedSemaphorePermit,
     _client: ClientSlot,
 }
@@ -387,7 +388,7 @@ impl Tracked {
                     Verdict::Idle => {
                         metrics::idle_connection_closed();
                         tracing::debug!(peer = %self.peer, timeout = ?self.shared.idle_timeout, "closing an idle connection");
-                        self.closed = Some(Verdict::Idle);
+                        self.closed = Some("no call for connection_idle_timeout");
                         break;
                     }
                     Verdict::Stalled => {
@@ -397,22 +398,15 @@ impl Tracked {
                             timeout = ?self.shared.stall_timeout,
                             "closing a connection whose client has not read an answer for response_stall_timeout"
                         );
-                        self.closed = Some(Verdict::Stalled);
+                        self.closed = Some("an answer unread for response_stall_timeout");
                         break;
                     }
                 }
             }
         }
         match self.closed {
-            None | Some(Verdict::CheckAt(_)) => Ok(()),
-            Some(Verdict::Idle) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no call for connection_idle_timeout",
-            )),
-            Some(Verdict::Stalled) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "an answer unread for response_stall_timeout",
-            )),
+            None => Ok(()),
+            Some(reason) => Err(io::Error::new(io::ErrorKind::TimedOut, reason)),
         }
     }
 
