@@ -27,8 +27,9 @@ pub(super) struct ValueSet {
 }
 
 impl ValueSet {
-    /// The set of `values` (distinct, as the plan keeps them). The plan's
-    /// limits keep a set far below 4 GiB and 2^32 values.
+    /// The set of `values` (distinct, as the plan keeps them; a repeated
+    /// value would only take a second slot). The plan's limits keep a set
+    /// far below 4 GiB and 2^32 values.
     pub(super) fn new(values: &[Bytes]) -> ValueSet {
         let total: usize = values.iter().map(Bytes::len).sum();
         let mut data = Vec::with_capacity(total);
@@ -42,10 +43,7 @@ impl ValueSet {
         let value = |i: u32| -> &[u8] { slice(&data, &ends, i) };
         let mut table = HashTable::with_capacity(values.len());
         for i in 0..ends.len() as u32 {
-            let hash = hasher.hash_one(value(i));
-            if table.find(hash, |&j| value(j) == value(i)).is_none() {
-                table.insert_unique(hash, i, |&j| hasher.hash_one(value(j)));
-            }
+            table.insert_unique(hasher.hash_one(value(i)), i, |&j| hasher.hash_one(value(j)));
         }
         ValueSet {
             data,
