@@ -7,53 +7,21 @@
 use bytes::Bytes;
 use keyfilter_core::eval::{Matcher, PackedError, PackedIndex, PackedKeys};
 use keyfilter_core::plan::{Body, Check, Plan, Test};
-use keyfilter_core::spec::{ExprInput, Limits, PredicateInput, SpecInput};
+use keyfilter_core::spec::{Limits, SpecInput};
 use proptest::prelude::*;
+
+mod support;
 
 const ARITY: usize = 3;
 
+const MAX_VALUE_LEN: usize = 12;
+
 fn value() -> BoxedStrategy<Vec<u8>> {
-    // A small alphabet, so that operators hit as often as they miss.
-    prop::collection::vec(prop::sample::select(vec![b'a', b'b', 0u8, 0xff]), 0..12).boxed()
-}
-
-fn predicate() -> impl Strategy<Value = PredicateInput> {
-    (
-        0..ARITY as u32,
-        1..=10i32,
-        value(),
-        prop::collection::vec(value(), 0..4),
-    )
-        .prop_map(|(field, op, v, vs)| PredicateInput {
-            field,
-            op,
-            value: if op == 8 { Bytes::new() } else { Bytes::from(v) },
-            values: if op == 8 {
-                vs.into_iter().map(Bytes::from).collect()
-            } else {
-                vec![]
-            },
-        })
-}
-
-fn expr() -> impl Strategy<Value = ExprInput> {
-    predicate()
-        .prop_map(ExprInput::Predicate)
-        .prop_recursive(3, 16, 3, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..3).prop_map(ExprInput::All),
-                prop::collection::vec(inner.clone(), 0..3).prop_map(ExprInput::Any),
-                inner.prop_map(|e| ExprInput::Negate(Box::new(e))),
-            ]
-        })
+    support::value(MAX_VALUE_LEN)
 }
 
 fn spec() -> impl Strategy<Value = SpecInput> {
-    (prop::collection::vec(predicate(), 0..5), prop::option::of(expr())).prop_map(|(predicates, expr)| SpecInput {
-        arity: ARITY as u32,
-        predicates,
-        expr,
-    })
+    support::spec(ARITY as u32, MAX_VALUE_LEN, 5)
 }
 
 /// Up to 2,600 keys: a few distinct ones repeated in a random order, so that
