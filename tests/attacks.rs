@@ -536,6 +536,61 @@ async fn c2_compile_requests_do_not_pin_their_buffers_pad_inside_the_spec() {
 /// 2 x 64 MiB per stream while it is open.
 const PER_STREAM: u64 = 2 * 64 * MIB;
 
+/// Opens 6 `Filter` streams on `connection`, each sending `spec_frame`
+/// and then `batch`, whose first key (only) must match: once answered, the
+/// spec has been decoded and planned. Returns the open streams.
+async fn open_answered_streams(
+    connection: &mut RawConnection,
+    headers: &[(&str, &str)],
+    spec_frame: &Bytes,
+    batch: &FilterRequest,
+    attack: &str,
+) -> Vec<support::attack::RawStream> {
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connection.start("Filter", headers).await;
+        stream.send(spec_frame.clone());
+        stream.send(frame(batch));
+        let answer = stream
+            .next_message()
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
+        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
+        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
+        streams.push(stream);
+    }
+    streams
+}
+
+/// Resident memory with `streams` streams open is below the baseline plus
+/// `per_stream` for each.
+fn assert_rss_with_streams_open(target: &Target, attack: &str, streams: u64, per_stream: u64) {
+    let open_rss = target.rss();
+    let bound = target.baseline_rss + streams * per_stream;
+    eprintln!(
+        "{attack}: while open: VmRSS {:.0} MiB (bound {:.0} MiB), VmHWM {:.0} MiB",
+        mib(open_rss),
+        mib(bound),
+        mib(target.hwm())
+    );
+    assert!(
+        open_rss < bound,
+        "{attack}: {:.0} MiB resident with {streams} streams open; bound baseline + {streams} x {:.0} MiB = {:.0} MiB",
+        mib(open_rss),
+        mib(per_stream),
+        mib(bound)
+    );
+}
+
+/// Half-closes each stream and reads it to its end, which must be OK.
+async fn end_streams_ok(streams: Vec<support::attack::RawStream>, attack: &str) {
+    for mut stream in streams {
+        stream.finish();
+        let reply = stream.reply().await;
+        assert_eq!(reply.code, Code::Ok, "{attack}: stream end: {reply:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c3_open_filter_streams_hold_at_most_their_buffers() {
     let attack = "6 Filter streams with a 60 MiB padded spec";
@@ -553,50 +608,21 @@ async fn c3_open_filter_streams_hold_at_most_their_buffers() {
     let spec_frame = gz_frame(&gz);
 
     let mut connection = RawConnection::open(target.addr).await;
-    let mut streams = Vec::new();
-    for _ in 0..6 {
-        let mut stream = connection.start("Filter", GZIP).await;
-        stream.send(spec_frame.clone());
-        // One batch, answered: the spec has been decoded and planned.
-        stream.send(frame(&FilterRequest {
-            msg: Some(Msg::Batch(KeyBatch {
-                keys: vec![
-                    Key {
-                        fields: vec![Bytes::from_static(b"a")],
-                    },
-                    Key {
-                        fields: vec![Bytes::from_static(b"z")],
-                    },
-                ],
-            })),
-        }));
-        let answer = stream
-            .next_message()
-            .await
-            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
-        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
-        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
-        streams.push(stream);
-    }
-    let open_rss = target.rss();
-    let bound = target.baseline_rss + 6 * PER_STREAM;
-    eprintln!(
-        "{attack}: while open: VmRSS {:.0} MiB (bound {:.0} MiB), VmHWM {:.0} MiB",
-        mib(open_rss),
-        mib(bound),
-        mib(target.hwm())
-    );
-    assert!(
-        open_rss < bound,
-        "{attack}: {:.0} MiB resident with 6 streams open; bound baseline + 6 x 128 MiB = {:.0} MiB",
-        mib(open_rss),
-        mib(bound)
-    );
-    for mut stream in streams {
-        stream.finish();
-        let reply = stream.reply().await;
-        assert_eq!(reply.code, Code::Ok, "{attack}: stream end: {reply:?}");
-    }
+    let batch = FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: vec![
+                Key {
+                    fields: vec![Bytes::from_static(b"a")],
+                },
+                Key {
+                    fields: vec![Bytes::from_static(b"z")],
+                },
+            ],
+        })),
+    };
+    let streams = open_answered_streams(&mut connection, GZIP, &spec_frame, &batch, attack).await;
+    assert_rss_with_streams_open(&target, attack, streams.len() as u64, PER_STREAM);
+    end_streams_ok(streams, attack).await;
     drop(connection);
     assert_rss_falls_back(&target, attack, PINNED_SLACK).await;
     target.survived(attack).await;
@@ -1244,47 +1270,19 @@ async fn k_filter_streams_of_million_value_specs_hold_little() {
     let spec = frame(&spec_msg(big_in_spec()));
     eprintln!("{attack}: a spec frame of {:.1} MiB", mib(spec.len() as u64));
     let mut connection = RawConnection::open(target.addr).await;
-    let mut streams = Vec::new();
-    for _ in 0..6 {
-        let mut stream = connection.start("Filter", &[]).await;
-        stream.send(spec.clone());
-        // One batch, answered: the spec has been planned and its matcher built.
-        stream.send(frame(&FilterRequest {
-            msg: Some(Msg::Batch(KeyBatch {
-                keys: vec![Key {
-                    fields: (0..10u32)
-                        .map(|f| Bytes::copy_from_slice(&(f * 80_000 + 7).to_be_bytes()[1..]))
-                        .collect(),
-                }],
-            })),
-        }));
-        let answer = stream
-            .next_message()
-            .await
-            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
-        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
-        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
-        streams.push(stream);
-    }
-    let open_rss = target.rss();
-    let bound = target.baseline_rss + 6 * PER_BIG_SPEC_STREAM;
-    eprintln!(
-        "{attack}: while open: VmRSS {:.0} MiB (bound {:.0} MiB), VmHWM {:.0} MiB",
-        mib(open_rss),
-        mib(bound),
-        mib(target.hwm())
-    );
-    assert!(
-        open_rss < bound,
-        "{attack}: {:.0} MiB resident with 6 streams open; bound baseline + 6 x 48 MiB = {:.0} MiB",
-        mib(open_rss),
-        mib(bound)
-    );
-    for mut stream in streams {
-        stream.finish();
-        let reply = stream.reply().await;
-        assert_eq!(reply.code, Code::Ok, "{attack}: stream end: {reply:?}");
-    }
+    // Its first key is in every set: the matcher is built and used.
+    let batch = FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: vec![Key {
+                fields: (0..10u32)
+                    .map(|f| Bytes::copy_from_slice(&(f * 80_000 + 7).to_be_bytes()[1..]))
+                    .collect(),
+            }],
+        })),
+    };
+    let streams = open_answered_streams(&mut connection, &[], &spec, &batch, attack).await;
+    assert_rss_with_streams_open(&target, attack, streams.len() as u64, PER_BIG_SPEC_STREAM);
+    end_streams_ok(streams, attack).await;
     drop(connection);
     target.survived(attack).await;
 }
