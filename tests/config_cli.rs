@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 40] = [
+const ENV_VARS: [&str; 41] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -36,6 +36,7 @@ const ENV_VARS: [&str; 40] = [
     "KEYFILTER_MAX_MESSAGE_BYTES",
     "KEYFILTER_REQUEST_TIMEOUT",
     "KEYFILTER_MAX_CONCURRENT_REQUESTS",
+    "KEYFILTER_MAX_CALLS_PER_CONNECTION",
     "KEYFILTER_MAX_FILTER_STREAMS",
     "KEYFILTER_MAX_CONNECTIONS",
     "KEYFILTER_CONNECTION_IDLE_TIMEOUT",

@@ -758,3 +758,82 @@ async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
     );
     target.survived(attack).await;
 }
+
+// ---------------------------------------------------------------------------
+// h. One connection's share of the calls
+// ---------------------------------------------------------------------------
+
+/// A `Filter` stream on `connection` that has answered its first batch, so
+/// it holds its admission slot until it ends.
+async fn open_answered_filter(connection: &mut RawConnection, what: &str) -> RawStream {
+    let mut filter = connection.start("Filter", &[]).await;
+    filter.send(filter_spec_frame());
+    filter.send(filter_batch_frame(&[b"a"]));
+    let answer = filter
+        .next_message()
+        .await
+        .unwrap_or_else(|| panic!("{what}: the stream ended before its answer: {:?}", filter.code));
+    let answer = FilterResponse::decode(answer).expect("a FilterResponse");
+    assert_eq!((answer.batch, answer.matched), (0, vec![0]), "{what}");
+    filter
+}
+
+/// With `--max-calls-per-connection`, one connection cannot take every
+/// admission slot with calls it keeps open: its call beyond its share is
+/// shed at once (`RESOURCE_EXHAUSTED` naming the limit, counted as
+/// `calls_per_connection`), its health checks still answer, another
+/// connection is served from the slots left, and a call that ends gives the
+/// connection its room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_one_connection_holds_at_most_its_share_of_calls() {
+    let attack = "open Filter streams on one connection, --max-calls-per-connection 2";
+    let (mut target, metrics) =
+        target_with_metrics(&["--max-concurrent-requests", "4", "--max-calls-per-connection", "2"]).await;
+    let addr = target.addr;
+    let mut greedy = RawConnection::open(addr).await;
+    let mut first = open_answered_filter(&mut greedy, attack).await;
+    let _second = open_answered_filter(&mut greedy, attack).await;
+
+    for call in ["Match", "Filter"] {
+        let mut third = greedy.start(call, &[]).await;
+        third.send_last(match call {
+            "Match" => match_of(1),
+            _ => filter_spec_frame(),
+        });
+        let reply = third.reply().await;
+        reply.assert_status(
+            &format!("{attack}: a {call} beyond the share"),
+            Code::ResourceExhausted,
+            &["max_calls_per_connection", "2 calls"],
+        );
+    }
+    wait_for_metric(
+        metrics,
+        "keyfilter_rejected_total",
+        &["reason=\"calls_per_connection\""],
+        2.0,
+    )
+    .await;
+    // Health checks are not KeyFilter calls: never shed.
+    assert_check_serving(&mut greedy, attack).await;
+
+    // Another connection is served from the two slots left, and the global
+    // limit was never the reason for a refusal.
+    let mut other = RawConnection::open(addr).await;
+    assert_match(&mut other, attack).await;
+    let _elsewhere = open_answered_filter(&mut other, attack).await;
+    assert_match(&mut other, attack).await;
+    let text = scrape_metrics(metrics).await;
+    assert_eq!(
+        metric(&text, "keyfilter_rejected_total", &["reason=\"overloaded\""]),
+        Some(0.0),
+        "{attack}:\n{text}"
+    );
+
+    // One of the connection's streams ends: it has room for a call again.
+    first.finish();
+    let reply = first.reply().await;
+    assert_eq!(reply.code, Code::Ok, "{attack}: the stream that ended: {reply:?}");
+    assert_match(&mut greedy, attack).await;
+    target.survived(attack).await;
+}

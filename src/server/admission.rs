@@ -1,5 +1,6 @@
 //! Admission: at most `max_concurrent_requests` KeyFilter calls in progress,
-//! open `Filter` streams included.
+//! open `Filter` streams included, and with `max_calls_per_connection` set,
+//! at most that many of them on one connection.
 //!
 //! A call takes a slot before its request is read and gives it back when its
 //! response body is gone: for a unary call once the answer is sent, for a
@@ -8,8 +9,16 @@
 //! A call that finds no free slot is answered `RESOURCE_EXHAUSTED` at once,
 //! without reading its request. Health checks and reflection sit outside this
 //! layer and are never shed.
+//!
+//! The share per connection keeps one connection (one client channel, or a
+//! runaway loop on it) from taking every slot with slow calls: another
+//! connection always finds `max_concurrent_requests - max_calls_per_connection`
+//! slots it cannot take. A call over its connection's share is refused the
+//! same way, before it takes a slot. The count lives in [`ConnectionCalls`],
+//! which `connections::CallsLayer` puts in each request's extensions.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -28,15 +37,45 @@ use crate::service::CLIENT_RESET;
 pub struct AdmissionLayer {
     slots: Arc<Semaphore>,
     limit: usize,
+    per_connection: usize,
 }
 
 impl AdmissionLayer {
-    /// Admits at most `limit` calls at once.
-    pub fn new(limit: usize) -> Self {
+    /// Admits at most `limit` calls at once, and at most `per_connection`
+    /// of them on one connection (0: no share per connection).
+    pub fn new(limit: usize, per_connection: usize) -> Self {
         AdmissionLayer {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            per_connection,
         }
+    }
+}
+
+/// The KeyFilter calls admitted on one connection and still in progress,
+/// shared by the connection's calls.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionCalls(Arc<AtomicUsize>);
+
+impl ConnectionCalls {
+    /// One more call on the connection, unless it has `limit` already.
+    fn take(&self, limit: usize) -> Option<ConnectionCall> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |calls| {
+                (calls < limit).then_some(calls + 1)
+            })
+            .ok()
+            .map(|_| ConnectionCall(self.0.clone()))
+    }
+}
+
+/// One admitted call's place in its connection's share, until dropped.
+#[derive(Debug)]
+struct ConnectionCall(Arc<AtomicUsize>);
+
+impl Drop for ConnectionCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -76,6 +115,21 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let per_connection = self.layer.per_connection;
+        let on_connection = match request.extensions().get::<ConnectionCalls>() {
+            Some(calls) if per_connection > 0 => match calls.take(per_connection) {
+                Some(call) => Some(call),
+                None => {
+                    crate::service::metrics::rejected("calls_per_connection");
+                    let status = Status::resource_exhausted(format!(
+                        "this connection already has {per_connection} calls in progress, open Filter streams included \
+                         (max_calls_per_connection); retry when one ends, or use another connection"
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            },
+            _ => None,
+        };
         let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
             // Counted apart from requests_total: a shed call never reached a handler.
             crate::service::metrics::load_shed();
@@ -93,7 +147,7 @@ where
             Ok(response.map(|body| {
                 Body::new(HoldingBody {
                     inner: body,
-                    _held: slot,
+                    _held: (slot, on_connection),
                 })
             }))
         })
@@ -161,5 +215,22 @@ impl HttpBody for ResetIsNotTheEnd {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_takes_at_most_its_share_and_gets_it_back() {
+        let calls = ConnectionCalls::default();
+        let first = calls.take(2).expect("room for a first call");
+        let second = calls.clone().take(2).expect("clones count together: room for a second");
+        assert!(calls.take(2).is_none(), "a third call over a share of 2");
+        drop(first);
+        let third = calls.take(2).expect("an ended call gives its place back");
+        drop((second, third));
+        assert_eq!(calls.0.load(Ordering::Acquire), 0);
     }
 }

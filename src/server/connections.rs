@@ -67,6 +67,7 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::{Layer, Service};
 
+use super::admission::ConnectionCalls;
 use super::drain::DrainableStream;
 use crate::service::metrics;
 
@@ -95,6 +96,9 @@ struct Activity {
     waiting: Mutex<Vec<(u64, Instant)>>,
     /// Numbers the connection's calls, for `waiting`.
     next_call: AtomicU64,
+    /// Its admitted KeyFilter calls, for `max_calls_per_connection`
+    /// (counted by the admission layer, which sees only KeyFilter calls).
+    admitted: ConnectionCalls,
 }
 
 impl Activity {
@@ -104,6 +108,7 @@ impl Activity {
             quiet_since: Mutex::new(now),
             waiting: Mutex::new(Vec::new()),
             next_call: AtomicU64::new(0),
+            admitted: ConnectionCalls::default(),
         }
     }
 
@@ -565,10 +570,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let open = super::context::peer_addr(request.extensions())
-            .and_then(|peer| self.connections.activity(peer))
-            .map(OpenCall::new);
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let activity = super::context::peer_addr(request.extensions()).and_then(|peer| self.connections.activity(peer));
+        if let Some(activity) = &activity {
+            request.extensions_mut().insert(activity.admitted.clone());
+        }
+        let open = activity.map(OpenCall::new);
         let future = self.inner.call(request);
         Box::pin(async move {
             // Dropped with this future if the call ends before it answers.

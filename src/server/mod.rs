@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// KeyFilter calls in progress at once (open `Filter` streams included),
     /// across all connections; more are shed with `RESOURCE_EXHAUSTED`.
     pub max_concurrent_requests: usize,
+    /// KeyFilter calls in progress at once on one connection (its share of
+    /// `max_concurrent_requests`); more are shed with `RESOURCE_EXHAUSTED`.
+    /// 0: no share (behind a proxy, one connection carries many clients).
+    pub max_calls_per_connection: usize,
     /// How long open streams may run on after a shutdown signal.
     pub shutdown_grace: Duration,
     /// TLS and bearer-token authentication (off by default).
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent_requests: 256,
+            max_calls_per_connection: 0,
             shutdown_grace: Duration::from_secs(10),
             security: Security::default(),
             http2_max_concurrent_streams: 1024,
@@ -133,7 +138,7 @@ pub async fn serve(
     // reflection stay open for probes and tooling, and are never shed.
     // Authentication comes first, so unauthenticated calls take no slot.
     let keyfilter = tower::Layer::layer(
-        &admission::AdmissionLayer::new(config.max_concurrent_requests),
+        &admission::AdmissionLayer::new(config.max_concurrent_requests, config.max_calls_per_connection),
         keyfilter,
     );
     let keyfilter = tower::Layer::layer(&config.security.auth, keyfilter);

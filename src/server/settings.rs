@@ -137,6 +137,8 @@ settings! {
         request_timeout: HumanDuration = HumanDuration(Duration::from_secs(30)), "KEYFILTER_REQUEST_TIMEOUT";
         /// KeyFilter calls in progress at once, open Filter streams included, across connections; more are shed with RESOURCE_EXHAUSTED.
         max_concurrent_requests: usize = 256, "KEYFILTER_MAX_CONCURRENT_REQUESTS";
+        /// KeyFilter calls in progress at once on one connection, open Filter streams included (its share of max_concurrent_requests); more are shed with RESOURCE_EXHAUSTED. 0: no per-connection share (behind a proxy one connection carries many clients).
+        max_calls_per_connection: usize = ServerConfig::default().max_calls_per_connection, "KEYFILTER_MAX_CALLS_PER_CONNECTION";
         /// Filter streams open at once (within max_concurrent_requests); more are refused with RESOURCE_EXHAUSTED.
         max_filter_streams: usize = 128, "KEYFILTER_MAX_FILTER_STREAMS";
         /// TCP connections open at once; more are closed as soon as they are accepted (open ones, and their health checks, are unaffected). Keep it below the open-file limit (`ulimit -n`).
@@ -307,6 +309,7 @@ impl Settings {
             max_message_bytes: self.max_message_bytes,
             request_timeout: self.request_timeout.0,
             max_concurrent_requests: self.max_concurrent_requests,
+            max_calls_per_connection: self.max_calls_per_connection,
             shutdown_grace: self.shutdown_grace.0,
             security: Security::load(self)?,
             http2_max_concurrent_streams: self.http2_max_concurrent_streams,

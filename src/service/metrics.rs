@@ -33,6 +33,7 @@ use tonic::Status;
 /// from startup:
 ///
 /// - `overloaded`: shed over `max_concurrent_requests`;
+/// - `calls_per_connection`: shed over `max_calls_per_connection` for its connection;
 /// - `filter_streams`: a `Filter` stream refused over `max_filter_streams`;
 /// - `unauthenticated`: a missing or unknown bearer token;
 /// - `invalid_spec`: a spec that failed validation (or was missing);
@@ -49,6 +50,7 @@ use tonic::Status;
 ///   client to read it for `response_stall_timeout`.
 pub const REJECTION_REASONS: &[&str] = &[
     "overloaded",
+    "calls_per_connection",
     "filter_streams",
     "unauthenticated",
     "invalid_spec",
