@@ -30,9 +30,14 @@ fn predicate(p: &Predicate, negated: bool) -> F {
     let value = match &p.operand {
         Operand::Value(v) => v.clone(),
         Operand::Values(values) => {
-            let mut set = values.clone();
-            set.sort_unstable();
-            set.dedup();
+            // The distinct values found by sorting their positions, not a
+            // copy of the values: a sorted copy would cost a `Bytes` (32
+            // bytes) per value received, duplicates included, and keep that
+            // capacity for as long as the plan lives.
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_unstable_by(|&a, &b| values.get(a).cmp(values.get(b)));
+            order.dedup_by(|a, b| values.get(*a) == values.get(*b));
+            let mut set: Vec<Bytes> = order.into_iter().map(|i| values.value(i)).collect();
             return match (set.len(), negated) {
                 (0, false) => F::False,
                 (0, true) => F::True,

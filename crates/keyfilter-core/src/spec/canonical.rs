@@ -154,7 +154,13 @@ mod tests {
                 .find(|op| op.number() == i32::from(code))?;
             let operand = if op == Op::In {
                 let n = u64_(b)?;
-                Operand::Values((0..n).map(|_| value(b)).collect::<Option<_>>()?)
+                Operand::Values(
+                    (0..n)
+                        .map(|_| value(b))
+                        .collect::<Option<Vec<_>>>()?
+                        .into_iter()
+                        .collect(),
+                )
             } else {
                 Operand::Value(value(b)?)
             };
@@ -173,7 +179,7 @@ mod tests {
         let op = prop::sample::select(vec![Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Prefix, Op::In]);
         let predicate = (0u32..3, op, value(), prop::collection::vec(value(), 0..4)).prop_map(|(field, op, v, vs)| {
             let operand = if op == Op::In {
-                Operand::Values(vs)
+                Operand::Values(vs.into_iter().collect())
             } else {
                 Operand::Value(v)
             };
@@ -210,7 +216,7 @@ mod tests {
         Predicate {
             field,
             op: Op::In,
-            operand: Operand::Values(vs.iter().map(|v| Bytes::from_static(v)).collect()),
+            operand: Operand::Values(vs.iter().collect()),
         }
     }
 

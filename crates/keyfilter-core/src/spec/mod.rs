@@ -13,6 +13,7 @@ mod file;
 mod input;
 mod limits;
 mod validate;
+mod values;
 
 pub use canonical::canonical_digest;
 #[cfg(feature = "spec-file")]
@@ -20,6 +21,7 @@ pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
 pub use input::{ExprInput, PredicateInput, SpecInput, OP_UNSPECIFIED};
 pub use limits::{Limits, VALUE_OVERHEAD};
 pub use validate::{push_item_path, validate, At, ShapeCheck, SpecBuilder, SpecError, NEGATE_PATH};
+pub use values::{ValueIter, ValueList, ValueListBuilder};
 
 use bytes::Bytes;
 
@@ -107,7 +109,7 @@ pub enum Operand {
     /// The value compared against (every operator but `In`).
     Value(Bytes),
     /// The candidates of an `In` predicate; may be empty (never matches).
-    Values(Vec<Bytes>),
+    Values(ValueList),
 }
 
 /// One validated condition on one field of the key.
@@ -160,7 +162,7 @@ pub fn reference_matches<F: AsRef<[u8]>>(spec: &Spec, key: &[F]) -> bool {
 pub fn predicate_holds<F: AsRef<[u8]>>(p: &Predicate, key: &[F]) -> bool {
     let field = key[p.field as usize].as_ref();
     match (&p.operand, p.op) {
-        (Operand::Values(values), _) => values.iter().any(|v| field == v.as_ref()),
+        (Operand::Values(values), _) => values.iter().any(|v| field == v),
         (Operand::Value(v), Op::Eq) => field == v.as_ref(),
         (Operand::Value(v), Op::Ne) => field != v.as_ref(),
         (Operand::Value(v), Op::Lt) => field < v.as_ref(),
