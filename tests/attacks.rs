@@ -1239,9 +1239,9 @@ async fn j_a_header_block_that_never_ends_is_cut_off() {
 /// hold: the matcher (its values' bytes and about 10 bytes of index and
 /// table each: 800,000 values, 10 MiB), the stream's buffers (tonic's
 /// receive buffers of up to 4 MiB each), and a share of what the allocator
-/// keeps of the freed planning memory (the parsed spec and plan, ~100 MiB
+/// keeps of the freed planning memory (the parsed spec and plan, ~40 MiB
 /// while one is planned, reused by the next). Each stream held ~110 MiB
-/// before, a set keeping ~130 bytes per value; about 31 MiB now.
+/// before, a set keeping ~130 bytes per value; about 21 MiB now.
 const PER_BIG_SPEC_STREAM: u64 = 48 * MIB;
 
 /// A spec just under the default 4 MiB message limit: 10 fields, each `IN`
