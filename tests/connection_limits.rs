@@ -25,14 +25,13 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use keyfilter::proto::filter_request::Msg;
-use keyfilter::proto::{FilterRequest, FilterResponse, FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, Op};
+use keyfilter::proto::{FilterResponse, FilterSpec, Key, MatchRequest, MatchResponse, Op};
 
 mod support;
 
 use support::attack::{
-    assert_normal_match, frame, metric, pred, raw_call, scrape_metrics, wait_for_metric, RawConnection, RawStream,
-    Reply, Target,
+    assert_normal_match, frame, metric, one_field_batch, pred, raw_call, scrape_metrics, spec_request, wait_for_metric,
+    RawConnection, RawStream, Reply, Target,
 };
 use support::binary::free_port;
 
@@ -74,28 +73,12 @@ fn field_is_a() -> FilterSpec {
 
 /// A `Filter` request carrying [`field_is_a`], framed.
 fn filter_spec_frame() -> Bytes {
-    frame(
-        &FilterRequest {
-            msg: Some(Msg::Spec(field_is_a())),
-        }
-        .encode_to_vec(),
-    )
+    frame(&spec_request(field_is_a()).encode_to_vec())
 }
 
 /// A `Filter` batch of one-field keys, framed.
 fn filter_batch_frame(keys: &[&'static [u8]]) -> Bytes {
-    let keys = keys
-        .iter()
-        .map(|k| Key {
-            fields: vec![Bytes::from_static(k)],
-        })
-        .collect();
-    frame(
-        &FilterRequest {
-            msg: Some(Msg::Batch(KeyBatch { keys })),
-        }
-        .encode_to_vec(),
-    )
+    frame(&one_field_batch(keys).encode_to_vec())
 }
 
 /// A health Check on `connection`, which must answer SERVING.

@@ -26,7 +26,8 @@ use tokio::time::timeout;
 use tonic::Code;
 
 use super::binary::{command, Server};
-use keyfilter::proto::{FilterSpec, Key, MatchRequest, MatchResponse, Op, Predicate};
+use keyfilter::proto::filter_request::Msg;
+use keyfilter::proto::{FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, MatchResponse, Op, Predicate};
 
 pub const MIB: u64 = 1024 * 1024;
 
@@ -242,6 +243,27 @@ pub fn pred(field: u32, op: Op, value: &[u8]) -> Predicate {
         value: Bytes::copy_from_slice(value),
         values: vec![],
     }
+}
+
+/// A `Filter` request carrying `spec`.
+pub fn spec_request(spec: FilterSpec) -> FilterRequest {
+    FilterRequest {
+        msg: Some(Msg::Spec(spec)),
+    }
+}
+
+/// A `Filter` batch of `keys`, each given as its fields.
+pub fn batch_request(keys: impl IntoIterator<Item = Vec<Bytes>>) -> FilterRequest {
+    FilterRequest {
+        msg: Some(Msg::Batch(KeyBatch {
+            keys: keys.into_iter().map(|fields| Key { fields }).collect(),
+        })),
+    }
+}
+
+/// A `Filter` batch of one-field keys.
+pub fn one_field_batch(keys: &[&'static [u8]]) -> FilterRequest {
+    batch_request(keys.iter().map(|k| vec![Bytes::from_static(k)]))
 }
 
 // ---------------------------------------------------------------------------
