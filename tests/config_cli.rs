@@ -27,12 +27,13 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 41] = [
+const ENV_VARS: [&str; 42] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
     "KEYFILTER_LOG",
     "KEYFILTER_METRICS_ADDR",
+    "KEYFILTER_METRICS_MAX_CONNECTIONS",
     "KEYFILTER_MAX_MESSAGE_BYTES",
     "KEYFILTER_REQUEST_TIMEOUT",
     "KEYFILTER_MAX_CONCURRENT_REQUESTS",

@@ -30,8 +30,8 @@ use keyfilter::proto::{FilterResponse, FilterSpec, Key, MatchRequest, MatchRespo
 mod support;
 
 use support::attack::{
-    assert_normal_match, frame, metric, one_field_batch, pred, raw_call, scrape_metrics, spec_request, wait_for_metric,
-    RawConnection, RawStream, Reply, Target,
+    assert_normal_match, frame, metric, one_field_batch, pred, raw_call, scrape_metrics, spec_request,
+    try_scrape_metrics, wait_for_metric, RawConnection, RawStream, Reply, Target,
 };
 use support::binary::free_port;
 
@@ -818,5 +818,97 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
     let reply = first.reply().await;
     assert_eq!(reply.code, Code::Ok, "{attack}: the stream that ended: {reply:?}");
     assert_match(&mut greedy, attack).await;
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// i. The metrics port
+// ---------------------------------------------------------------------------
+
+/// How long the metrics endpoint waits for a request head (`HEAD_TIMEOUT`
+/// in `src/server/metrics_http.rs`).
+const METRICS_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until the server closes `tcp` (a read that ends or fails), for at
+/// most `within`; how long that took, or `None` if it stayed open.
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut sink = [0u8; 1024];
+    timeout(within, async {
+        loop {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+/// Connections to `--metrics-addr` are bounded like the gRPC port's: with
+/// `--metrics-max-connections 2`, two clients that connect and send nothing
+/// or half a request head hold both slots, and a third connection is closed
+/// at once (counted as `metrics_connections`); the two are closed once they
+/// have not sent a whole request head for the head timeout, after which
+/// scrapes work again. The gRPC port is served throughout. (The exporter's
+/// own listener kept every such connection for good, until the process ran
+/// out of file descriptors.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i_connections_to_the_metrics_port_are_bounded_and_timed_out() {
+    use tokio::io::AsyncWriteExt as _;
+    let attack = "silent and slow connections to the metrics port, --metrics-max-connections 2";
+    let (mut target, metrics) = target_with_metrics(&["--metrics-max-connections", "2"]).await;
+    // The endpoint works, and its connection is gone once answered.
+    let text = scrape_metrics(metrics).await;
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{attack}: {text}"
+    );
+
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(metrics).await.expect("connect");
+    let mut slow = TcpStream::connect(metrics).await.expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("half a request head");
+    // Both are being served (the slots are taken as they are accepted):
+    // any further connection is closed at once.
+    let mut refused = 0;
+    while refused < 3 {
+        match try_scrape_metrics(metrics).await {
+            Err(e) => {
+                eprintln!("{attack}: a scrape while both slots are held: {e}");
+                refused += 1;
+            }
+            Ok(_) => assert!(
+                started.elapsed() < REFUSED_WITHIN,
+                "{attack}: scrapes still answered while two connections held both slots"
+            ),
+        }
+    }
+    let mut connection = RawConnection::open(target.addr).await;
+    assert_match(&mut connection, attack).await;
+
+    for (name, tcp) in [("silent", &mut silent), ("half a head", &mut slow)] {
+        let closed = closed_within(tcp, METRICS_HEAD_TIMEOUT + SOON)
+            .await
+            .unwrap_or_else(|| panic!("{attack}: the {name} connection was still open"));
+        eprintln!(
+            "{attack}: the {name} connection closed {:?} after it opened",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() >= METRICS_HEAD_TIMEOUT - Duration::from_secs(1),
+            "{attack}: the {name} connection closed after {closed:?}, before the head timeout"
+        );
+    }
+    let text = scrape_metrics(metrics).await;
+    assert!(
+        metric(&text, "keyfilter_rejected_total", &["reason=\"metrics_connections\""]).unwrap_or(0.0) >= 3.0,
+        "{attack}:\n{text}"
+    );
+    assert_match(&mut connection, attack).await;
     target.survived(attack).await;
 }

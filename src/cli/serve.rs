@@ -30,7 +30,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         if let Some(addr) = settings.metrics_addr {
-            crate::server::metrics::install(addr)?;
+            crate::server::metrics::install(addr, settings.metrics_max_connections)?;
         }
         let shutdown = shutdown_signal().context("installing signal handlers")?;
         let listener = tokio::net::TcpListener::bind(settings.addr)

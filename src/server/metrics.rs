@@ -36,20 +36,22 @@ use crate::service::metrics::{describe_and_register, rejected};
 /// before the exporter answers its first scrape).
 pub const PROCESS_REFRESH: Duration = Duration::from_secs(5);
 
-/// Starts the HTTP exporter (must run inside a tokio runtime).
-pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
-    let (recorder, exporter) = PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Starts recording and serves the metrics over HTTP on `addr`, to at most
+/// `max_connections` connections at once (see `metrics_http`); must run
+/// inside a tokio runtime.
+pub fn install(addr: SocketAddr, max_connections: usize) -> anyhow::Result<()> {
+    let recorder = PrometheusBuilder::new()
         .set_buckets(&[
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
         ])?
-        .build()
-        .map_err(|e| anyhow::anyhow!("metrics_addr {addr}: {e}"))?;
+        .build_recorder();
+    let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| anyhow::anyhow!("metrics_addr {addr}: {e}"))?;
     // Everything is described and registered before the exporter runs, so
     // even the first scrape shows every family.
     describe_and_register();
     let process = metrics_process::Collector::default();
+    let upkeep = handle.clone();
     process.describe();
     process.collect();
     tokio::spawn(async move {
@@ -59,13 +61,13 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         loop {
             every.tick().await;
             process.collect();
+            // Drains the histograms' recent samples into their buckets
+            // (the exporter's listener used to run this itself).
+            upkeep.run_upkeep();
         }
     });
-    tokio::spawn(async move {
-        if let Err(e) = exporter.await {
-            tracing::error!(error = ?e, "metrics exporter stopped");
-        }
-    });
+    let addr = super::metrics_http::serve(addr, handle, max_connections)
+        .map_err(|e| anyhow::anyhow!("metrics_addr {addr}: {e}"))?;
     tracing::info!(%addr, "metrics listening");
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod context;
 mod drain;
 mod health;
 pub mod metrics;
+mod metrics_http;
 pub mod security;
 pub mod settings;
 

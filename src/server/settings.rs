@@ -149,6 +149,8 @@ settings! {
         connection_idle_timeout: HumanDuration = HumanDuration(ServerConfig::default().connection_idle_timeout), "KEYFILTER_CONNECTION_IDLE_TIMEOUT";
         /// A connection on which a response message has waited this long for the client to take it (too little HTTP/2 flow-control window granted to send it whole) is closed, freeing its calls' slots (e.g. `5m`).
         response_stall_timeout: HumanDuration = HumanDuration(ServerConfig::default().response_stall_timeout), "KEYFILTER_RESPONSE_STALL_TIMEOUT";
+        /// Connections to --metrics-addr open at once; more are closed as soon as they are accepted. Each must send a request head within 10 s of the server waiting for one and is closed after 60 s.
+        metrics_max_connections: usize = 16, "KEYFILTER_METRICS_MAX_CONNECTIONS";
         /// Health Watch streams open at once, across connections; more are refused with RESOURCE_EXHAUSTED (0: Watch is refused, Check still works).
         max_watch_streams: usize = ServerConfig::default().max_watch_streams, "KEYFILTER_MAX_WATCH_STREAMS";
         /// Most keys in one Match request or one Filter batch, whether sent or declared by a count.
@@ -249,6 +251,9 @@ impl Settings {
         }
         if self.max_connections == 0 {
             anyhow::bail!("max_connections: must be at least 1");
+        }
+        if self.metrics_max_connections == 0 {
+            anyhow::bail!("metrics_max_connections: must be at least 1");
         }
         if self.connection_idle_timeout.0.is_zero() {
             anyhow::bail!("connection_idle_timeout: must be more than 0 (e.g. 5m)");

@@ -45,6 +45,8 @@ use tonic::Status;
 /// - `keys_per_request`: too many keys in one request;
 /// - `connections`: a connection closed as soon as accepted, over `max_connections`;
 /// - `connections_per_ip`: the same, over `max_connections_per_ip` for its client;
+/// - `metrics_connections`: a connection to `--metrics-addr` closed as soon as
+///   accepted, over `metrics_max_connections`;
 /// - `watch_streams`: a health `Watch` refused over `max_watch_streams`;
 /// - `response_stall`: a connection closed because an answer waited for the
 ///   client to read it for `response_stall_timeout`.
@@ -60,6 +62,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "keys_per_request",
     "connections",
     "connections_per_ip",
+    "metrics_connections",
     "watch_streams",
     "response_stall",
 ];

@@ -741,20 +741,33 @@ pub async fn raw_call(addr: SocketAddr, method: &str, frames: Vec<Bytes>, header
 
 /// One scrape of the Prometheus endpoint at `addr`.
 pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    try_scrape_metrics(addr)
+        .await
+        .unwrap_or_else(|e| panic!("scraping the metrics: {e}"))
+}
+
+/// The metrics endpoint's whole answer (status line, headers and body), or
+/// what went wrong (a connection the server closed at once shows as an
+/// empty answer or a reset).
+pub async fn try_scrape_metrics(addr: SocketAddr) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = timeout(STEP, tokio::net::TcpStream::connect(addr))
         .await
-        .expect("metrics port answers in time")
-        .expect("metrics port");
+        .map_err(|_| "no connection in time".to_string())?
+        .map_err(|e| format!("connecting: {e}"))?;
     tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .await
-        .unwrap();
+        .map_err(|e| format!("sending: {e}"))?;
     let mut text = String::new();
     timeout(STEP, tcp.read_to_string(&mut text))
         .await
-        .expect("a scrape in time")
-        .unwrap();
-    text
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|e| format!("reading: {e}"))?;
+    if text.starts_with("HTTP/1.") {
+        Ok(text)
+    } else {
+        Err(format!("not an HTTP answer: {text:?}"))
+    }
 }
 
 /// The value of the Prometheus series `name` (with every one of `labels`,
