@@ -27,7 +27,7 @@ use support::binary::{self, write, KillOnDrop, Server};
 const STEP: Duration = Duration::from_secs(10);
 
 /// Every environment variable `keyfilter serve` reads, per the README's table.
-const ENV_VARS: [&str; 42] = [
+const ENV_VARS: [&str; 43] = [
     "KEYFILTER_CONFIG",
     "KEYFILTER_ADDR",
     "KEYFILTER_LOG_FORMAT",
@@ -44,6 +44,7 @@ const ENV_VARS: [&str; 42] = [
     "KEYFILTER_RESPONSE_STALL_TIMEOUT",
     "KEYFILTER_MAX_CONNECTIONS_PER_IP",
     "KEYFILTER_MAX_WATCH_STREAMS",
+    "KEYFILTER_MAX_PROBE_CALLS_PER_CONNECTION",
     "KEYFILTER_FILTER_BUFFER",
     "KEYFILTER_FILTER_IDLE_TIMEOUT",
     "KEYFILTER_SHUTDOWN_GRACE",

@@ -84,7 +84,7 @@ fn filter_batch_frame(keys: &[&'static [u8]]) -> Bytes {
 /// A health Check on `connection`, which must answer SERVING.
 async fn assert_check_serving(connection: &mut RawConnection, what: &str) {
     let mut stream = connection.start_path(CHECK, &[]).await;
-    stream.send_last(health_request(""));
+    stream.send_last_unless_answered(health_request(""));
     let reply = stream.reply().await;
     assert_eq!(reply.code, Code::Ok, "{what}: health Check: {reply:?}");
     assert_eq!(
@@ -108,7 +108,7 @@ async fn assert_match(connection: &mut RawConnection, what: &str) {
         columnar_keys: None,
     };
     let mut stream = connection.start("Match", &[]).await;
-    stream.send_last(frame(&request.encode_to_vec()));
+    stream.send_last_unless_answered(frame(&request.encode_to_vec()));
     let reply = stream.reply().await;
     assert_eq!(reply.code, Code::Ok, "{what}: Match: {reply:?}");
     let response = MatchResponse::decode(reply.messages[0].clone()).expect("a MatchResponse");
@@ -133,7 +133,7 @@ async fn check_on_new_connection(addr: SocketAddr) -> Result<(), String> {
 async fn open_watch(connection: &mut RawConnection, service: &str) -> Result<RawStream, Reply> {
     let mut stream = connection.start_path(WATCH, &[]).await;
     // A server-streaming call: the one request, then half-close; the answers go on.
-    stream.send_last(health_request(service));
+    stream.send_last_unless_answered(health_request(service));
     match stream.next_message().await {
         Some(message) => {
             assert_eq!(
@@ -701,17 +701,18 @@ async fn g_one_address_holds_at_most_its_share_of_connections() {
 /// The other side of `e_`: a client that reads slowly but keeps reading (a
 /// window of 16 bytes, about one answer, taken every 400 ms) is never cut,
 /// however long its stream lasts past the stall timeout: each answer waits
-/// for it less than the timeout.
+/// for it less than the timeout (2 s: five times the reads' period, so a
+/// loaded machine that delays a read does not make it a stall).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
-    let attack = "a slow but steady reader, --response-stall-timeout 1s";
-    let (mut target, metrics) = target_with_metrics(&["--response-stall-timeout", "1s"]).await;
+    let attack = "a slow but steady reader, --response-stall-timeout 2s";
+    let (mut target, metrics) = target_with_metrics(&["--response-stall-timeout", "2s"]).await;
     let mut connection = RawConnection::try_open_with_window(target.addr, 16)
         .await
         .unwrap_or_else(|e| panic!("{attack}: {e}"));
     let mut filter = connection.start("Filter", &[]).await;
     filter.send(filter_spec_frame());
-    const BATCHES: u64 = 8;
+    const BATCHES: u64 = 12;
     for _ in 0..BATCHES {
         filter.send(filter_batch_frame(&[b"b", b"a"]));
     }
@@ -730,7 +731,7 @@ async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
     eprintln!("{attack}: {reply:?} after {:?}", started.elapsed());
     assert_eq!(reply.code, Code::Ok, "{attack}: {reply:?}");
     assert!(
-        started.elapsed() > Duration::from_secs(3),
+        started.elapsed() > Duration::from_secs(4),
         "{attack}: the reads took the time they should"
     );
     let text = scrape_metrics(metrics).await;
@@ -779,7 +780,7 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
 
     for call in ["Match", "Filter"] {
         let mut third = greedy.start(call, &[]).await;
-        third.send_last(match call {
+        third.send_last_unless_answered(match call {
             "Match" => match_of(1),
             _ => filter_spec_frame(),
         });
@@ -910,5 +911,94 @@ async fn i_connections_to_the_metrics_port_are_bounded_and_timed_out() {
         "{attack}:\n{text}"
     );
     assert_match(&mut connection, attack).await;
+    target.survived(attack).await;
+}
+
+// ---------------------------------------------------------------------------
+// j. Health and reflection calls on one connection
+// ---------------------------------------------------------------------------
+
+const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
+/// A whole health Check on `connection`: its status code.
+async fn check_code(connection: &mut RawConnection) -> Reply {
+    let mut stream = connection.start_path(CHECK, &[]).await;
+    stream.send_last_unless_answered(health_request(""));
+    stream.reply().await
+}
+
+/// Health and reflection calls are outside admission, and each held ~10-16
+/// KiB for as long as it lasted (a Check whose request never finishes, a
+/// reflection stream that asks nothing): 10,000 on 10 connections took
+/// 100-160 MiB, and nothing but `http2_max_concurrent_streams` bounded one
+/// connection. With `--max-probe-calls-per-connection 3`, a connection that
+/// holds two stalled Checks and an idle reflection stream has its next
+/// Check and `Watch` refused at once (`RESOURCE_EXHAUSTED` naming the limit,
+/// counted as `probe_calls_per_connection`), while its KeyFilter calls, and
+/// other connections' health checks (the prober's among them), are served;
+/// a call that ends gives the room back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn j_health_and_reflection_calls_are_bounded_per_connection() {
+    let attack = "stalled Checks and an idle reflection stream, --max-probe-calls-per-connection 3";
+    let (mut target, metrics) = target_with_metrics(&["--max-probe-calls-per-connection", "3"]).await;
+    let addr = target.addr;
+    let mut greedy = RawConnection::open(addr).await;
+    let mut stalled = greedy.start_path(CHECK, &[]).await;
+    let _stalled_too = greedy.start_path(CHECK, &[]).await;
+    let _reflection = greedy.start_path(REFLECTION, &[]).await;
+
+    // Once the server has taken the three, a fourth is refused at once.
+    let started = Instant::now();
+    loop {
+        let reply = check_code(&mut greedy).await;
+        if reply.code == Code::ResourceExhausted {
+            reply.assert_status(
+                attack,
+                Code::ResourceExhausted,
+                &["max_probe_calls_per_connection", "3 health"],
+            );
+            break;
+        }
+        assert_eq!(reply.code, Code::Ok, "{attack}: {reply:?}");
+        assert!(
+            started.elapsed() < REFUSED_WITHIN,
+            "{attack}: a fourth health call was still served after {REFUSED_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Err(refused) = open_watch(&mut greedy, "").await else {
+        panic!("{attack}: a Watch beyond the connection's share was served");
+    };
+    refused.assert_status(attack, Code::ResourceExhausted, &["max_probe_calls_per_connection"]);
+    // Its KeyFilter calls are not counted, and other connections are served.
+    assert_match(&mut greedy, attack).await;
+    let mut other = RawConnection::open(addr).await;
+    assert_check_serving(&mut other, attack).await;
+    let text = scrape_metrics(metrics).await;
+    assert!(
+        metric(
+            &text,
+            "keyfilter_rejected_total",
+            &["reason=\"probe_calls_per_connection\""]
+        )
+        .unwrap_or(0.0)
+            >= 2.0,
+        "{attack}:\n{text}"
+    );
+
+    // One stalled Check goes away: the connection has room again.
+    stalled.cancel();
+    let started = Instant::now();
+    loop {
+        let reply = check_code(&mut greedy).await;
+        if reply.code == Code::Ok {
+            break;
+        }
+        assert!(
+            started.elapsed() < SOON,
+            "{attack}: no room after a call ended: {reply:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     target.survived(attack).await;
 }

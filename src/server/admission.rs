@@ -59,7 +59,7 @@ pub struct ConnectionCalls(Arc<AtomicUsize>);
 
 impl ConnectionCalls {
     /// One more call on the connection, unless it has `limit` already.
-    fn take(&self, limit: usize) -> Option<ConnectionCall> {
+    pub(crate) fn take(&self, limit: usize) -> Option<ConnectionCall> {
         self.0
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |calls| {
                 (calls < limit).then_some(calls + 1)
@@ -71,7 +71,7 @@ impl ConnectionCalls {
 
 /// One admitted call's place in its connection's share, until dropped.
 #[derive(Debug)]
-struct ConnectionCall(Arc<AtomicUsize>);
+pub(crate) struct ConnectionCall(Arc<AtomicUsize>);
 
 impl Drop for ConnectionCall {
     fn drop(&mut self) {

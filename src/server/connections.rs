@@ -29,6 +29,16 @@
 //! good. A call that waits for the *client* (a `Filter` stream between
 //! batches) is not a stall; see [`CallBody`].
 //!
+//! Calls other than KeyFilter calls (health `Check` and `Watch`, reflection)
+//! are outside admission, so they are bounded here, per connection: at most
+//! `max_probe_calls_per_connection` in progress on one connection, more
+//! answered `RESOURCE_EXHAUSTED` at once. Each such call holds ~10-16 KiB
+//! (tonic's decode buffer, hyper's stream task) for as long as it lasts, a
+//! reflection stream until the client ends it and a `Check` whose request
+//! never finishes until `request_timeout`; without this bound one connection
+//! could hold `http2_max_concurrent_streams` of them, and every connection
+//! as many. A prober on a connection of its own is never refused by them.
+//!
 //! With `max_connections_per_ip` set, one client address (an IPv4 address,
 //! or an IPv6 /64, what one host is usually given) may hold at most that many
 //! of the slots, so one client cannot take them all; its extra connections
@@ -67,9 +77,10 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tower::{Layer, Service};
 
-use super::admission::ConnectionCalls;
+use super::admission::{ConnectionCall, ConnectionCalls};
 use super::drain::DrainableStream;
 use crate::service::metrics;
+use crate::service::wire::server::key_filter_server::SERVICE_NAME;
 
 /// How long the accept loop pauses after an error that is not about one
 /// connection (out of file descriptors or memory): accepting again at once
@@ -99,6 +110,9 @@ struct Activity {
     /// Its admitted KeyFilter calls, for `max_calls_per_connection`
     /// (counted by the admission layer, which sees only KeyFilter calls).
     admitted: ConnectionCalls,
+    /// Its calls outside admission (health, reflection), for
+    /// `max_probe_calls_per_connection`.
+    probe_calls: ConnectionCalls,
 }
 
 impl Activity {
@@ -109,6 +123,7 @@ impl Activity {
             waiting: Mutex::new(Vec::new()),
             next_call: AtomicU64::new(0),
             admitted: ConnectionCalls::default(),
+            probe_calls: ConnectionCalls::default(),
         }
     }
 
@@ -141,6 +156,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// A connection with an answer unread for this long is closed.
     pub stall_timeout: Duration,
+    /// Calls other than KeyFilter calls in progress on one connection.
+    pub max_probe_calls: usize,
 }
 
 /// The key under which connections count against `max_per_ip`: the IPv4
@@ -163,6 +180,7 @@ struct Shared {
     max_per_ip: usize,
     idle_timeout: Duration,
     stall_timeout: Duration,
+    max_probe_calls: usize,
     /// Open connections per client address ([`client_key`]), when
     /// `max_per_ip` is set (std's hasher: keyed at random per map).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -195,6 +213,7 @@ impl Connections {
                 max_per_ip: limits.max_per_ip,
                 idle_timeout: limits.idle_timeout.min(year),
                 stall_timeout: limits.stall_timeout.min(year),
+                max_probe_calls: limits.max_probe_calls,
                 per_ip: Mutex::new(HashMap::new()),
                 open: Mutex::new(HashMap::new()),
                 refused_in_burst: AtomicU64::new(0),
@@ -561,6 +580,7 @@ impl<S, B> Service<Request<B>> for Calls<S>
 where
     S: Service<Request<B>, Response = Response<Body>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -572,10 +592,24 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let activity = super::context::peer_addr(request.extensions()).and_then(|peer| self.connections.activity(peer));
+        let mut probe_call = None;
         if let Some(activity) = &activity {
-            request.extensions_mut().insert(activity.admitted.clone());
+            if is_keyfilter_call(request.uri().path()) {
+                request.extensions_mut().insert(activity.admitted.clone());
+            } else {
+                let limit = self.connections.shared.max_probe_calls;
+                let Some(call) = activity.probe_calls.take(limit) else {
+                    metrics::rejected("probe_calls_per_connection");
+                    let status = Status::resource_exhausted(format!(
+                        "this connection already has {limit} health and reflection calls in progress \
+                         (max_probe_calls_per_connection); retry when one ends, or use another connection"
+                    ));
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                };
+                probe_call = Some(call);
+            }
         }
-        let open = activity.map(OpenCall::new);
+        let open = activity.map(|activity| OpenCall::new(activity, probe_call));
         let future = self.inner.call(request);
         Box::pin(async move {
             // Dropped with this future if the call ends before it answers.
@@ -640,22 +674,32 @@ impl HttpBody for CallBody {
     }
 }
 
+/// Whether `path` names a KeyFilter method (those are bounded by admission).
+fn is_keyfilter_call(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|path| path.strip_prefix(SERVICE_NAME))
+        .is_some_and(|method| method.starts_with('/'))
+}
+
 /// One call open on a connection, until dropped.
 struct OpenCall {
     activity: Arc<Activity>,
     number: u64,
     /// Whether its entry is in the connection's `waiting` list.
     waiting: bool,
+    /// Its place among the connection's calls outside admission, if it is one.
+    _probe_call: Option<ConnectionCall>,
 }
 
 impl OpenCall {
-    fn new(activity: Arc<Activity>) -> Self {
+    fn new(activity: Arc<Activity>, probe_call: Option<ConnectionCall>) -> Self {
         activity.calls.fetch_add(1, Ordering::AcqRel);
         let number = activity.next_call.fetch_add(1, Ordering::Relaxed);
         OpenCall {
             activity,
             number,
             waiting: false,
+            _probe_call: probe_call,
         }
     }
 
@@ -777,7 +821,7 @@ mod tests {
         let steps = [None, Some("answer"), None, Some("more")];
         let mut body = CallBody::new(
             Body::new(Steps(steps.into_iter().collect())),
-            Some(OpenCall::new(activity.clone())),
+            Some(OpenCall::new(activity.clone(), None)),
         );
         // Headers out, the body not polled yet (a client that grants no window).
         assert!(activity.waiting_since().is_some());

@@ -7,8 +7,10 @@
 //! `http2_max_concurrent_streams` on each of its connections). A `Watch`
 //! takes a slot before the health service sees it and gives it back when its
 //! response body is gone; one that finds no free slot is answered
-//! `RESOURCE_EXHAUSTED` at once. `Check`, a short unary call, is not limited:
-//! probes keep working whatever the watchers do.
+//! `RESOURCE_EXHAUSTED` at once. `Check`, a short unary call, is not limited
+//! here: probes keep working whatever the watchers do. (Both count against
+//! their connection's `max_probe_calls_per_connection`, in `connections.rs`,
+//! which other connections' probes never feel.)
 //!
 //! On shutdown the server waits for open calls before it closes connections,
 //! and a `Watch` never ends by itself: each would hold its connection open

@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// Health `Watch` streams open at once across all connections; more are
     /// refused with `RESOURCE_EXHAUSTED` (0 refuses every `Watch`).
     pub max_watch_streams: usize,
+    /// Health and reflection calls (everything but KeyFilter calls, which
+    /// admission bounds) in progress at once on one connection; more are
+    /// refused with `RESOURCE_EXHAUSTED`.
+    pub max_probe_calls_per_connection: usize,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +99,7 @@ impl Default for ServerConfig {
             connection_idle_timeout: Duration::from_secs(300),
             response_stall_timeout: Duration::from_secs(300),
             max_watch_streams: 256,
+            max_probe_calls_per_connection: 8,
         }
     }
 }
@@ -111,7 +116,8 @@ pub async fn serve(
     // Cancelled once shutdown starts (after health turns NOT_SERVING).
     let drain = CancellationToken::new();
     // Watch streams are long-lived and open to everyone, so they are bounded
-    // on their own (Check, a short unary call, is not), and end when a drain
+    // on their own (Check, a short unary call, is not; both count against
+    // their connection's max_probe_calls_per_connection), and end when a drain
     // starts rather than holding their connections open for the whole grace
     // period.
     let health_service = tower::Layer::layer(
@@ -149,6 +155,7 @@ pub async fn serve(
         max_per_ip: config.max_connections_per_ip,
         idle_timeout: config.connection_idle_timeout,
         stall_timeout: config.response_stall_timeout,
+        max_probe_calls: config.max_probe_calls_per_connection,
     });
     let layers = tower::ServiceBuilder::new()
         // Outermost, so that every call (health and reflection too) keeps its

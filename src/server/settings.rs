@@ -151,6 +151,8 @@ settings! {
         response_stall_timeout: HumanDuration = HumanDuration(ServerConfig::default().response_stall_timeout), "KEYFILTER_RESPONSE_STALL_TIMEOUT";
         /// Connections to --metrics-addr open at once; more are closed as soon as they are accepted. Each must send a request head within 10 s of the server waiting for one and is closed after 60 s.
         metrics_max_connections: usize = 16, "KEYFILTER_METRICS_MAX_CONNECTIONS";
+        /// Health and reflection calls (Check, Watch, ServerReflectionInfo) in progress at once on one connection; more are refused with RESOURCE_EXHAUSTED. KeyFilter calls are not counted (max_concurrent_requests bounds them).
+        max_probe_calls_per_connection: usize = ServerConfig::default().max_probe_calls_per_connection, "KEYFILTER_MAX_PROBE_CALLS_PER_CONNECTION";
         /// Health Watch streams open at once, across connections; more are refused with RESOURCE_EXHAUSTED (0: Watch is refused, Check still works).
         max_watch_streams: usize = ServerConfig::default().max_watch_streams, "KEYFILTER_MAX_WATCH_STREAMS";
         /// Most keys in one Match request or one Filter batch, whether sent or declared by a count.
@@ -252,6 +254,9 @@ impl Settings {
         if self.max_connections == 0 {
             anyhow::bail!("max_connections: must be at least 1");
         }
+        if self.max_probe_calls_per_connection == 0 {
+            anyhow::bail!("max_probe_calls_per_connection: must be at least 1 (health checks need one)");
+        }
         if self.metrics_max_connections == 0 {
             anyhow::bail!("metrics_max_connections: must be at least 1");
         }
@@ -325,6 +330,7 @@ impl Settings {
             connection_idle_timeout: self.connection_idle_timeout.0,
             response_stall_timeout: self.response_stall_timeout.0,
             max_watch_streams: self.max_watch_streams,
+            max_probe_calls_per_connection: self.max_probe_calls_per_connection,
         })
     }
 }

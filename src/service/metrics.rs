@@ -47,6 +47,8 @@ use tonic::Status;
 /// - `connections_per_ip`: the same, over `max_connections_per_ip` for its client;
 /// - `metrics_connections`: a connection to `--metrics-addr` closed as soon as
 ///   accepted, over `metrics_max_connections`;
+/// - `probe_calls_per_connection`: a health or reflection call refused over
+///   `max_probe_calls_per_connection` for its connection;
 /// - `watch_streams`: a health `Watch` refused over `max_watch_streams`;
 /// - `response_stall`: a connection closed because an answer waited for the
 ///   client to read it for `response_stall_timeout`.
@@ -63,6 +65,7 @@ pub const REJECTION_REASONS: &[&str] = &[
     "connections",
     "connections_per_ip",
     "metrics_connections",
+    "probe_calls_per_connection",
     "watch_streams",
     "response_stall",
 ];

@@ -611,6 +611,13 @@ impl RawStream {
         self.send.send_data(data, true).expect("send data");
     }
 
+    /// Sends a request's last bytes, unless the server has answered the
+    /// call already: one it refuses at once (over a limit) may be over
+    /// before its request is sent, and then [`RawStream::reply`] says how.
+    pub fn send_last_unless_answered(&mut self, data: Bytes) {
+        let _ = self.try_send_last(data);
+    }
+
     /// [`RawStream::send`], or what failed if the stream is closed (the
     /// server answered already) or its connection is gone.
     pub fn try_send(&mut self, data: Bytes) -> Result<(), String> {
