@@ -511,11 +511,17 @@ async fn e_a_client_that_never_reads_its_answers_loses_its_connection() {
         .await
         .unwrap_or_else(|e| panic!("{attack}: {e}"));
     let mut stuck = stalled.start("Match", &[]).await;
-    stuck.send_last(match_of(10_000));
-    let started = Instant::now();
-    // Both slots held: a Match from anyone else is shed.
+    stuck.send_last_unless_answered(match_of(10_000));
+    let mut started = Instant::now();
+    // Both slots held: a Match from anyone else is shed. (The stuck Match
+    // may lose the last slot to one of these, and is then sent again.)
     let deadline = Instant::now() + SOON;
     loop {
+        if stuck.refused_within(Duration::ZERO).await {
+            stuck = stalled.start("Match", &[]).await;
+            stuck.send_last_unless_answered(match_of(10_000));
+            started = Instant::now();
+        }
         let reply = raw_call(addr, "Match", vec![match_of(1)], &[]).await;
         if reply.code == Code::ResourceExhausted {
             break;
@@ -573,6 +579,24 @@ async fn e_a_client_that_never_reads_its_answers_loses_its_connection() {
 /// until its timeout: `request_timeout` for a `Match`, `filter_idle_timeout`
 /// for a `Filter` stream waiting for the rest of a batch. Then the slots are
 /// free, and the connection with them (no call open) later goes idle as usual.
+/// A Match that sends five bytes of a message of 10,000 keys, then nothing.
+async fn half_a_match(connection: &mut RawConnection) -> RawStream {
+    let mut unary = connection.start("Match", &[]).await;
+    // A call refused at once is closed: `refused_within` tells.
+    let _ = unary.try_send(match_of(10_000).slice(..5 + 3));
+    unary
+}
+
+/// A Filter stream that sends its spec, then half a batch, then nothing.
+async fn half_a_filter_batch(connection: &mut RawConnection) -> RawStream {
+    let mut filter = connection.start("Filter", &[]).await;
+    let batch = filter_batch_frame(&[&b"a"[..]; 100]);
+    let _ = filter
+        .try_send(filter_spec_frame())
+        .and_then(|()| filter.try_send(batch.slice(..batch.len() / 2)));
+    filter
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f_requests_that_stop_half_way_free_their_slots_at_their_timeout() {
     let attack = "requests that stop half way, --request-timeout 2s --filter-idle-timeout 2s";
@@ -587,21 +611,22 @@ async fn f_requests_that_stop_half_way_free_their_slots_at_their_timeout() {
     .await;
     let addr = target.addr;
     let mut slow = RawConnection::open(addr).await;
-    let started = Instant::now();
-
-    // A Match: five bytes of a message of 10,000 keys, then nothing.
-    let whole = match_of(10_000);
-    let mut unary = slow.start("Match", &[]).await;
-    unary.send(whole.slice(..5 + 3));
-    // A Filter stream: its spec, then half a batch.
-    let mut filter = slow.start("Filter", &[]).await;
-    filter.send(filter_spec_frame());
-    let batch = filter_batch_frame(&[&b"a"[..]; 100]);
-    filter.send(batch.slice(..batch.len() / 2));
+    let mut started = Instant::now();
+    let mut unary = half_a_match(&mut slow).await;
+    let mut filter = half_a_filter_batch(&mut slow).await;
 
     // Both slots are held: anyone else is shed meanwhile (once the server
-    // has admitted both, which it does as their headers arrive).
+    // has admitted both, which it does as their headers arrive). One of
+    // them may lose its slot to one of these calls, and is then sent again.
     loop {
+        if unary.refused_within(Duration::ZERO).await {
+            unary = half_a_match(&mut slow).await;
+            started = Instant::now();
+        }
+        if filter.refused_within(Duration::ZERO).await {
+            filter = half_a_filter_batch(&mut slow).await;
+            started = Instant::now();
+        }
         let reply = raw_call(addr, "Match", vec![match_of(1)], &[]).await;
         if reply.code == Code::ResourceExhausted {
             break;
@@ -943,13 +968,22 @@ async fn j_health_and_reflection_calls_are_bounded_per_connection() {
     let (mut target, metrics) = target_with_metrics(&["--max-probe-calls-per-connection", "3"]).await;
     let addr = target.addr;
     let mut greedy = RawConnection::open(addr).await;
-    let mut stalled = greedy.start_path(CHECK, &[]).await;
-    let _stalled_too = greedy.start_path(CHECK, &[]).await;
-    let _reflection = greedy.start_path(REFLECTION, &[]).await;
+    let paths = [CHECK, CHECK, REFLECTION];
+    let mut held = Vec::new();
+    for path in paths {
+        held.push(greedy.start_path(path, &[]).await);
+    }
 
-    // Once the server has taken the three, a fourth is refused at once.
+    // Once the server has taken the three, a fourth is refused at once. (The
+    // server takes a connection's calls in any order: one of the three may
+    // lose the last slot to a fourth, and is then opened again.)
     let started = Instant::now();
     loop {
+        for (path, call) in paths.iter().zip(held.iter_mut()) {
+            if call.refused_within(Duration::ZERO).await {
+                *call = greedy.start_path(path, &[]).await;
+            }
+        }
         let reply = check_code(&mut greedy).await;
         if reply.code == Code::ResourceExhausted {
             reply.assert_status(
@@ -987,7 +1021,7 @@ async fn j_health_and_reflection_calls_are_bounded_per_connection() {
     );
 
     // One stalled Check goes away: the connection has room again.
-    stalled.cancel();
+    held[0].cancel();
     let started = Instant::now();
     loop {
         let reply = check_code(&mut greedy).await;

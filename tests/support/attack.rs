@@ -710,6 +710,37 @@ impl RawStream {
         }
     }
 
+    /// Whether the server answered the call with its status alone (how a
+    /// call refused over a limit is answered, before its request is read)
+    /// within `wait` (`Duration::ZERO`: among what has arrived). A setup
+    /// call that races with the test's own calls for the last slot may be
+    /// the one refused; a test re-opens it.
+    pub async fn refused_within(&mut self, wait: Duration) -> bool {
+        let Some(mut response) = self.response.take() else {
+            return self.code.is_some() && self.recv.is_none();
+        };
+        match timeout(wait, &mut response).await {
+            Err(_) => {
+                self.response = Some(response);
+                false
+            }
+            Ok(Ok(response)) => match status_of(response.headers()) {
+                Some(code) => {
+                    self.code = Some(code);
+                    true
+                }
+                None => {
+                    self.recv = Some(response.into_body());
+                    false
+                }
+            },
+            Ok(Err(e)) => {
+                self.code = Some((Code::Unavailable, format!("stream error: {e}")));
+                true
+            }
+        }
+    }
+
     /// Reads the call to its end.
     pub async fn reply(mut self) -> Reply {
         let mut messages = Vec::new();
