@@ -741,6 +741,23 @@ mod tests {
     const BOTH: (Duration, Duration) = (TIMEOUT, STALL);
 
     #[test]
+    fn only_keyfilter_methods_are_keyfilter_calls() {
+        assert!(is_keyfilter_call("/keyfilter.v1.KeyFilter/Match"));
+        assert!(is_keyfilter_call("/keyfilter.v1.KeyFilter/Filter"));
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/keyfilter.v1.KeyFilterX/Match",
+            "/keyfilter.v1.KeyFilter",
+            "keyfilter.v1.KeyFilter/Match",
+            "/",
+            "",
+        ] {
+            assert!(!is_keyfilter_call(path), "{path}");
+        }
+    }
+
+    #[test]
     fn a_connection_is_idle_only_with_no_call_open_for_the_whole_timeout() {
         let t0 = Instant::now();
         let at = |secs: u64| t0 + Duration::from_secs(secs);
