@@ -43,8 +43,8 @@ use keyfilter::proto::{
 mod support;
 
 use support::attack::{
-    batch_request, framed, len_field, mib, one_field_batch, pred, raw_call, spec_request, varint, Gzip, RawConnection,
-    Reply, RssSampler, Target, MIB,
+    batch_request, framed, len_field, mib, one_field_batch, open_answered_filter, pred, raw_call, spec_request, varint,
+    Gzip, RawConnection, Reply, RssSampler, Target, MIB,
 };
 
 /// 64 MiB, the `--max-message-bytes` some attacks raise the limit to (the old default).
@@ -444,19 +444,27 @@ const PINNED_SLACK: u64 = 100 * MIB;
 /// zeros in an unknown field (field 15) of the request or of the spec, then
 /// the python_version and a name, gzipped. The prefix (and its checksum) is
 /// computed once; `name` varies the suffix, so every request is a new cache entry.
+/// Appends field 1 (`spec`, in `CompileRequest` and `FilterRequest` alike)
+/// holding `spec` and then `PAD` zeros in its unknown field 15.
+fn padded_spec(gz: &mut Gzip, spec: &FilterSpec) {
+    let spec = spec.encode_to_vec();
+    let pad = len_field(15, PAD);
+    gz.bytes(&len_field(1, (spec.len() + pad.len()) as u64 + PAD));
+    gz.bytes(&spec).bytes(&pad).repeat(&[0], PAD);
+}
+
 fn compile_bomb_prefix(inside_spec: bool) -> Gzip {
     let spec = FilterSpec {
         arity: 1,
         predicates: vec![pred(0, Op::Eq, b"pinned value")],
         expr: None,
-    }
-    .encode_to_vec();
-    let pad = len_field(15, PAD);
+    };
     let mut gz = Gzip::new();
     if inside_spec {
-        gz.bytes(&len_field(1, (spec.len() + pad.len()) as u64 + PAD));
-        gz.bytes(&spec).bytes(&pad).repeat(&[0], PAD);
+        padded_spec(&mut gz, &spec);
     } else {
+        let spec = spec.encode_to_vec();
+        let pad = len_field(15, PAD);
         gz.bytes(&len_field(1, spec.len() as u64)).bytes(&spec);
         gz.bytes(&pad).repeat(&[0], PAD);
     }
@@ -543,16 +551,7 @@ async fn open_answered_streams(
 ) -> Vec<support::attack::RawStream> {
     let mut streams = Vec::new();
     for _ in 0..6 {
-        let mut stream = connection.start("Filter", headers).await;
-        stream.send(spec_frame.clone());
-        stream.send(frame(batch));
-        let answer = stream
-            .next_message()
-            .await
-            .unwrap_or_else(|| panic!("{attack}: the stream ended before its first answer: {:?}", stream.code));
-        let answer = FilterResponse::decode(answer).expect("a FilterResponse");
-        assert_eq!(answer.matched, vec![0], "{attack}: first answer");
-        streams.push(stream);
+        streams.push(open_answered_filter(connection, headers, spec_frame.clone(), frame(batch), attack).await);
     }
     streams
 }
@@ -594,12 +593,9 @@ async fn c3_open_filter_streams_hold_at_most_their_buffers() {
         arity: 1,
         predicates: vec![pred(0, Op::Lt, b"m")],
         expr: None,
-    }
-    .encode_to_vec();
-    let pad = len_field(15, PAD);
+    };
     let mut gz = Gzip::new();
-    gz.bytes(&len_field(1, (spec.len() + pad.len()) as u64 + PAD));
-    gz.bytes(&spec).bytes(&pad).repeat(&[0], PAD);
+    padded_spec(&mut gz, &spec);
     let spec_frame = gz_frame(&gz);
 
     let mut connection = RawConnection::open(target.addr).await;

@@ -30,8 +30,8 @@ use keyfilter::proto::{FilterResponse, FilterSpec, Key, MatchRequest, MatchRespo
 mod support;
 
 use support::attack::{
-    assert_normal_match, frame, metric, one_field_batch, pred, raw_call, scrape_metrics, spec_request,
-    try_scrape_metrics, wait_for_metric, RawConnection, RawStream, Reply, Target,
+    assert_normal_match, frame, metric, one_field_batch, open_answered_filter, pred, raw_call, scrape_metrics,
+    spec_request, try_scrape_metrics, wait_for_metric, RawConnection, RawStream, Reply, Target,
 };
 use support::binary::free_port;
 
@@ -772,21 +772,6 @@ async fn e2_a_slow_reader_that_keeps_reading_keeps_its_connection() {
 // h. One connection's share of the calls
 // ---------------------------------------------------------------------------
 
-/// A `Filter` stream on `connection` that has answered its first batch, so
-/// it holds its admission slot until it ends.
-async fn open_answered_filter(connection: &mut RawConnection, what: &str) -> RawStream {
-    let mut filter = connection.start("Filter", &[]).await;
-    filter.send(filter_spec_frame());
-    filter.send(filter_batch_frame(&[b"a"]));
-    let answer = filter
-        .next_message()
-        .await
-        .unwrap_or_else(|| panic!("{what}: the stream ended before its answer: {:?}", filter.code));
-    let answer = FilterResponse::decode(answer).expect("a FilterResponse");
-    assert_eq!((answer.batch, answer.matched), (0, vec![0]), "{what}");
-    filter
-}
-
 /// With `--max-calls-per-connection`, one connection cannot take every
 /// admission slot with calls it keeps open: its call beyond its share is
 /// shed at once (`RESOURCE_EXHAUSTED` naming the limit, counted as
@@ -800,8 +785,22 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
         target_with_metrics(&["--max-concurrent-requests", "4", "--max-calls-per-connection", "2"]).await;
     let addr = target.addr;
     let mut greedy = RawConnection::open(addr).await;
-    let mut first = open_answered_filter(&mut greedy, attack).await;
-    let _second = open_answered_filter(&mut greedy, attack).await;
+    let mut first = open_answered_filter(
+        &mut greedy,
+        &[],
+        filter_spec_frame(),
+        filter_batch_frame(&[b"a"]),
+        attack,
+    )
+    .await;
+    let _second = open_answered_filter(
+        &mut greedy,
+        &[],
+        filter_spec_frame(),
+        filter_batch_frame(&[b"a"]),
+        attack,
+    )
+    .await;
 
     for call in ["Match", "Filter"] {
         let mut third = greedy.start(call, &[]).await;
@@ -830,7 +829,14 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
     // limit was never the reason for a refusal.
     let mut other = RawConnection::open(addr).await;
     assert_match(&mut other, attack).await;
-    let _elsewhere = open_answered_filter(&mut other, attack).await;
+    let _elsewhere = open_answered_filter(
+        &mut other,
+        &[],
+        filter_spec_frame(),
+        filter_batch_frame(&[b"a"]),
+        attack,
+    )
+    .await;
     assert_match(&mut other, attack).await;
     let text = scrape_metrics(metrics).await;
     assert_eq!(

@@ -245,6 +245,28 @@ pub fn pred(field: u32, op: Op, value: &[u8]) -> Predicate {
     }
 }
 
+/// A `Filter` stream on `connection` that sent `spec_frame` and
+/// `batch_frame` and got its first answer (batch 0, only key 0 matching), so
+/// it holds its slots until it ends.
+pub async fn open_answered_filter(
+    connection: &mut RawConnection,
+    headers: &[(&str, &str)],
+    spec_frame: Bytes,
+    batch_frame: Bytes,
+    what: &str,
+) -> RawStream {
+    let mut filter = connection.start("Filter", headers).await;
+    filter.send(spec_frame);
+    filter.send(batch_frame);
+    let answer = filter
+        .next_message()
+        .await
+        .unwrap_or_else(|| panic!("{what}: the stream ended before its first answer: {:?}", filter.code));
+    let answer = keyfilter::proto::FilterResponse::decode(answer).expect("a FilterResponse");
+    assert_eq!((answer.batch, answer.matched), (0, vec![0]), "{what}: first answer");
+    filter
+}
+
 /// A `Filter` request carrying `spec`.
 pub fn spec_request(spec: FilterSpec) -> FilterRequest {
     FilterRequest {
