@@ -85,7 +85,7 @@ use crate::service::wire::server::key_filter_server::SERVICE_NAME;
 /// How long the accept loop pauses after an error that is not about one
 /// connection (out of file descriptors or memory): accepting again at once
 /// would fail again at once, and spin.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// A connection whose idle time is up is still kept while bytes keep arriving
 /// from it, until this long has passed with none: a call whose first bytes
@@ -335,7 +335,7 @@ impl Stream for Incoming {
     }
 }
 
-fn is_connection_error(e: &io::Error) -> bool {
+pub(super) fn is_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset

@@ -35,6 +35,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::connections::{is_connection_error, ACCEPT_ERROR_PAUSE};
 use crate::service::metrics::rejected;
 
 /// How long a request head may take to arrive, counted from when the
@@ -50,10 +51,6 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// How long a connection asked to close may take to finish its answer.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
-
-/// How long the accept loop waits after a failed accept (out of file
-/// descriptors, say) before it tries again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Binds `addr` now (so a bad address fails the start) and serves `handle`'s
 /// metrics on it from a task, to at most `max_connections` connections at
@@ -71,6 +68,9 @@ async fn accept_loop(listener: TcpListener, handle: PrometheusHandle, slots: Arc
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
+            // One connection went away before it was accepted: the next may be fine.
+            Err(e) if is_connection_error(&e) => continue,
+            // Out of file descriptors, say: as the gRPC port does.
             Err(e) => {
                 tracing::debug!(error = %e, "metrics: accepting a connection failed");
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
