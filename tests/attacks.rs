@@ -36,8 +36,8 @@ use prost::Message as _;
 use tonic::Code;
 
 use keyfilter::proto::{
-    CompileRequest, CompileResponse, FilterRequest, FilterResponse, FilterSpec, Key, MatchRequest, MatchResponse, Op,
-    PackedKeys, Predicate,
+    expr, CompileRequest, CompileResponse, Expr, ExprList, FilterRequest, FilterResponse, FilterSpec, Key,
+    MatchRequest, MatchResponse, Op, PackedKeys, Predicate,
 };
 
 mod support;
@@ -1293,4 +1293,245 @@ async fn k2_planning_a_spec_of_a_million_one_byte_values_stays_small() {
     assert_eq!(answer.matches, vec![true, true], "{attack}");
     target.survived(attack).await;
     assert_hwm_below(&target, attack, target.baseline_rss + ONE_BYTE_SPEC_PLANNING);
+}
+
+// ---------------------------------------------------------------------------
+// l. CPU per byte of request: planning is linear in the spec, and a key's
+//    own length (not the number of keys) can make evaluation heavy
+// ---------------------------------------------------------------------------
+
+fn leaf(field: u32, op: Op, value: &[u8]) -> Expr {
+    Expr {
+        node: Some(expr::Node::Predicate(pred(field, op, value))),
+    }
+}
+
+fn any_of(items: Vec<Expr>) -> Expr {
+    Expr {
+        node: Some(expr::Node::Any(ExprList { items })),
+    }
+}
+
+fn not(item: Expr) -> Expr {
+    Expr {
+        node: Some(expr::Node::Negate(Box::new(item))),
+    }
+}
+
+fn all_of(items: Vec<Expr>) -> Expr {
+    Expr {
+        node: Some(expr::Node::All(ExprList { items })),
+    }
+}
+
+/// A `Match` of `spec` and the keys `fields` (one field each).
+fn match_of(spec: FilterSpec, fields: &[&[u8]]) -> Bytes {
+    frame(&MatchRequest {
+        spec: Some(spec),
+        keys: fields
+            .iter()
+            .map(|f| Key {
+                fields: vec![Bytes::copy_from_slice(f)],
+            })
+            .collect(),
+        packed_keys: None,
+        columnar_keys: None,
+    })
+}
+
+/// Wide specs whose planning was quadratic, each within 1.5 MB:
+/// - `any` of 80,000 distinct `CONTAINS` leaves (each leaf was compared
+///   with every one kept to drop repeats: 14 s in a release build);
+/// - `IN` of 100,000 values and `all` of 10,000 `NOT CONTAINS`, on one
+///   field (each test was folded over each value, a naive substring search
+///   each time: 10^9 searches).
+///
+/// Each `Match` and `Compile` must answer correctly within [`FLOOD_CALL`]
+/// (the planner's work is now linear: well under a second), and health
+/// must stay on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_planning_is_linear_in_the_spec() {
+    let attack = "wide specs: 80,000 substring leaves; 100,000 IN values x 10,000 substring tests";
+    let mut target = Target::start(&[]).await;
+    let wide_any = FilterSpec {
+        arity: 1,
+        predicates: vec![],
+        expr: Some(any_of(
+            (0..80_000)
+                .map(|i| leaf(0, Op::Contains, format!("n{i:05}").as_bytes()))
+                .collect(),
+        )),
+    };
+    let folded = FilterSpec {
+        arity: 1,
+        predicates: vec![Predicate {
+            field: 0,
+            op: Op::In as i32,
+            value: Bytes::new(),
+            values: (0..100_000).map(|i| Bytes::from(format!("v{i:07}"))).collect(),
+        }],
+        expr: Some(all_of(
+            (0..10_000)
+                .map(|i| not(leaf(0, Op::Contains, format!("x{i:04}").as_bytes())))
+                .collect(),
+        )),
+    };
+    let mut problems = Vec::new();
+    for (what, spec, keys, want) in [
+        ("any of 80,000", wide_any, [&b"..n07777.."[..], b"n7777"], [true, false]),
+        (
+            "IN x NOT CONTAINS",
+            folded,
+            [&b"v0012345"[..], b"v12345"],
+            [true, false],
+        ),
+    ] {
+        let reply = bounded(raw_call(target.addr, "Match", vec![match_of(spec.clone(), &keys)], &[])).await;
+        eprintln!("{attack}: Match {what}: {reply:?}");
+        match reply.code {
+            Code::Ok => {
+                let matches = MatchResponse::decode(reply.messages[0].clone())
+                    .expect("MatchResponse")
+                    .matches;
+                if matches != want {
+                    problems.push(format!("Match {what}: wrong matches {matches:?}"));
+                }
+            }
+            _ => problems.push(format!("Match {what}: {reply:?}")),
+        }
+        problems.extend((reply.took >= FLOOD_CALL).then(|| format!("Match {what} took {:?}", reply.took)));
+        let compile = CompileRequest {
+            spec: Some(spec),
+            python_version: "3.12".into(),
+            name: "wide".into(),
+        };
+        let reply = bounded(raw_call(target.addr, "Compile", vec![frame(&compile)], &[])).await;
+        problems.extend(flood_problem(attack, &format!("Compile {what}"), &reply));
+    }
+    target.survived(attack).await;
+    assert!(problems.is_empty(), "{attack}:\n{}", problems.join("\n"));
+}
+
+/// 2,000 `CONTAINS` needles absent from [`long_field`] (each needle holds
+/// "aa" or "bb", and only bytes the field has, so no quick scan for a rare
+/// byte skips it): one key is billions of bytes of search.
+fn long_field_spec() -> FilterSpec {
+    let needles = (0..2_000u32).map(|i| {
+        let bits: Vec<u8> = (0..11).map(|b| if i >> b & 1 == 1 { b'b' } else { b'a' }).collect();
+        leaf(0, Op::Contains, &[&b"aa"[..], &bits].concat())
+    });
+    FilterSpec {
+        arity: 1,
+        predicates: vec![],
+        expr: Some(any_of(needles.collect())),
+    }
+}
+
+/// 3 MB of "ab" repeated.
+fn long_field() -> Vec<u8> {
+    b"ab".repeat(1_500_000)
+}
+
+/// [`long_field_spec`] and its one key, [`long_field`], as a `Match`.
+fn long_field_match() -> Bytes {
+    match_of(long_field_spec(), &[&long_field()])
+}
+
+/// A legal `Match` heavy enough to need a CPU slot (100,000 keys): answered
+/// OK within `within`, or the reply.
+async fn slot_match(addr: std::net::SocketAddr, within: &str) -> Reply {
+    let n = 100_000;
+    let request = MatchRequest {
+        spec: Some(FilterSpec {
+            arity: 1,
+            predicates: vec![pred(0, Op::Eq, b"k")],
+            expr: None,
+        }),
+        keys: vec![],
+        packed_keys: Some(PackedKeys {
+            data: Bytes::from(vec![b'k'; n]),
+            lengths: vec![1; n],
+            count: n as u32,
+        }),
+        columnar_keys: None,
+    };
+    raw_call(addr, "Match", vec![frame(&request)], &[("grpc-timeout", within)]).await
+}
+
+/// Three such `Match`es at once, each with a 2 s deadline, on a server with
+/// two async workers and two CPU slots. The cost of a batch counted keys
+/// and checks only, so one key of 2,000 checks ran inline on an async
+/// worker: the workers stalled (health included) and no deadline could
+/// fire. Now the work is sized by the bytes it reads, runs on a CPU slot,
+/// and stops at the deadline even inside the one key: every call ends at
+/// its deadline, health stays on time, and right after, a legal `Match`
+/// that needs a CPU slot finds one free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l2_long_fields_stay_off_the_async_workers_and_stop_at_the_deadline() {
+    let attack = "3 Matches of 2,000 substring checks over one 3 MB key, grpc-timeout 2S";
+    let mut target = Target::start(&["--cpu-slots", "2"]).await;
+    let request = long_field_match();
+    let call = || raw_call(target.addr, "Match", vec![request.clone()], &[("grpc-timeout", "2S")]);
+    let (a, b, c) = tokio::join!(call(), call(), call());
+    let replies = [a, b, c];
+    let mut problems = Vec::new();
+    for reply in &replies {
+        eprintln!("{attack}: {reply:?}");
+        let expired = reply.code == Code::DeadlineExceeded
+            || (reply.code == Code::Cancelled && reply.message.contains("Timeout"));
+        if !expired {
+            problems.push(format!("not ended by its deadline: {reply:?}"));
+        }
+        if reply.took >= Duration::from_secs(2) + DEADLINE_SLACK {
+            problems.push(format!("answered {:?} after it started, past its deadline", reply.took));
+        }
+    }
+    let reply = slot_match(target.addr, "5S").await;
+    eprintln!("{attack}: then a Match that needs a CPU slot: {reply:?}");
+    if reply.code != Code::Ok {
+        problems.push(format!("the CPU slots were still taken after the deadline: {reply:?}"));
+    }
+    target.survived(attack).await;
+    assert!(problems.is_empty(), "{attack}:\n{}", problems.join("\n"));
+}
+
+/// The same search as a `Filter` batch, on a server with one CPU slot, and
+/// the client resets the stream while the batch is evaluated. The stream's
+/// task waited for the batch's evaluation, which ran to its end (minutes in
+/// a debug build) holding the slot; now the client going away stops it, so
+/// the slot is free again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l3_a_filter_batch_stops_when_its_client_goes_away() {
+    let attack = "a Filter batch of 2,000 substring checks over one 3 MB key, then a reset";
+    let mut target = Target::start(&["--cpu-slots", "1"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut stream = connection.start("Filter", &[]).await;
+    stream
+        .try_send(frame(&spec_request(long_field_spec())))
+        .expect("send the spec");
+    stream
+        .try_send(frame(&batch_request([vec![Bytes::from(long_field())]])))
+        .expect("send the batch");
+    // Calibration: the batch holds the one CPU slot.
+    let mut busy = None;
+    for _ in 0..20 {
+        let reply = slot_match(target.addr, "300m").await;
+        if reply.code == Code::Ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        busy = Some(reply);
+        break;
+    }
+    let busy = busy.unwrap_or_else(|| panic!("{attack}: calibration: the batch never held the CPU slot"));
+    eprintln!("{attack}: while the batch is evaluated: {busy:?}");
+    stream.reset(h2::Reason::CANCEL);
+    let reply = slot_match(target.addr, "3S").await;
+    eprintln!("{attack}: after the reset: {reply:?}");
+    assert_eq!(
+        reply.code,
+        Code::Ok,
+        "{attack}: the CPU slot was still taken 3 s after the client went away: {reply:?}"
+    );
+    target.survived(attack).await;
 }

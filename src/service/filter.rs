@@ -185,10 +185,15 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
         let request = request?;
         let matcher = matcher.clone();
         let cost = batch_cost(&request, max_keys, &matcher);
-        let (keys, matched) = service
+        let evaluation = service
             .cpu
-            .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel))
-            .await?;
+            .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel));
+        // A client that goes away mid-batch stops the batch's evaluation
+        // (dropping `evaluation` cancels it, even inside one long key).
+        let (keys, matched) = tokio::select! {
+            evaluated = evaluation => evaluated?,
+            _ = tx.closed() => return Err(went_away()),
+        };
         evaluated += keys;
         matched_total += matched.len();
         tracing::trace!(batch, keys, matched = matched.len(), "filter batch");
@@ -215,13 +220,17 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
 /// handful of fields), else on the batch's CPU slot.
 fn batch_cost(request: &FilterRequest, max_keys: usize, matcher: &Matcher) -> usize {
     match &request.msg {
-        Some(Msg::Batch(rows)) => super::keys_cost(rows.len(), max_keys, None, matcher),
-        Some(Msg::PackedBatch(packed)) => {
-            super::keys_cost(packed.declared_keys(matcher.arity()), max_keys, None, matcher)
-        }
+        Some(Msg::Batch(rows)) => super::keys_cost(rows.len(), rows.bytes(), max_keys, None, matcher),
+        Some(Msg::PackedBatch(packed)) => super::keys_cost(
+            packed.declared_keys(matcher.arity()),
+            packed.bytes(),
+            max_keys,
+            None,
+            matcher,
+        ),
         Some(Msg::ColumnarBatch(columnar)) if columnar.encoded_bytes() < super::work::INLINE_COST => {
             match columnar.shape() {
-                Ok(shape) => super::keys_cost(shape.keys(), max_keys, Some(shape), matcher),
+                Ok(shape) => super::keys_cost(shape.keys(), columnar.encoded_bytes(), max_keys, Some(shape), matcher),
                 // Reported by `evaluate`.
                 Err(_) => 0,
             }

@@ -155,12 +155,6 @@ impl KeyFilterService {
     }
 }
 
-/// What evaluating `keys` keys costs with `matcher`, in the units of
-/// [`work::INLINE_COST`]: 8 per key and per check.
-fn eval_cost(keys: usize, matcher: &Matcher) -> usize {
-    keys.saturating_mul(8).saturating_mul(matcher.checks_per_key().max(1))
-}
-
 /// Evaluates a `Match` request's keys with its planned matcher.
 fn match_keys(
     matcher: &Matcher,
@@ -184,17 +178,30 @@ fn declared_keys(request: &MatchRequest, arity: usize) -> usize {
     request.keys.len().max(packed).max(columnar)
 }
 
+/// Bytes of a `MatchRequest`'s keys, in whichever form they came.
+fn key_bytes(request: &MatchRequest) -> usize {
+    let packed = request.packed_keys.as_ref().map_or(0, |p| p.bytes());
+    let columnar = request.columnar_keys.as_ref().map_or(0, |c| c.encoded_bytes());
+    request.keys.bytes().saturating_add(packed).saturating_add(columnar)
+}
+
 /// The shape of columnar keys that scanned well (an error is reported where
 /// the keys are read).
 fn columnar_shape(columnar: Option<&wire::ColumnarWire>) -> Option<wire::ColumnarShape> {
     columnar.and_then(|c| c.shape().ok())
 }
 
-/// What evaluating a batch of `declared` keys costs (at most one more than
-/// `max_keys`: more are refused before any is evaluated), plus validating its
-/// columns, if any.
-fn keys_cost(declared: usize, max_keys: usize, columnar: Option<wire::ColumnarShape>, matcher: &Matcher) -> usize {
-    eval_cost(declared.min(max_keys.saturating_add(1)), matcher)
+/// What evaluating a batch of `declared` keys of `bytes` bytes costs (at
+/// most one more than `max_keys`: more are refused before any is
+/// evaluated), plus validating its columns, if any.
+fn keys_cost(
+    declared: usize,
+    bytes: usize,
+    max_keys: usize,
+    columnar: Option<wire::ColumnarShape>,
+    matcher: &Matcher,
+) -> usize {
+    keys::eval_cost(declared.min(max_keys.saturating_add(1)), bytes, matcher)
         .saturating_add(columnar.map_or(0, |s| s.validation_cost()))
 }
 
@@ -231,6 +238,7 @@ impl KeyFilterService {
         let max_keys = self.config.max_keys_per_request;
         let cost = keys_cost(
             declared_keys(&request, matcher.arity()),
+            key_bytes(&request),
             max_keys,
             columnar_shape(request.columnar_keys.as_ref()),
             &matcher,

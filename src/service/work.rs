@@ -6,11 +6,13 @@
 //! connections, move bytes and answer health checks however heavy the
 //! requests are. Small work runs inline, where a thread hop would cost more
 //! than the work. A caller that stops waiting (its deadline passed, or the
-//! client went away) sets [`Cancel`], which long loops check between slices.
+//! client went away) sets [`Cancel`], which long loops check between slices,
+//! and which stops substring checks on long fields inside a key (see
+//! [`keyfilter_core::eval::Stop`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use keyfilter_core::eval::Stop;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
@@ -20,17 +22,36 @@ use tonic::Status;
 /// while a million-key `Match` or a megabyte spec moves off the workers.
 pub(super) const INLINE_COST: usize = 1 << 19;
 
-/// Keys evaluated between two looks at [`Cancel`].
+/// At most this many keys are evaluated between two looks at [`Cancel`].
 pub(super) const SLICE_KEYS: usize = 1 << 16;
+
+/// About this much work (in the units of [`INLINE_COST`]) is done between
+/// two looks at [`Cancel`]: a few milliseconds. A spec of thousands of
+/// checks makes a slice far fewer keys than [`SLICE_KEYS`].
+pub(super) const SLICE_COST: usize = 1 << 23;
 
 /// Set once nobody waits for the work's result any more.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Stop);
 
 impl Cancel {
     /// Whether the work should stop.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.is_requested()
+    }
+
+    /// Runs `evaluation` so that, once cancelled, it winds down even inside
+    /// one key (its results are then to be discarded).
+    pub fn watch<R>(&self, evaluation: impl FnOnce() -> R) -> R {
+        self.0.watch(evaluation)
+    }
+
+    /// A cancel already raised (for tests of what cancelled work does).
+    #[cfg(test)]
+    pub(super) fn cancelled() -> Cancel {
+        let cancel = Cancel::default();
+        cancel.0.request();
+        cancel
     }
 
     /// The status to return when it stops early (nobody reads it: the
@@ -45,7 +66,7 @@ struct CancelOnDrop(Cancel);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0 .0.store(true, Ordering::Relaxed);
+        self.0 .0.request();
     }
 }
 
@@ -95,6 +116,7 @@ impl Cpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn heavy_work_leaves_the_async_workers_free_and_stops_when_abandoned() {

@@ -125,6 +125,11 @@ impl RowKeys {
         self.keys
     }
 
+    /// Bytes of all the keys' fields together.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// True when no key was sent.
     pub fn is_empty(&self) -> bool {
         self.keys == 0
@@ -296,6 +301,11 @@ impl PackedWire {
         }
         PackedKeys::from_offsets(&self.data, &self.offsets, self.total, arity as u32, self.count)
             .map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+    }
+
+    /// Bytes of all the keys' fields together, as sent.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
     }
 
     /// The number of keys the batch claims for a spec of `arity` fields:

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use memchr::memmem;
 
 use super::set::ValueSet;
+use super::stop;
 use super::word::{head, tail};
 use crate::plan::{self, Test};
 
@@ -202,12 +203,14 @@ macro_rules! with_test {
                 let $test = |x: &[u8]| !x.ends_with(v);
                 $body
             }
+            // The only kinds whose cost grows with the field: a long field is
+            // not read once the evaluation is told to stop (see `stop`).
             Kind::Contains(finder) => {
-                let $test = |x: &[u8]| finder.find(x).is_some();
+                let $test = |x: &[u8]| !stop::gives_up(x) && finder.find(x).is_some();
                 $body
             }
             Kind::NotContains(finder) => {
-                let $test = |x: &[u8]| finder.find(x).is_none();
+                let $test = |x: &[u8]| !stop::gives_up(x) && finder.find(x).is_none();
                 $body
             }
         }
@@ -281,6 +284,13 @@ pub(crate) struct Check {
 }
 
 impl Check {
+    /// Whether the test reads its whole field, however long (a substring
+    /// search); every other test reads at most its constant's length and a
+    /// byte more, or hashes no more than the longest value of its set.
+    pub(super) fn reads_whole_field(&self) -> bool {
+        matches!(self.kind, Kind::Contains(_) | Kind::NotContains(_))
+    }
+
     /// Whether the test holds for the field's value `x`.
     #[inline(always)]
     pub(super) fn holds(&self, x: &[u8]) -> bool {

@@ -489,7 +489,27 @@ pub struct Columns<'a> {
     nullable: bool,
 }
 
+impl Layout<'_> {
+    /// Bytes of its buffers (see [`Columns::buffer_bytes`]).
+    fn buffer_bytes(&self) -> usize {
+        match self {
+            Layout::Offsets { offsets, data, .. } => offsets.len() + data.len(),
+            Layout::Fixed { data, .. } => data.len(),
+            Layout::Views { views, buffers } => views.len() + buffers.iter().map(|b| b.len()).sum::<usize>(),
+            Layout::Dictionary { keys, values, .. } => keys.len() + values.layout.buffer_bytes(),
+        }
+    }
+}
+
 impl<'a> Columns<'a> {
+    /// Bytes of the columns' buffers (offsets and values). With offsets and
+    /// fixed-width layouts every field's bytes are counted, once; views and
+    /// dictionaries may read one value for many rows, so their fields can
+    /// add up to more.
+    pub fn buffer_bytes(&self) -> usize {
+        self.columns.iter().map(|c| c.layout.buffer_bytes()).sum()
+    }
+
     /// Puts columns side by side; they must agree on the number of rows.
     /// `rows` is the row count (it matters when there is no column: arity 0).
     pub fn new(columns: Vec<Column<'a>>, rows: usize) -> Result<Columns<'a>, ColumnError> {

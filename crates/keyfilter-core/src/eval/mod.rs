@@ -9,11 +9,13 @@ mod check;
 mod columns;
 mod packed;
 mod set;
+mod stop;
 mod tree;
 mod word;
 
 pub use columns::{Column, ColumnError, Columns, Validity};
 pub use packed::{PackedError, PackedIndex, PackedKeys};
+pub use stop::Stop;
 
 use crate::plan::{Body, Plan};
 use check::Check;
@@ -58,6 +60,17 @@ impl Matcher {
     /// thousands of checks makes even a small batch heavy).
     pub fn checks_per_key(&self) -> usize {
         self.tree.as_ref().map_or(self.checks.len(), Program::len)
+    }
+
+    /// At most how many of one key's checks read their whole field, however
+    /// long (substring searches): for sizing work, one key costs about
+    /// `8 * checks_per_key()` plus this many times its bytes (every other
+    /// check reads a bounded number of bytes).
+    pub fn scans_per_key(&self) -> usize {
+        match &self.tree {
+            None => self.checks.iter().filter(|c| c.reads_whole_field()).count(),
+            Some(program) => program.checks().filter(|c| c.reads_whole_field()).count(),
+        }
     }
 
     /// Number of fields every key must have.

@@ -114,6 +114,11 @@ impl<'a> PackedKeys<'a> {
         })
     }
 
+    /// Bytes of all the keys' fields together.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     /// Number of keys in the batch.
     pub fn len(&self) -> usize {
         self.count

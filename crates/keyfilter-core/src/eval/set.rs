@@ -24,6 +24,9 @@ pub(super) struct ValueSet {
     /// Value numbers, by the hash of their bytes.
     table: HashTable<u32>,
     hasher: RandomState,
+    /// The longest value's length: a longer field is not hashed at all, so a
+    /// lookup costs at most this many bytes of hashing whatever the field.
+    longest: usize,
 }
 
 impl ValueSet {
@@ -46,6 +49,7 @@ impl ValueSet {
             table.insert_unique(hasher.hash_one(value(i)), i, |&j| hasher.hash_one(value(j)));
         }
         ValueSet {
+            longest: values.iter().map(Bytes::len).max().unwrap_or(0),
             data,
             ends,
             table,
@@ -56,6 +60,9 @@ impl ValueSet {
     /// Whether `x` is one of the values.
     #[inline]
     pub(super) fn contains(&self, x: &[u8]) -> bool {
+        if x.len() > self.longest {
+            return false;
+        }
         let hash = self.hasher.hash_one(x);
         self.table
             .find(hash, |&i| slice(&self.data, &self.ends, i) == x)

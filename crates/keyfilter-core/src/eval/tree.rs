@@ -42,6 +42,11 @@ impl Program {
         self.steps.len()
     }
 
+    /// Its checks, each once.
+    pub(super) fn checks(&self) -> impl Iterator<Item = &Check> {
+        self.steps.iter().map(|step| &step.check)
+    }
+
     /// Whether the key whose field `i` is `field(i)` satisfies the tree.
     #[inline]
     pub(super) fn run<'k>(&self, field: impl Fn(usize) -> &'k [u8]) -> bool {

@@ -1,7 +1,7 @@
 //! Per-field merging of the checks of one conjunction; see the [module docs](super).
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 
@@ -27,7 +27,17 @@ struct FieldConstraints {
     not_in: Vec<Bytes>,
     /// Tests that are not merged (`SUFFIX`, `CONTAINS` and their negations), in order.
     extra: Vec<Test>,
+    /// The tests of `extra`, to drop repeats by hash (SipHash keyed at
+    /// random) rather than by a scan of `extra` per test, which was quadratic.
+    extra_seen: HashSet<Test>,
 }
+
+/// At most this much work (bytes of candidate values read, per extra test)
+/// goes into folding the extra tests over a field's candidates; beyond, the
+/// candidates are kept as they are and the extra tests checked per key.
+/// Folding is only an optimization, and a spec may pair 100,000 candidates
+/// with 100,000 substring tests.
+const FOLD_BUDGET: usize = 1 << 24;
 
 /// The smallest byte string that does not start with `prefix` and sorts after
 /// every string that does: drop trailing `0xFF`s and increment the last byte.
@@ -56,18 +66,34 @@ impl FieldConstraints {
             Test::Ge(v) => self.tighten_lower(v.clone(), true),
             Test::NotIn(values) => self.not_in.extend(values.iter().cloned()),
             Test::Suffix(_) | Test::NotSuffix(_) | Test::Contains(_) | Test::NotContains(_) => {
-                if !self.extra.contains(test) {
+                if self.extra_seen.insert(test.clone()) {
                     self.extra.push(test.clone());
                 }
             }
         }
     }
 
-    /// Whether `x` passes the tests that are not bounds or candidates.
-    fn admits(&self, x: &[u8]) -> bool {
+    /// Whether `x` passes the tests that are not bounds or candidates; the
+    /// extra tests only when `with_extra` (see [`FOLD_BUDGET`]).
+    fn admits(&self, x: &[u8], with_extra: bool) -> bool {
         self.excluded.binary_search_by(|e| e[..].cmp(x)).is_err()
             && self.not_in.binary_search_by(|e| e[..].cmp(x)).is_err()
-            && self.extra.iter().all(|t| t.holds(x))
+            && (!with_extra || self.extra.iter().all(|t| t.holds(x)))
+    }
+
+    /// Whether the extra tests are folded over `values` (each test reads
+    /// each value once, in linear time), rather than checked per key.
+    fn folds_extra<'v>(&self, values: impl IntoIterator<Item = &'v [u8]>) -> bool {
+        let read: usize = values.into_iter().map(|v| v.len() + 1).sum();
+        self.extra.len().saturating_mul(read) <= FOLD_BUDGET
+    }
+
+    /// The extra tests as checks of `field`, when they were not folded.
+    fn push_extra(&self, field: u32, out: &mut Vec<Check>) {
+        out.extend(self.extra.iter().map(|test| Check {
+            field,
+            test: test.clone(),
+        }));
     }
 
     fn intersect(&mut self, set: Vec<Bytes>) {
@@ -138,11 +164,15 @@ impl FieldConstraints {
         self.not_in.sort_unstable();
         self.not_in.dedup();
         if let Some(mut candidates) = self.candidates.take() {
-            candidates.retain(|c| self.in_range(c) && self.admits(c));
+            let fold = self.folds_extra(candidates.iter().map(|c| &c[..]));
+            candidates.retain(|c| self.in_range(c) && self.admits(c, fold));
             match candidates.len() {
                 0 => return false,
                 1 => push(out, Test::Eq(candidates.pop().expect("one candidate"))),
                 _ => push(out, Test::In(candidates)),
+            }
+            if !fold {
+                self.push_extra(field, out);
             }
             return true;
         }
@@ -163,10 +193,14 @@ impl FieldConstraints {
                     && upper.value.starts_with(&least)
                     && upper.value.last() == Some(&0));
             if single {
-                if !self.admits(&least) {
+                let fold = self.folds_extra([&least[..]]);
+                if !self.admits(&least, fold) {
                     return false;
                 }
                 push(out, Test::Eq(Bytes::from(least)));
+                if !fold {
+                    self.push_extra(field, out);
+                }
                 return true;
             }
         }
@@ -257,6 +291,60 @@ pub(super) fn conjunction(checks: impl IntoIterator<Item = Check>) -> Option<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finished(tests: &[Test]) -> Option<Vec<Check>> {
+        let mut constraints = FieldConstraints::default();
+        for test in tests {
+            constraints.add(test);
+        }
+        let mut out = Vec::new();
+        constraints.finish(0, &mut out).then_some(out)
+    }
+
+    fn values(n: usize, tag: &str) -> Vec<Bytes> {
+        (0..n).map(|i| Bytes::from(format!("{tag}{i:06}"))).collect()
+    }
+
+    #[test]
+    fn extra_tests_fold_over_few_candidates_and_stay_checks_over_many() {
+        // Few: the substring tests decide which candidates are left.
+        let few = finished(&[
+            Test::In(values(100, "v")),
+            Test::Contains(Bytes::from_static(b"v00001")),
+            Test::NotContains(Bytes::from_static(b"5")),
+        ])
+        .expect("satisfiable");
+        let left: Vec<Bytes> = (10..20)
+            .filter(|i| i % 10 != 5)
+            .map(|i| Bytes::from(format!("v0000{i}")))
+            .collect();
+        assert_eq!(
+            few,
+            [Check {
+                field: 0,
+                test: Test::In(left)
+            }]
+        );
+
+        // Many candidates times many tests: over the budget, the candidates
+        // stay (filtered by the cheap tests only) and the tests become checks.
+        let candidates = values(20_000, "v");
+        let needles: Vec<Test> = values(1_000, "absent").into_iter().map(Test::NotContains).collect();
+        let mut tests = vec![Test::In(candidates.clone()), Test::Ne(candidates[0].clone())];
+        tests.extend(needles.iter().cloned());
+        let many = finished(&tests).expect("satisfiable");
+        assert_eq!(many.len(), 1 + needles.len());
+        assert_eq!(many[0].test, Test::In(candidates[1..].to_vec()));
+        assert!(many[1..].iter().map(|c| &c.test).eq(needles.iter()));
+    }
+
+    #[test]
+    fn repeated_extra_tests_are_kept_once_in_order() {
+        let a = Test::Contains(Bytes::from_static(b"a"));
+        let b = Test::NotSuffix(Bytes::from_static(b"b"));
+        let out = finished(&[a.clone(), b.clone(), a.clone(), b.clone(), a.clone()]).expect("satisfiable");
+        assert!(out.iter().map(|c| &c.test).eq([&a, &b]));
+    }
 
     #[test]
     fn successor_of_prefixes() {
