@@ -12,8 +12,8 @@
 //! The flag is found through the current thread rather than passed down:
 //! a [`Matcher`](super::Matcher) is shared by every call and stream that uses
 //! the same spec, so it cannot hold one caller's flag, and the loops that
-//! run checks stay as lean as they are. Only a check that is about to read a
-//! long field looks at it, where the look costs nothing next to the read.
+//! run checks stay as lean as they are. Only a substring check about to read
+//! a long field looks at it, where the look costs nothing next to the read.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +69,7 @@ pub(super) fn gives_up(field: &[u8]) -> bool {
     field.len() >= LONG_FIELD && raised()
 }
 
+#[cold]
 #[inline(never)]
 fn raised() -> bool {
     WATCHED.with(|watched| {
