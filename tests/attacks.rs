@@ -1535,3 +1535,37 @@ async fn l3_a_filter_batch_stops_when_its_client_goes_away() {
     );
     target.survived(attack).await;
 }
+
+/// The same batch on a stream whose client stays, with `--request-timeout
+/// 2s`: a stream meets the call's deadline at once (its response headers go
+/// out first), so a batch could compute for as long as it took, holding a
+/// CPU slot. Now each batch must be answered within `request_timeout`: the
+/// stream ends `DEADLINE_EXCEEDED` naming it, and the slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l4_a_filter_batch_obeys_request_timeout() {
+    let attack = "a Filter batch of 2,000 substring checks over one 3 MB key, request_timeout 2s";
+    let mut target = Target::start(&["--cpu-slots", "1", "--request-timeout", "2s"]).await;
+    let frames = vec![
+        frame(&spec_request(long_field_spec())),
+        frame(&batch_request([vec![Bytes::from(long_field())]])),
+    ];
+    let started = Instant::now();
+    let mut connection = RawConnection::open(target.addr).await;
+    let mut stream = connection.start("Filter", &[]).await;
+    for data in frames {
+        stream.try_send(data).expect("send");
+    }
+    // The client stays: it does not finish its requests.
+    let reply = stream.reply().await;
+    eprintln!("{attack}: {reply:?} after {:?}", started.elapsed());
+    assert_eq!(reply.code, Code::DeadlineExceeded, "{attack}: {reply:?}");
+    assert!(reply.message.contains("request_timeout"), "{attack}: {reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2) + DEADLINE_SLACK,
+        "{attack}: the stream ended {:?} after it started",
+        started.elapsed()
+    );
+    let reply = slot_match(target.addr, "3S").await;
+    assert_eq!(reply.code, Code::Ok, "{attack}: the CPU slot is still taken: {reply:?}");
+    target.survived(attack).await;
+}

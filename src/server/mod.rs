@@ -133,7 +133,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let keyfilter = KeyFilterServer::new(KeyFilterService::new(config.service.clone()))
+    let service = ServiceConfig {
+        batch_timeout: config.request_timeout,
+        ..config.service.clone()
+    };
+    let keyfilter = KeyFilterServer::new(KeyFilterService::new(service))
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)

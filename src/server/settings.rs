@@ -306,6 +306,7 @@ impl Settings {
                 filter_buffer: self.filter_buffer,
                 max_filter_streams: self.max_filter_streams,
                 filter_idle_timeout: self.filter_idle_timeout.0,
+                batch_timeout: self.request_timeout.0,
                 compile_cache_entries: self.compile_cache_entries,
                 compile_cache_bytes: self.compile_cache_bytes,
                 matcher_cache_entries: self.matcher_cache_entries,

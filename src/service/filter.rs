@@ -10,7 +10,9 @@
 //!
 //! A stream that neither sends nor reads for `filter_idle_timeout` is ended
 //! with `DEADLINE_EXCEEDED`, so an abandoned stream cannot hold its slot of
-//! `max_filter_streams` forever. The final status travels outside the bounded
+//! `max_filter_streams` forever; so is one whose batch is not answered
+//! within `request_timeout` (a batch's evaluation stops with its stream, as
+//! it does when the client goes away). The final status travels outside the bounded
 //! channel, so it is delivered even when that channel is full.
 //!
 //! A stream ends OK only when its task says so, after its last response: the
@@ -153,6 +155,7 @@ async fn next(
 /// Answers the stream's batches; the number answered when it ends OK.
 async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, tx: &Sender) -> Result<u64, Status> {
     let timeout = service.config.filter_idle_timeout;
+    let batch_timeout = service.config.batch_timeout;
     let matcher = match next(&mut inbound, tx, timeout).await {
         None => {
             return Err(Status::invalid_argument(
@@ -188,10 +191,17 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
         let evaluation = service
             .cpu
             .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel));
-        // A client that goes away mid-batch stops the batch's evaluation
-        // (dropping `evaluation` cancels it, even inside one long key).
+        // A client that goes away mid-batch stops the batch's evaluation, and
+        // so does the batch's deadline (dropping `evaluation` cancels it,
+        // even inside one long key).
         let (keys, matched) = tokio::select! {
-            evaluated = evaluation => evaluated?,
+            evaluated = tokio::time::timeout(batch_timeout, evaluation) => match evaluated {
+                Ok(evaluated) => evaluated?,
+                Err(_) => return Err(Status::deadline_exceeded(format!(
+                    "Filter: batch {batch} was not answered within {}; closing the stream (request_timeout)",
+                    humantime::format_duration(batch_timeout)
+                ))),
+            },
             _ = tx.closed() => return Err(went_away()),
         };
         evaluated += keys;

@@ -52,6 +52,11 @@ pub struct ServiceConfig {
     /// A `Filter` stream that neither sends a request nor reads a response for
     /// this long is ended with `DEADLINE_EXCEEDED`, freeing its slot.
     pub filter_idle_timeout: std::time::Duration,
+    /// A `Filter` batch not answered within this long ends its stream with
+    /// `DEADLINE_EXCEEDED`: the server's `request_timeout` (which a stream
+    /// meets at once, its response headers going out first), per batch. The
+    /// server sets it from `request_timeout`.
+    pub batch_timeout: std::time::Duration,
     /// Entries of each level of the compile cache.
     pub compile_cache_entries: usize,
     /// Bytes of the compile cache, both levels together.
@@ -79,6 +84,7 @@ impl Default for ServiceConfig {
             filter_buffer: 4,
             max_filter_streams: 128,
             filter_idle_timeout: std::time::Duration::from_secs(300),
+            batch_timeout: std::time::Duration::from_secs(30),
             compile_cache_entries: 1024,
             compile_cache_bytes: 64 * 1024 * 1024,
             matcher_cache_entries: 1024,
