@@ -22,8 +22,8 @@
 //!
 //! Settings used: `max_keys_per_request` (default 1,000,000), the spec's
 //! arity (the number of columns of columnar keys),
-//! `max_message_bytes` (default 4 MiB), `--compile-cache-bytes`, and the
-//! admission limits. A test whose flag the server does not know fails at
+//! `max_message_bytes` (default 4 MiB), `--compile-cache-bytes`, the
+//! admission limits, `--cpu-slots` and `--request-timeout`. A test whose flag the server does not know fails at
 //! server start.
 //!
 //! Run alone (they are heavy, and measure the server's memory):

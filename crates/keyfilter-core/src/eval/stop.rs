@@ -69,6 +69,8 @@ pub(super) fn gives_up(field: &[u8]) -> bool {
     field.len() >= LONG_FIELD && raised()
 }
 
+/// Whether the flag watched on this thread is raised; cold and out of line,
+/// off the path of every field that is not long.
 #[cold]
 #[inline(never)]
 fn raised() -> bool {
