@@ -191,18 +191,24 @@ async fn run(service: &KeyFilterService, mut inbound: Streaming<FilterRequest>, 
         let evaluation = service
             .cpu
             .run(cost, move |cancel| evaluate(&matcher, request, batch, max_keys, cancel));
-        // A client that goes away mid-batch stops the batch's evaluation, and
-        // so does the batch's deadline (dropping `evaluation` cancels it,
-        // even inside one long key).
-        let (keys, matched) = tokio::select! {
-            evaluated = tokio::time::timeout(batch_timeout, evaluation) => match evaluated {
-                Ok(evaluated) => evaluated?,
-                Err(_) => return Err(Status::deadline_exceeded(format!(
-                    "Filter: batch {batch} was not answered within {}; closing the stream (request_timeout)",
-                    humantime::format_duration(batch_timeout)
-                ))),
-            },
-            _ = tx.closed() => return Err(went_away()),
+        // Work below the inline cost is done within its first poll, where
+        // nothing could stop it: it needs no timer (a timer per batch was
+        // 1.6-3.3 % more CPU per key on batches of 100 to 10,000 keys).
+        // Heavier work stops when the client goes away, and at the batch's
+        // deadline (dropping `evaluation` cancels it, even inside one key).
+        let (keys, matched) = if cost < super::work::INLINE_COST {
+            evaluation.await?
+        } else {
+            tokio::select! {
+                evaluated = tokio::time::timeout(batch_timeout, evaluation) => match evaluated {
+                    Ok(evaluated) => evaluated?,
+                    Err(_) => return Err(Status::deadline_exceeded(format!(
+                        "Filter: batch {batch} was not answered within {}; closing the stream (request_timeout)",
+                        humantime::format_duration(batch_timeout)
+                    ))),
+                },
+                _ = tx.closed() => return Err(went_away()),
+            }
         };
         evaluated += keys;
         matched_total += matched.len();
