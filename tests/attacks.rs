@@ -36,8 +36,8 @@ use prost::Message as _;
 use tonic::Code;
 
 use keyfilter::proto::{
-    expr, CompileRequest, CompileResponse, Expr, ExprList, FilterRequest, FilterResponse, FilterSpec, Key,
-    MatchRequest, MatchResponse, Op, PackedKeys, Predicate,
+    CompileRequest, CompileResponse, FilterRequest, FilterResponse, FilterSpec, Key, MatchRequest, MatchResponse, Op,
+    PackedKeys, Predicate,
 };
 
 mod support;
@@ -46,6 +46,7 @@ use support::attack::{
     batch_request, framed, len_field, mib, one_field_batch, open_answered_filter, pred, raw_call, spec_request, varint,
     Gzip, RawConnection, Reply, RssSampler, Target, MIB,
 };
+use support::{all, any, leaf, not};
 
 /// 64 MiB, the `--max-message-bytes` some attacks raise the limit to (the old default).
 const BIG_MESSAGES: &str = "67108864";
@@ -1300,30 +1301,6 @@ async fn k2_planning_a_spec_of_a_million_one_byte_values_stays_small() {
 //    own length (not the number of keys) can make evaluation heavy
 // ---------------------------------------------------------------------------
 
-fn leaf(field: u32, op: Op, value: &[u8]) -> Expr {
-    Expr {
-        node: Some(expr::Node::Predicate(pred(field, op, value))),
-    }
-}
-
-fn any_of(items: Vec<Expr>) -> Expr {
-    Expr {
-        node: Some(expr::Node::Any(ExprList { items })),
-    }
-}
-
-fn not(item: Expr) -> Expr {
-    Expr {
-        node: Some(expr::Node::Negate(Box::new(item))),
-    }
-}
-
-fn all_of(items: Vec<Expr>) -> Expr {
-    Expr {
-        node: Some(expr::Node::All(ExprList { items })),
-    }
-}
-
 /// A `Match` of `spec` and the keys `fields` (one field each).
 fn match_of(spec: FilterSpec, fields: &[&[u8]]) -> Bytes {
     frame(&MatchRequest {
@@ -1356,11 +1333,9 @@ async fn l1_planning_is_linear_in_the_spec() {
     let wide_any = FilterSpec {
         arity: 1,
         predicates: vec![],
-        expr: Some(any_of(
-            (0..80_000)
-                .map(|i| leaf(0, Op::Contains, format!("n{i:05}").as_bytes()))
-                .collect(),
-        )),
+        expr: Some(any((0..80_000)
+            .map(|i| leaf(0, Op::Contains, format!("n{i:05}").as_bytes()))
+            .collect())),
     };
     let folded = FilterSpec {
         arity: 1,
@@ -1370,11 +1345,9 @@ async fn l1_planning_is_linear_in_the_spec() {
             value: Bytes::new(),
             values: (0..100_000).map(|i| Bytes::from(format!("v{i:07}"))).collect(),
         }],
-        expr: Some(all_of(
-            (0..10_000)
-                .map(|i| not(leaf(0, Op::Contains, format!("x{i:04}").as_bytes())))
-                .collect(),
-        )),
+        expr: Some(all((0..10_000)
+            .map(|i| not(leaf(0, Op::Contains, format!("x{i:04}").as_bytes())))
+            .collect())),
     };
     let mut problems = Vec::new();
     for (what, spec, keys, want) in [
@@ -1423,7 +1396,7 @@ fn long_field_spec() -> FilterSpec {
     FilterSpec {
         arity: 1,
         predicates: vec![],
-        expr: Some(any_of(needles.collect())),
+        expr: Some(any(needles.collect())),
     }
 }
 
@@ -1435,6 +1408,19 @@ fn long_field() -> Vec<u8> {
 /// [`long_field_spec`] and its one key, [`long_field`], as a `Match`.
 fn long_field_match() -> Bytes {
     match_of(long_field_spec(), &[&long_field()])
+}
+
+/// A `Filter` stream on `connection` that sent [`long_field_spec`] and one
+/// batch of [`long_field`], and stays open.
+async fn long_field_filter(connection: &mut RawConnection) -> support::attack::RawStream {
+    let mut stream = connection.start("Filter", &[]).await;
+    stream
+        .try_send(frame(&spec_request(long_field_spec())))
+        .expect("send the spec");
+    stream
+        .try_send(frame(&batch_request([vec![Bytes::from(long_field())]])))
+        .expect("send the batch");
+    stream
 }
 
 /// A legal `Match` heavy enough to need a CPU slot (100,000 keys): answered
@@ -1505,13 +1491,7 @@ async fn l3_a_filter_batch_stops_when_its_client_goes_away() {
     let attack = "a Filter batch of 2,000 substring checks over one 3 MB key, then a reset";
     let mut target = Target::start(&["--cpu-slots", "1"]).await;
     let mut connection = RawConnection::open(target.addr).await;
-    let mut stream = connection.start("Filter", &[]).await;
-    stream
-        .try_send(frame(&spec_request(long_field_spec())))
-        .expect("send the spec");
-    stream
-        .try_send(frame(&batch_request([vec![Bytes::from(long_field())]])))
-        .expect("send the batch");
+    let mut stream = long_field_filter(&mut connection).await;
     // Calibration: the batch holds the one CPU slot.
     let mut busy = None;
     for _ in 0..20 {
@@ -1545,16 +1525,9 @@ async fn l3_a_filter_batch_stops_when_its_client_goes_away() {
 async fn l4_a_filter_batch_obeys_request_timeout() {
     let attack = "a Filter batch of 2,000 substring checks over one 3 MB key, request_timeout 2s";
     let mut target = Target::start(&["--cpu-slots", "1", "--request-timeout", "2s"]).await;
-    let frames = vec![
-        frame(&spec_request(long_field_spec())),
-        frame(&batch_request([vec![Bytes::from(long_field())]])),
-    ];
     let started = Instant::now();
     let mut connection = RawConnection::open(target.addr).await;
-    let mut stream = connection.start("Filter", &[]).await;
-    for data in frames {
-        stream.try_send(data).expect("send");
-    }
+    let stream = long_field_filter(&mut connection).await;
     // The client stays: it does not finish its requests.
     let reply = stream.reply().await;
     eprintln!("{attack}: {reply:?} after {:?}", started.elapsed());

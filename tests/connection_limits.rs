@@ -785,22 +785,8 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
         target_with_metrics(&["--max-concurrent-requests", "4", "--max-calls-per-connection", "2"]).await;
     let addr = target.addr;
     let mut greedy = RawConnection::open(addr).await;
-    let mut first = open_answered_filter(
-        &mut greedy,
-        &[],
-        filter_spec_frame(),
-        filter_batch_frame(&[b"a"]),
-        attack,
-    )
-    .await;
-    let _second = open_answered_filter(
-        &mut greedy,
-        &[],
-        filter_spec_frame(),
-        filter_batch_frame(&[b"a"]),
-        attack,
-    )
-    .await;
+    let mut first = answered_filter(&mut greedy, attack).await;
+    let _second = answered_filter(&mut greedy, attack).await;
 
     for call in ["Match", "Filter"] {
         let mut third = greedy.start(call, &[]).await;
@@ -829,14 +815,7 @@ async fn h_one_connection_holds_at_most_its_share_of_calls() {
     // limit was never the reason for a refusal.
     let mut other = RawConnection::open(addr).await;
     assert_match(&mut other, attack).await;
-    let _elsewhere = open_answered_filter(
-        &mut other,
-        &[],
-        filter_spec_frame(),
-        filter_batch_frame(&[b"a"]),
-        attack,
-    )
-    .await;
+    let _elsewhere = answered_filter(&mut other, attack).await;
     assert_match(&mut other, attack).await;
     let text = scrape_metrics(metrics).await;
     assert_eq!(
@@ -877,6 +856,19 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> Option<Duration
     .await
     .ok()
     .map(|()| started.elapsed())
+}
+
+/// A `Filter` stream on `connection` that got its first answer, so it holds
+/// its slots until it ends.
+async fn answered_filter(connection: &mut RawConnection, attack: &str) -> RawStream {
+    open_answered_filter(
+        connection,
+        &[],
+        filter_spec_frame(),
+        filter_batch_frame(&[b"a"]),
+        attack,
+    )
+    .await
 }
 
 /// A connection to the metrics port that sent `first` and is being served

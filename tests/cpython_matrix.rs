@@ -206,32 +206,9 @@ fn cases(version: PyVersion) -> Vec<Case> {
     keys.push(vec![Bytes::from("a"), Bytes::from("v42")]);
     // An IN set and substring tests on one field past the planner's folding
     // budget: the tests stay checks of their own beside the set.
-    let members: Vec<Bytes> = (0..20_000).map(|i| Bytes::from(format!("v{i:05}"))).collect();
-    let negate = |e: Expr| Expr {
-        node: Some(expr::Node::Negate(Box::new(e))),
-    };
-    let mut tests: Vec<Expr> = (0..1_000)
-        .map(|i| negate(leaf(0, Op::Contains, format!("x{i:03}"))))
-        .collect();
-    tests.push(negate(leaf(0, Op::Contains, "99".into())));
-    tests.push(leaf(0, Op::Contains, "1".into()));
-    let unfolded = FilterSpec {
-        arity: 1,
-        predicates: vec![Predicate {
-            field: 0,
-            op: Op::In as i32,
-            value: Bytes::new(),
-            values: members.clone(),
-        }],
-        expr: Some(group(true, tests)),
-    };
-    let mut unfolded_keys: Vec<Vec<Bytes>> = ["v10001", "v19981", "v12990", "v02222", "w1", "v1"]
-        .iter()
-        .map(|k| vec![Bytes::from(*k)])
-        .collect();
-    unfolded_keys.extend(members.iter().step_by(211).map(|m| vec![m.clone()]));
+    let (unfolded, unfolded_keys) = support::unfolded_in_spec();
     out.push(Case {
-        id: "in-20000-with-1002-substring-tests".into(),
+        id: "in-20000-with-1003-unfolded-tests".into(),
         wire: unfolded,
         keys: unfolded_keys,
         name: "unfolded".into(),

@@ -7,44 +7,15 @@ mod support;
 
 use bytes::Bytes;
 use keyfilter::proto::{
-    expr, filter_request, CompileRequest, Expr, ExprList, FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, Op,
-    Predicate,
+    filter_request, CompileRequest, Expr, FilterRequest, FilterSpec, Key, KeyBatch, MatchRequest, Op,
 };
 use keyfilter::server::ServerConfig;
 use keyfilter_core::spec::{reference_matches, validate, Limits};
 use rand::{rngs::StdRng, SeedableRng};
 use support::attack::{framed, raw_call};
 use support::server::TestServer;
+use support::{all, any, leaf, not};
 use tonic::Code;
-
-fn leaf(field: u32, op: Op, value: &[u8]) -> Expr {
-    Expr {
-        node: Some(expr::Node::Predicate(Predicate {
-            field,
-            op: op as i32,
-            value: Bytes::copy_from_slice(value),
-            values: vec![],
-        })),
-    }
-}
-
-fn all(items: Vec<Expr>) -> Expr {
-    Expr {
-        node: Some(expr::Node::All(ExprList { items })),
-    }
-}
-
-fn any(items: Vec<Expr>) -> Expr {
-    Expr {
-        node: Some(expr::Node::Any(ExprList { items })),
-    }
-}
-
-fn not(item: Expr) -> Expr {
-    Expr {
-        node: Some(expr::Node::Negate(Box::new(item))),
-    }
-}
 
 fn with_expr(arity: u32, e: Expr) -> FilterSpec {
     FilterSpec {

@@ -296,12 +296,7 @@ async fn goaways(read: tokio::net::tcp::OwnedReadHalf) -> Vec<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rapid_reset_flood_is_cut_off_and_the_server_keeps_serving() {
     let server = TestServer::start(ServerConfig::default()).await;
-    let tcp = timeout(STEP, TcpStream::connect(server.addr))
-        .await
-        .unwrap()
-        .expect("connect");
-    tcp.set_nodelay(true).unwrap();
-    let (read, mut write) = tcp.into_split();
+    let (read, mut write) = raw_connection(server.addr).await;
     let reader = tokio::spawn(goaways(read));
     // 40,000 open+reset pairs, twenty times the pending-accept limit, sent as
     // fast as the socket takes them. Writing fails once the server has closed
@@ -319,6 +314,18 @@ async fn a_rapid_reset_flood_is_cut_off_and_the_server_keeps_serving() {
     drop(write);
 
     // The server is still up, and a fresh connection is served normally.
+    serves_then_stops(server).await;
+}
+
+/// A bare TCP connection to `addr` for frames written by hand, split.
+async fn raw_connection(addr: SocketAddr) -> (tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf) {
+    let tcp = timeout(STEP, TcpStream::connect(addr)).await.unwrap().expect("connect");
+    tcp.set_nodelay(true).unwrap();
+    tcp.into_split()
+}
+
+/// A `Match` on a fresh connection is answered correctly; then the server stops.
+async fn serves_then_stops(server: TestServer) {
     let (mut client, connection) = connect(server.addr).await;
     match_on(&mut client, server.addr).await;
     drop(client);
@@ -374,12 +381,7 @@ async fn a_made_you_reset_flood_is_cut_off_at_the_limit_and_the_server_keeps_ser
         ..ServerConfig::default()
     })
     .await;
-    let tcp = timeout(STEP, TcpStream::connect(server.addr))
-        .await
-        .unwrap()
-        .expect("connect");
-    tcp.set_nodelay(true).unwrap();
-    let (read, mut write) = tcp.into_split();
+    let (read, mut write) = raw_connection(server.addr).await;
     let mut frames = error_frames(read);
 
     // Exactly the limit: every stream is reset, the connection stays.
@@ -441,9 +443,5 @@ async fn a_made_you_reset_flood_is_cut_off_at_the_limit_and_the_server_keeps_ser
     drop(write);
 
     // The server still serves a fresh connection.
-    let (mut client, connection) = connect(server.addr).await;
-    match_on(&mut client, server.addr).await;
-    drop(client);
-    connection.abort();
-    server.stop().await;
+    serves_then_stops(server).await;
 }

@@ -126,75 +126,29 @@ proptest! {
 /// that satisfy the `any` through each kind of leaf.
 #[test]
 fn wide_specs_past_the_planners_budgets_agree_with_reference() {
-    use keyfilter::proto::{expr, Expr, ExprList, Op};
-    let pred = |op: Op, value: &str| Predicate {
-        field: 0,
-        op: op as i32,
-        value: Bytes::from(value.to_owned()),
-        values: vec![],
-    };
-    let leaf = |op: Op, value: &str| Expr {
-        node: Some(expr::Node::Predicate(pred(op, value))),
-    };
-    let not = |e: Expr| Expr {
-        node: Some(expr::Node::Negate(Box::new(e))),
-    };
-    let group = |all: bool, items: Vec<Expr>| Expr {
-        node: Some(if all {
-            expr::Node::All(ExprList { items })
-        } else {
-            expr::Node::Any(ExprList { items })
-        }),
-    };
-    let members: Vec<Bytes> = (0..20_000).map(|i| Bytes::from(format!("v{i:05}"))).collect();
-    let mut tests: Vec<Expr> = (0..1_000)
-        .map(|i| not(leaf(Op::Contains, &format!("x{i:03}"))))
-        .collect();
-    tests.push(not(leaf(Op::Contains, "99")));
-    tests.push(leaf(Op::Contains, "1"));
-    tests.push(not(leaf(Op::Suffix, "7")));
-    let in_with_tests = FilterSpec {
-        arity: 1,
-        predicates: vec![
-            Predicate {
-                field: 0,
-                op: Op::In as i32,
-                value: Bytes::new(),
-                values: members.clone(),
-            },
-            pred(Op::Prefix, "v1"),
-        ],
-        expr: Some(group(true, tests)),
-    };
+    use keyfilter::proto::{Expr, Op};
+    use support::{any, leaf};
+    let (in_with_tests, keys) = support::unfolded_in_spec();
     let plan = Plan::new(&validate(&in_with_tests.to_input(), &Limits::default()).unwrap());
     assert!(
         plan.leaves().len() > 1_000,
         "past the budget, the substring tests stay checks: {} checks",
         plan.leaves().len()
     );
-    let keys: Vec<Vec<Bytes>> = [
-        "v10001", "v19981", "v10017", "v11234", "v01234", "v1", "w10001", "v12990", "v13991",
-    ]
-    .iter()
-    .map(|k| vec![Bytes::from(*k)])
-    .chain(members.iter().step_by(97).map(|m| vec![m.clone()]))
-    .collect();
     check_spec(&in_with_tests, &keys).unwrap();
 
     let kinds = [Op::Contains, Op::Suffix, Op::Eq, Op::Prefix, Op::Gt];
     let leaves: Vec<Expr> = (0..3_000)
         .flat_map(|i| {
             let value = format!("n{i:04}");
-            [
-                leaf(kinds[i % kinds.len()], &value),
-                leaf(kinds[i % kinds.len()], &value),
-            ]
+            let kind = kinds[i % kinds.len()];
+            [leaf(0, kind, value.as_bytes()), leaf(0, kind, value.as_bytes())]
         })
         .collect();
     let wide_any = FilterSpec {
         arity: 1,
         predicates: vec![],
-        expr: Some(group(false, leaves)),
+        expr: Some(any(leaves)),
     };
     let keys: Vec<Vec<Bytes>> = ["..n0007..", "xn0011", "n0012", "n0013zz", "n9999", "a", "", "n2999"]
         .iter()

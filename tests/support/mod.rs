@@ -194,3 +194,80 @@ pub fn expr_spec(rng: &mut StdRng, arity: u32, n: usize, depth: u32) -> FilterSp
     wire.expr = Some(expr(rng, arity, depth, &mut consts));
     wire
 }
+
+// ---------------------------------------------------------------------------
+// Expression builders
+// ---------------------------------------------------------------------------
+
+/// The expression leaf `field op value`.
+pub fn leaf(field: u32, op: proto::Op, value: &[u8]) -> Expr {
+    Expr {
+        node: Some(expr::Node::Predicate(Predicate {
+            field,
+            op: op as i32,
+            value: Bytes::copy_from_slice(value),
+            values: vec![],
+        })),
+    }
+}
+
+/// Every item holds.
+pub fn all(items: Vec<Expr>) -> Expr {
+    Expr {
+        node: Some(expr::Node::All(ExprList { items })),
+    }
+}
+
+/// At least one item holds.
+pub fn any(items: Vec<Expr>) -> Expr {
+    Expr {
+        node: Some(expr::Node::Any(ExprList { items })),
+    }
+}
+
+/// The item does not hold.
+pub fn not(item: Expr) -> Expr {
+    Expr {
+        node: Some(expr::Node::Negate(Box::new(item))),
+    }
+}
+
+/// An `IN` set of 20,000 values and 1,003 substring and suffix tests on one
+/// field (with a prefix too), past the planner's folding budget, so the
+/// tests stay checks of their own beside the set; and keys, one field each,
+/// that each test keeps or drops, members and non-members.
+pub fn unfolded_in_spec() -> (FilterSpec, Vec<Vec<Bytes>>) {
+    let members: Vec<Bytes> = (0..20_000).map(|i| Bytes::from(format!("v{i:05}"))).collect();
+    let mut tests: Vec<Expr> = (0..1_000)
+        .map(|i| not(leaf(0, proto::Op::Contains, format!("x{i:03}").as_bytes())))
+        .collect();
+    tests.push(not(leaf(0, proto::Op::Contains, b"99")));
+    tests.push(leaf(0, proto::Op::Contains, b"1"));
+    tests.push(not(leaf(0, proto::Op::Suffix, b"7")));
+    let spec = FilterSpec {
+        arity: 1,
+        predicates: vec![
+            Predicate {
+                field: 0,
+                op: proto::Op::In as i32,
+                value: Bytes::new(),
+                values: members.clone(),
+            },
+            Predicate {
+                field: 0,
+                op: proto::Op::Prefix as i32,
+                value: Bytes::from_static(b"v1"),
+                values: vec![],
+            },
+        ],
+        expr: Some(all(tests)),
+    };
+    let keys = [
+        "v10001", "v19981", "v10017", "v11234", "v01234", "v1", "w10001", "v12990", "v13991",
+    ]
+    .iter()
+    .map(|k| vec![Bytes::from(*k)])
+    .chain(members.iter().step_by(97).map(|m| vec![m.clone()]))
+    .collect();
+    (spec, keys)
+}
