@@ -33,6 +33,9 @@ pub struct Matcher {
     checks: Box<[Check]>,
     /// A tree plan as a flat program (`checks` is then empty).
     tree: Option<Program>,
+    /// How many checks read their whole field (see [`Matcher::scans_per_key`]),
+    /// counted once here rather than per batch.
+    scans: usize,
     /// Every check reads a field below `arity` (always so for a plan made
     /// from a validated spec; `Plan` is public, so it is checked): with it,
     /// a packed batch of this arity is read without bounds checks.
@@ -42,17 +45,23 @@ pub struct Matcher {
 impl Matcher {
     /// Prepares `plan` for evaluation (hash sets are built here, once).
     pub fn new(plan: &Plan) -> Matcher {
-        let checks = check::compile(plan.checks()).into();
+        let checks: Box<[Check]> = check::compile(plan.checks()).into();
         let fields_below_arity = plan.leaves().iter().all(|c| c.field < plan.arity);
+        let tree = match &plan.body {
+            Body::Tree(node) => Some(Program::new(node)),
+            _ => None,
+        };
+        let scans = match &tree {
+            None => checks.iter().filter(|c| c.reads_whole_field()).count(),
+            Some(program) => program.checks().filter(|c| c.reads_whole_field()).count(),
+        };
         Matcher {
             fields_below_arity,
             arity: plan.arity as usize,
             never: matches!(plan.body, Body::Never),
             checks,
-            tree: match &plan.body {
-                Body::Tree(node) => Some(Program::new(node)),
-                _ => None,
-            },
+            tree,
+            scans,
         }
     }
 
@@ -67,10 +76,7 @@ impl Matcher {
     /// `8 * checks_per_key()` plus this many times its bytes (every other
     /// check reads a bounded number of bytes).
     pub fn scans_per_key(&self) -> usize {
-        match &self.tree {
-            None => self.checks.iter().filter(|c| c.reads_whole_field()).count(),
-            Some(program) => program.checks().filter(|c| c.reads_whole_field()).count(),
-        }
+        self.scans
     }
 
     /// Number of fields every key must have.
