@@ -1,6 +1,7 @@
 //! The Compile RPC end to end: bytes fetched over gRPC from a real server run
 //! inside the real interpreter they were requested for, and agree with the
-//! native evaluator; the response's magic is that interpreter's.
+//! native evaluator; the response's magic is that interpreter's, and the
+//! function is named as asked (non-ASCII identifiers included).
 
 mod support;
 
@@ -29,7 +30,15 @@ async fn fetch_cases(client: &mut KeyFilterClient<tonic::transport::Channel>, ve
         } else {
             format!("{version}.7")
         };
-        let name = format!("rpc_{i}");
+        // Names are Python identifiers, not only ASCII ones (marshalled as
+        // short ASCII or as UTF-8 text): Cyrillic, CJK, and 200 characters
+        // that are 400 bytes of UTF-8.
+        let name = match i % 4 {
+            1 => format!("ключ_{i}"),
+            2 => format!("名前_{i}"),
+            3 if i == 3 => "é".repeat(200),
+            _ => format!("rpc_{i}"),
+        };
         let reply = client
             .compile(CompileRequest {
                 spec: Some(wire.clone()),

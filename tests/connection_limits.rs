@@ -1,7 +1,8 @@
 //! Hostile clients against the real `keyfilter serve` binary, on the
 //! resources a client holds by staying rather than by sending: TCP
-//! connections (`--max-connections`, `--connection-idle-timeout`) and health
-//! `Watch` streams (`--max-watch-streams`, and their end on shutdown).
+//! connections (`--max-connections`, `--connection-idle-timeout`), health
+//! `Watch` streams (`--max-watch-streams`), health and reflection calls per
+//! connection, and the end of `Watch` and reflection streams on shutdown.
 //!
 //! The harness is `tests/attacks.rs`'s (`support::attack`): each server runs
 //! with a health prober on a connection of its own, which must answer SERVING
@@ -37,6 +38,8 @@ use support::binary::free_port;
 
 const CHECK: &str = "/grpc.health.v1.Health/Check";
 const WATCH: &str = "/grpc.health.v1.Health/Watch";
+const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 const KEYFILTER_SERVICE: &str = "keyfilter.v1.KeyFilter";
 
 /// Bound on anything the server should do soon (free a slot, close a
@@ -442,6 +445,58 @@ async fn d_watch_streams_end_when_shutdown_starts() {
         reply.assert_status(attack, Code::Unavailable, &["shutting down"]);
     }
     // With nothing left open, the server exits well within its grace period.
+    let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
+    assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "{attack}: the server took {took:?} to exit (grace period 60 s)"
+    );
+    assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+}
+
+/// A reflection stream lasts until the tool that opened it (`grpcurl`, an
+/// IDE) leaves, and held its connection, so the server's exit, for the whole
+/// grace period. On SIGTERM, open reflection streams (v1 and v1alpha), each
+/// answered once and kept open, end with `UNAVAILABLE` and the server exits
+/// without waiting out its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_reflection_streams_end_when_shutdown_starts() {
+    let attack = "reflection streams open at SIGTERM, --shutdown-grace 60s";
+    let mut target = Target::start(&["--shutdown-grace", "60s"]).await;
+    let mut connection = RawConnection::open(target.addr).await;
+    // ServerReflectionRequest { list_services: "" } (field 7), the same in both versions.
+    let list_services = frame(&[0x3a, 0x00]);
+    let mut streams = Vec::new();
+    for path in [REFLECTION, REFLECTION_V1ALPHA] {
+        let mut stream = connection.start_path(path, &[]).await;
+        stream.send(list_services.clone());
+        let answer = timeout(SOON, stream.next_message())
+            .await
+            .unwrap_or_else(|_| panic!("{attack}: no answer from {path}"))
+            .unwrap_or_else(|| panic!("{attack}: {path} ended: {:?}", stream.code));
+        assert!(
+            answer
+                .windows(KEYFILTER_SERVICE.len())
+                .any(|w| w == KEYFILTER_SERVICE.as_bytes()),
+            "{attack}: {path} does not list {KEYFILTER_SERVICE}: {answer:?}"
+        );
+        streams.push((path, stream));
+    }
+
+    let signalled = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &target.pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    for (path, stream) in streams {
+        let reply = timeout(SOON, stream.reply())
+            .await
+            .unwrap_or_else(|_| panic!("{attack}: {path} was still open {SOON:?} after SIGTERM"));
+        eprintln!("{attack}: {path}: {reply:?} ({:?} after SIGTERM)", signalled.elapsed());
+        reply.assert_status(attack, Code::Unavailable, &["shutting down"]);
+    }
     let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
     assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
     let took = signalled.elapsed();
@@ -958,8 +1013,6 @@ async fn i_connections_to_the_metrics_port_are_bounded_and_timed_out() {
 // ---------------------------------------------------------------------------
 // j. Health and reflection calls on one connection
 // ---------------------------------------------------------------------------
-
-const REFLECTION: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 
 /// A whole health Check on `connection`: its status code.
 async fn check_code(connection: &mut RawConnection) -> Reply {

@@ -1,7 +1,6 @@
 //! Boolean expressions through the real server: Match, Filter and Compile
 //! take them, errors name the path to the node at fault, the depth and node
-//! limits hold however deep or large the input, and `keyfilter explain`
-//! prints what the README shows.
+//! limits hold however deep or large the input.
 
 mod support;
 
@@ -200,21 +199,4 @@ async fn nodes_past_the_limit_are_invalid_argument() {
         status.message(),
         "spec.expr.any.items[49]: the spec has more than 50 nodes, predicates and expression nodes together (max_expr_nodes)"
     );
-}
-
-#[test]
-fn explain_prints_the_plan_the_readme_shows() {
-    let out = support::binary::command(&["explain", "--spec", "docs/examples/or-not.json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("keyfilter explain runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let printed = String::from_utf8(out.stdout).unwrap();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let shown = readme
-        .split("$ keyfilter explain --spec docs/examples/or-not.json\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the README shows `keyfilter explain`");
-    assert_eq!(printed, shown);
 }

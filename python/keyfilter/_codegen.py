@@ -43,7 +43,8 @@ def compile_code(spec: Spec, python_version: Optional[str] = None, name: Optiona
 
     ``python_version`` is ``"3.9"`` ... ``"3.15"`` (a micro version such as
     ``"3.12.7"`` is accepted; default: the running interpreter). ``name`` is the
-    function's ``__name__`` (an ASCII identifier; default ``keyfilter_match``).
+    function's ``__name__`` (a Python identifier of at most 200 characters, as
+    ``str.isidentifier()`` says; default ``keyfilter_match``).
     Raises ``ValueError`` with the server's message for a bad version or name,
     and :class:`keyfilter.InvalidSpec` (a ``ValueError`` too) for a bad spec.
     """

@@ -38,6 +38,19 @@ def test_names():
         keyfilter.compile_code(SPEC, name="1abc")
 
 
+@pytest.mark.parametrize("name", ["ключ", "名前_2", "é" * 200])
+def test_names_are_python_identifiers_not_only_ascii(name):
+    assert name.isidentifier()
+    f = keyfilter.compile(SPEC, name=name)
+    assert f.__name__ == name and f.__code__.co_name == name
+    assert f(b"org1", b"2024-05", b"eng/x") is True
+    g = keyfilter.materialize(keyfilter.compile_code(SPEC, name=name), 3)
+    assert g.__name__ == name and g(b"org1", b"2025", b"eng/x") is False
+    # At most 200 characters, whatever their UTF-8 length.
+    with pytest.raises(ValueError, match="^name: "):
+        keyfilter.compile_code(SPEC, name="é" * 201)
+
+
 def test_compile_code_for_every_supported_version():
     assert keyfilter.SUPPORTED_VERSIONS == ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
     seen = set()

@@ -20,7 +20,7 @@ pub struct SpecArgs {
     /// Target CPython version: 3.9 to 3.15 (a micro version such as 3.12.7 is accepted).
     #[arg(long = "python", value_name = "VERSION")]
     python: PyVersion,
-    /// Function name (`co_name`/`co_qualname`); an ASCII identifier.
+    /// Function name (`co_name`/`co_qualname`): a Python identifier of at most 200 characters.
     #[arg(long, default_value = keyfilter_core::codegen::DEFAULT_NAME)]
     name: String,
 }

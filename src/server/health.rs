@@ -14,24 +14,25 @@
 //!
 //! On shutdown the server waits for open calls before it closes connections,
 //! and a `Watch` never ends by itself: each would hold its connection open
-//! for the whole grace period. So once the drain starts (health has turned
-//! NOT_SERVING by then), a `Watch` sends what it still has to say, that
-//! status change included, and then ends with `UNAVAILABLE`.
+//! for the whole grace period. So its body is [`EndsAtDrain`]: once the
+//! drain starts (health has turned NOT_SERVING by then), a `Watch` sends
+//! what it still has to say, that status change included, and then ends
+//! with `UNAVAILABLE`.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
-use tonic::codegen::http::{HeaderMap, Request, Response};
+use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::drain::EndsAtDrain;
 use crate::service::metrics;
 
 /// The path of the health service's streaming method.
@@ -108,14 +109,7 @@ where
         let call = self.inner.call(request);
         Box::pin(async move {
             let response = call.await?;
-            Ok(response.map(|body| {
-                Body::new(WatchBody {
-                    inner: body,
-                    draining: Box::pin(draining.cancelled_owned()),
-                    ended: false,
-                    _slot: slot,
-                })
-            }))
+            Ok(response.map(|body| Body::new(EndsAtDrain::new(body, &draining, slot))))
         })
     }
 }
@@ -135,54 +129,5 @@ impl WatchSlot {
 impl Drop for WatchSlot {
     fn drop(&mut self) {
         metrics::watch_streams_delta(-1.0);
-    }
-}
-
-/// A `Watch` response body: holds the stream's slot until dropped, and ends
-/// the stream once the drain has started and it has nothing left to send.
-struct WatchBody {
-    inner: Body,
-    draining: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Whether this body ended the stream itself (with its trailers sent).
-    ended: bool,
-    _slot: WatchSlot,
-}
-
-impl HttpBody for WatchBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        // The stream first: a status change made before the drain started
-        // (NOT_SERVING) is ready by now, and goes out before the stream ends.
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_ready() {
-            return polled;
-        }
-        if self.draining.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        self.ended = true;
-        let mut trailers = HeaderMap::new();
-        let ended = Status::unavailable("the server is shutting down").add_header(&mut trailers);
-        Poll::Ready(Some(ended.map(|()| Frame::trailers(trailers))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        if self.ended {
-            SizeHint::with_exact(0)
-        } else {
-            self.inner.size_hint()
-        }
     }
 }

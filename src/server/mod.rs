@@ -124,14 +124,23 @@ pub async fn serve(
         &health::WatchLimitLayer::new(config.max_watch_streams, drain.clone()),
         health_service,
     );
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // A reflection stream lasts until the tool that opened it leaves: like a
+    // Watch, it ends when a drain starts rather than holding its connection
+    // open for the whole grace period.
+    let reflection_v1 = tower::Layer::layer(
+        &drain::EndAtDrainLayer::new(drain.clone()),
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?,
+    );
+    let reflection_v1alpha = tower::Layer::layer(
+        &drain::EndAtDrainLayer::new(drain.clone()),
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?,
+    );
 
     let service = ServiceConfig {
         batch_timeout: config.request_timeout,
