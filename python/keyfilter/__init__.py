@@ -12,7 +12,8 @@
   'keyfilter[grpc]'``).
 * Errors: :class:`KeyFilterError` is the base; :class:`InvalidSpec` (also a
   ``ValueError``) is a bad spec, found here or by a server; :class:`RemoteError`
-  any other failed call.
+  any other failed call; :class:`CodeRejected` (also a ``ValueError``) received
+  code that was refused before it ran.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
-from ._errors import InvalidSpec, KeyFilterError, RemoteError
+from ._errors import CodeRejected, InvalidSpec, KeyFilterError, RemoteError
 from ._expr import Expr, Field, all_of, any_of, field
 from ._matcher import Matcher
 from ._spec import Op, Predicate, Spec
@@ -43,6 +44,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "Client",
+    "CodeRejected",
     "Expr",
     "Field",
     "InvalidSpec",

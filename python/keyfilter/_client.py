@@ -19,7 +19,7 @@ import grpc
 
 from . import _arrow, _native
 from ._codegen import materialize, running_version
-from ._errors import InvalidSpec, KeyFilterError, RemoteError, is_spec_message
+from ._errors import CodeRejected, InvalidSpec, KeyFilterError, RemoteError, is_spec_message
 from ._spec import Spec
 
 __all__ = ["Client"]
@@ -631,7 +631,8 @@ class Client:
         the client has a ``verify_key`` (refusing unsigned code if
         ``require_signature``, and code signed under a key id not given, or
         signed for another request), and returns the function made by
-        :func:`keyfilter.materialize`, which verifies the code first."""
+        :func:`keyfilter.materialize`, which verifies the code first. A refusal
+        is :class:`keyfilter.CodeRejected` (a ``ValueError``)."""
         call_metadata = self._call_metadata(metadata)
         message = _SpecBytes(spec)
         sent_version = running_version()
@@ -644,13 +645,13 @@ class Client:
         except grpc.RpcError as e:
             raise _error(e) from e
         if version != sent_version:
-            raise ValueError(f"the server answered for python_version {version!r}, but {sent_version!r} was asked")
+            raise CodeRejected(f"the server answered for python_version {version!r}, but {sent_version!r} was asked")
         if signature and self._verify_keys:
             self._check_signature(message, sent_version, sent_name, code, magic, signature, key_id)
         elif not signature and self.require_signature:
-            raise ValueError("refusing unsigned code: the server sent no signature (require_signature=True)")
+            raise CodeRejected("refusing unsigned code: the server sent no signature (require_signature=True)")
         if magic != importlib.util.MAGIC_NUMBER:
-            raise ValueError(
+            raise CodeRejected(
                 f"the server generated code for Python {version} (magic {magic.hex()}), "
                 f"but this interpreter's magic number is {importlib.util.MAGIC_NUMBER.hex()}"
             )
@@ -666,11 +667,11 @@ class Client:
         signature: bytes,
         key_id: str,
     ) -> None:
-        """Raises ValueError unless ``signature`` is by an accepted key and
-        covers this request (what this client sent) and this answer."""
+        """Raises :class:`CodeRejected` unless ``signature`` is by an accepted
+        key and covers this request (what this client sent) and this answer."""
         key = self._verify_keys.get(key_id)
         if key is None:
-            raise ValueError(
+            raise CodeRejected(
                 f"refusing code signed with key id {key_id!r}: not an accepted key id "
                 f"(accepted: {', '.join(sorted(self._verify_keys))})"
             )
@@ -678,7 +679,7 @@ class Client:
         try:
             _native.verify_signature(key, signed, signature)
         except ValueError as e:
-            raise ValueError(f"refusing code signed with key id {key_id!r}: {e}") from None
+            raise CodeRejected(f"refusing code signed with key id {key_id!r}: {e}") from None
 
     def close(self) -> None:
         """Closes the channel."""

@@ -8,7 +8,7 @@ from builtins import compile as builtins_compile
 from typing import Callable, List, Optional
 
 from . import _native, _verify
-from ._errors import spec_errors
+from ._errors import CodeRejected, spec_errors
 from ._spec import Spec, _as_u32
 
 __all__ = ["compile", "compile_code", "materialize", "running_version", "SUPPORTED_VERSIONS"]
@@ -81,7 +81,8 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
     This is the only place where bytes become executable. The code object is
     verified first (see ``keyfilter._verify``): only the instructions, constants
     and shape keyfilter's generator emits for this interpreter are accepted;
-    anything else raises ``ValueError`` saying what is wrong. ``python_version``,
+    anything else raises :class:`keyfilter.CodeRejected` (a ``ValueError``)
+    saying what is wrong. ``python_version``,
     if given, must name the running interpreter's version. The function gets
     empty builtins: ``{"__builtins__": {}}``.
 
@@ -92,16 +93,19 @@ def materialize(code: bytes, arity: int, *, python_version: Optional[str] = None
     arity = _as_u32(arity, "arity")
     running = running_version()
     if python_version is not None and _minor_version(python_version) != running:
-        raise ValueError(
+        raise CodeRejected(
             f"code for Python {python_version} cannot run on Python {running}: compile it for {running}"
         )
     try:
         code_object = _verify.load_code(code, arity)
     except ValueError as e:
+        # The verifier runs as is inside other interpreters (tests), so it
+        # knows only the standard library's ValueError: its refusal becomes
+        # keyfilter's own here, with the same message.
         built_for = _generated_for_other_versions(code, arity)
         if not built_for:
-            raise
-        raise ValueError(
+            raise CodeRejected(str(e)) from None
+        raise CodeRejected(
             f"code object rejected: built for CPython {' or '.join(built_for)}, this is {running}: "
             f"generate it for {running} (compile_code(spec, python_version={running!r}); "
             f"Client.compile asks the server for this interpreter's)"

@@ -7,6 +7,13 @@
 * :class:`RemoteError` -- any other failed call to a server (``code`` is the
   gRPC status: ``UNAUTHENTICATED``, ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``,
   ``INVALID_ARGUMENT`` about the keys or the name, ...).
+* :class:`CodeRejected` -- received code was refused before anything ran it:
+  by ``materialize``'s verifier, or by ``Client.compile`` (unsigned, signed by
+  a key not given, altered, made for another request or another interpreter).
+  Also a ``ValueError``, which is what these raised before.
+
+Bad arguments (a ``python_version`` or ``name`` that is not one, an unknown
+``encoding``, ``batch_size=0``, ...) stay plain ``ValueError``/``TypeError``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator, Optional
 
-__all__ = ["InvalidSpec", "KeyFilterError", "RemoteError"]
+__all__ = ["CodeRejected", "InvalidSpec", "KeyFilterError", "RemoteError"]
 
 
 class KeyFilterError(Exception):
@@ -64,6 +71,16 @@ class RemoteError(KeyFilterError):
     """A call to a keyfilter server failed for a reason other than the spec
     (an :class:`InvalidSpec` then): ``code`` is the gRPC status code,
     ``message`` the server's details, ``__cause__`` the ``grpc.RpcError``."""
+
+
+class CodeRejected(KeyFilterError, ValueError):
+    """Received code was refused, and nothing of it ran: :func:`materialize`'s
+    verifier found what keyfilter's generator does not emit for this
+    interpreter (or code generated for another version, which it names), or
+    ``Client.compile`` found the server's answer unsigned while a signature is
+    required, signed under a key id it was not given, not matching its
+    signature, made for another request, or for another interpreter. A
+    ``ValueError`` too, so ``except ValueError`` keeps catching it."""
 
 
 def is_spec_message(message: str) -> bool:

@@ -1,15 +1,18 @@
-"""One exception hierarchy: KeyFilterError > InvalidSpec (also a ValueError), RemoteError.
+"""One exception hierarchy: KeyFilterError > InvalidSpec (also a ValueError),
+RemoteError, CodeRejected (also a ValueError).
 
-The remote half (the client mapping gRPC errors) is in test_client.py."""
+The remote half (the client mapping gRPC errors) is in test_client.py; the
+client's refusals of signed code (CodeRejected) in test_signing.py."""
 
 from __future__ import annotations
 
+import marshal
 import pickle
 
 import pytest
 
 import keyfilter
-from keyfilter import InvalidSpec, KeyFilterError, RemoteError, Spec, field
+from keyfilter import CodeRejected, InvalidSpec, KeyFilterError, RemoteError, Spec, field
 
 BAD = Spec(3).eq(0, b"a").eq(5, b"b")
 BAD_MESSAGE = "spec.predicates[1]: field 5 is out of range for arity 3"
@@ -19,8 +22,10 @@ BAD_EXPR = Spec(2, (field(0) == b"a") | (field(7) == b"b"))
 def test_the_hierarchy():
     assert issubclass(InvalidSpec, KeyFilterError) and issubclass(InvalidSpec, ValueError)
     assert issubclass(RemoteError, KeyFilterError) and not issubclass(RemoteError, ValueError)
+    assert issubclass(CodeRejected, KeyFilterError) and issubclass(CodeRejected, ValueError)
+    assert not issubclass(CodeRejected, InvalidSpec) and not issubclass(InvalidSpec, CodeRejected)
     assert not issubclass(KeyFilterError, ValueError)
-    for name in ("KeyFilterError", "InvalidSpec", "RemoteError"):
+    for name in ("KeyFilterError", "InvalidSpec", "RemoteError", "CodeRejected"):
         assert name in keyfilter.__all__
         assert getattr(keyfilter, name).__doc__
 
@@ -68,6 +73,27 @@ def test_other_faults_stay_plain_value_errors():
     with pytest.raises(ValueError, match="^python_version: ") as info:
         keyfilter.compile_code(BAD, python_version="3.99")
     assert not isinstance(info.value, InvalidSpec)
+
+
+OTHER_VERSION = "3.12" if keyfilter._codegen.running_version() != "3.12" else "3.13"
+
+
+@pytest.mark.parametrize(
+    "code, why",
+    [
+        (b"not marshal", "code object rejected: "),
+        (marshal.dumps(compile("lambda k0: True", "<x>", "eval")), "code object rejected: "),
+        (keyfilter.compile_code(Spec(1).eq(0, b"a"), python_version=OTHER_VERSION), f"built for CPython {OTHER_VERSION}"),
+    ],
+    ids=["garbage", "foreign-code", "another-version"],
+)
+def test_refused_code_is_code_rejected(code, why):
+    with pytest.raises(CodeRejected, match=why) as info:
+        keyfilter.materialize(code, 1)
+    assert info.value.code is None and str(info.value).startswith("code object rejected: ")
+    # Asking for another version than the running one is refused before any parsing.
+    with pytest.raises(CodeRejected, match="cannot run on Python"):
+        keyfilter.materialize(keyfilter.compile_code(Spec(1)), 1, python_version=OTHER_VERSION)
 
 
 def test_spec_file_faults_are_invalid_spec():

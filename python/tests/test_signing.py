@@ -1,5 +1,6 @@
 """Signed matchers: the client verifies Compile signatures before running code,
-and accepts only answers signed for its own request by a key id it was given."""
+and accepts only answers signed for its own request by a key id it was given
+(a refusal is keyfilter.CodeRejected, a KeyFilterError and a ValueError)."""
 import subprocess
 
 import pytest
@@ -73,21 +74,21 @@ def test_a_signature_from_another_key_is_refused(signing):
     server, hex_key, _, other_hex = signing
     # One key: accepted only under its own default id, which is not the server's.
     with keyfilter.Client(server.addr, verify_key=other_hex, timeout=30) as client:
-        with pytest.raises(ValueError, match="not an accepted key id"):
+        with pytest.raises(keyfilter.CodeRejected, match="not an accepted key id"):
             client.compile(SPEC)
     # The server's key id, but mapped to another key: the signature fails.
     with keyfilter.Client(server.addr, verify_key={hex_key[:16]: other_hex}, timeout=30) as client:
-        with pytest.raises(ValueError, match="does not verify"):
+        with pytest.raises(keyfilter.CodeRejected, match="does not verify"):
             client.compile(SPEC)
 
 
 def test_an_unknown_key_id_is_refused(named_signing):
     server, hex_key = named_signing
     with keyfilter.Client(server.addr, verify_key=hex_key, timeout=30) as client:
-        with pytest.raises(ValueError, match=r"key id 'release-2': not an accepted key id \(accepted: " + hex_key[:16]):
+        with pytest.raises(keyfilter.CodeRejected, match=r"key id 'release-2': not an accepted key id \(accepted: " + hex_key[:16]):
             client.compile(SPEC)
     with keyfilter.Client(server.addr, verify_key={"release-1": hex_key}, timeout=30) as client:
-        with pytest.raises(ValueError, match="not an accepted key id"):
+        with pytest.raises(keyfilter.CodeRejected, match="not an accepted key id"):
             client.compile(SPEC)
     with keyfilter.Client(server.addr, verify_key={"release-1": hex_key, "release-2": hex_key}, timeout=30) as client:
         assert client.compile(SPEC)(b"org1", b"eng/") is True
@@ -97,7 +98,7 @@ def test_an_unknown_key_id_is_refused(named_signing):
     assert key_id == "release-2"
     with keyfilter.Client(server.addr, verify_key={"release-1": hex_key}, timeout=30) as client:
         replaying(client, (code, version, magic, signature, "release-1"))
-        with pytest.raises(ValueError, match="does not verify"):
+        with pytest.raises(keyfilter.CodeRejected, match="does not verify"):
             client.compile(SPEC)
 
 
@@ -113,15 +114,15 @@ def test_an_answer_for_another_request_is_refused(signing):
         # ...but a signed "match everything" replayed to a client asking for
         # org1 only is refused, as is the answer for a spec under another name
         # or for another spec of the same arity.
-        with pytest.raises(ValueError, match="another request"):
+        with pytest.raises(keyfilter.CodeRejected, match="another request"):
             replaying(client, match_all).compile(SPEC)
-        with pytest.raises(ValueError, match="another request"):
+        with pytest.raises(keyfilter.CodeRejected, match="another request"):
             replaying(client, for_spec).compile(SPEC, name="other")
-        with pytest.raises(ValueError, match="another request"):
+        with pytest.raises(keyfilter.CodeRejected, match="another request"):
             replaying(client, for_spec).compile(keyfilter.Spec(arity=2).eq(0, b"org2").prefix(1, b"eng/"))
         # An answer that echoes another python_version is refused before its signature is looked at.
         code, _, magic, signature, key_id = for_spec
-        with pytest.raises(ValueError, match=r"answered for python_version '3.11.9', but '3\.\d+' was asked"):
+        with pytest.raises(keyfilter.CodeRejected, match=r"answered for python_version '3.11.9', but '3\.\d+' was asked"):
             replaying(client, (code, "3.11.9", magic, signature, key_id)).compile(SPEC)
 
 
@@ -175,7 +176,7 @@ def test_unsigned_code_is_refused_when_a_key_is_given(server, signing):
     _, hex_key, _, _ = signing
     # `server` is the plain session server: it signs nothing.
     with keyfilter.Client(server.addr, verify_key=hex_key, timeout=30) as client:
-        with pytest.raises(ValueError, match="unsigned"):
+        with pytest.raises(keyfilter.CodeRejected, match="unsigned"):
             client.compile(SPEC)
     with keyfilter.Client(server.addr, verify_key=hex_key, require_signature=False, timeout=30) as client:
         assert client.compile(SPEC)(b"org1", b"eng/") is True
