@@ -166,7 +166,10 @@ fn listening_addr(line: &str) -> SocketAddr {
         .as_str()
         .unwrap_or_else(|| panic!("no fields.addr: {line}"));
     let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert!(
+        (addr.ip().is_loopback() || addr.ip().is_unspecified()) && addr.port() != 0,
+        "{addr}"
+    );
     addr
 }
 
@@ -237,6 +240,31 @@ async fn serve_answers_then_exits_zero_on_sigterm() {
     let log = served.drain().join("\n");
     assert!(log.contains("shutdown requested"), "{log}");
     assert!(log.contains("keyfilter stopped"), "{log}");
+}
+
+/// Listening beyond loopback without authentication (no bearer tokens, no
+/// client certificates) lets anyone who reaches the port call: the server
+/// warns once at start then, and only then.
+#[test]
+fn serving_beyond_loopback_without_authentication_is_warned_about() {
+    for (args, warned) in [
+        (&["--addr", "0.0.0.0:0"][..], true),
+        (&["--addr", "127.0.0.1:0"][..], false),
+        (&["--addr", "0.0.0.0:0", "--auth-tokens", "s3cret"][..], false),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--log-format", "json"]);
+        let mut served = Served::start(&full, &[]);
+        served.signal(libc::SIGTERM);
+        let status = served.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{args:?}: {status:?}");
+        let log = served.drain().join("\n");
+        let warnings = log.lines().filter(|l| l.contains("no authentication")).count();
+        assert_eq!(warnings, usize::from(warned), "{args:?}:\n{log}");
+        if warned {
+            assert!(log.contains("\"level\":\"WARN\""), "{log}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

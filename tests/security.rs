@@ -207,6 +207,7 @@ async fn tls_server(pki: &Pki, mutual: bool) -> TestServer {
     TestServer::start(with_security(Security {
         tls: Some(server_tls(pki, mutual)),
         auth: TokenAuth::default(),
+        client_certificates: mutual,
     }))
     .await
 }
@@ -333,6 +334,7 @@ fn token_config() -> ServerConfig {
     with_security(Security {
         tls: None,
         auth: TokenAuth::new(vec!["t1".into(), "t2".into()]),
+        client_certificates: false,
     })
 }
 

@@ -204,6 +204,15 @@ pub async fn serve(
     // Logged once everything that can fail at start has succeeded.
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, tls = config.security.tls.is_some(), "keyfilter listening");
+    // The default is for a trusted network; say so when the port is reachable
+    // from elsewhere and anyone who reaches it can call.
+    if !local.ip().is_loopback() && !config.security.authenticates_callers() {
+        tracing::warn!(
+            addr = %local,
+            "no authentication: every client that can reach this address can call Match, Filter and Compile \
+             (set --auth-tokens/--auth-tokens-file or --tls-client-ca; README, Security)"
+        );
+    }
     // Every accepted connection can be cut once the grace period is over.
     let cut = CancellationToken::new();
     let incoming = connections::Incoming::new(listener, connections, cut.clone());

@@ -73,6 +73,8 @@ pub struct Security {
     pub tls: Option<ServerTlsConfig>,
     /// Caller authentication for the KeyFilter RPCs (health and reflection stay open).
     pub auth: TokenAuth,
+    /// Whether `tls` requires a client certificate (mutual TLS).
+    pub client_certificates: bool,
 }
 
 /// Reads a PEM file and checks that it holds what `setting` needs, so a wrong
@@ -94,6 +96,12 @@ fn read_pem(setting: &str, path: &Path, want_key: bool) -> anyhow::Result<Vec<u8
 }
 
 impl Security {
+    /// Whether callers must prove who they are (a bearer token or a client
+    /// certificate) before a KeyFilter call is served.
+    pub fn authenticates_callers(&self) -> bool {
+        self.auth.is_required() || (self.tls.is_some() && self.client_certificates)
+    }
+
     /// Reads certificates, keys and token files. Errors name the setting at fault.
     pub fn load(settings: &Settings) -> anyhow::Result<Security> {
         let tls = match (&settings.tls_cert, &settings.tls_key) {
@@ -136,7 +144,11 @@ impl Security {
         } else {
             TokenAuth::default()
         };
-        Ok(Security { tls, auth })
+        Ok(Security {
+            client_certificates: tls.is_some() && settings.tls_client_ca.is_some(),
+            tls,
+            auth,
+        })
     }
 }
 
@@ -151,6 +163,11 @@ pub struct TokenAuth {
 }
 
 impl TokenAuth {
+    /// Whether a token is required (some were configured).
+    pub fn is_required(&self) -> bool {
+        self.digests.is_some()
+    }
+
     /// Requires one of `tokens`.
     pub fn new(tokens: Vec<String>) -> Self {
         TokenAuth {
