@@ -397,13 +397,37 @@ async fn c_watch_streams_beyond_max_watch_streams_are_refused() {
     target.survived(attack).await;
 }
 
+/// Sends SIGTERM to the server: when it was sent.
+fn sigterm(target: &Target) -> Instant {
+    let signalled = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &target.pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    signalled
+}
+
+/// With nothing left open, a server started with `--shutdown-grace 60s`
+/// exits cleanly, well within its grace period, without cutting a connection.
+fn exits_within_its_grace_period(mut target: Target, signalled: Instant, attack: &str) {
+    let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
+    assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "{attack}: the server took {took:?} to exit (grace period 60 s)"
+    );
+    assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+}
+
 /// On SIGTERM, open Watch streams say NOT_SERVING (for the KeyFilter
 /// service and for the whole server, `""`) and end, so the server exits without waiting out its grace
 /// period for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_watch_streams_end_when_shutdown_starts() {
     let attack = "health Watch streams open at SIGTERM, --shutdown-grace 60s";
-    let mut target = Target::start(&["--shutdown-grace", "60s"]).await;
+    let target = Target::start(&["--shutdown-grace", "60s"]).await;
     let mut connection = RawConnection::open(target.addr).await;
     let mut whole = open_watch(&mut connection, "")
         .await
@@ -412,12 +436,7 @@ async fn d_watch_streams_end_when_shutdown_starts() {
         .await
         .unwrap_or_else(|reply| panic!("{attack}: Watch({KEYFILTER_SERVICE}): {reply:?}"));
 
-    let signalled = Instant::now();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &target.pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -TERM failed");
+    let signalled = sigterm(&target);
 
     let next = timeout(SOON, service.next_message())
         .await
@@ -444,15 +463,7 @@ async fn d_watch_streams_end_when_shutdown_starts() {
         );
         reply.assert_status(attack, Code::Unavailable, &["shutting down"]);
     }
-    // With nothing left open, the server exits well within its grace period.
-    let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
-    assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
-    let took = signalled.elapsed();
-    assert!(
-        took < Duration::from_secs(30),
-        "{attack}: the server took {took:?} to exit (grace period 60 s)"
-    );
-    assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+    exits_within_its_grace_period(target, signalled, attack);
 }
 
 /// A reflection stream lasts until the tool that opened it (`grpcurl`, an
@@ -463,7 +474,7 @@ async fn d_watch_streams_end_when_shutdown_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_reflection_streams_end_when_shutdown_starts() {
     let attack = "reflection streams open at SIGTERM, --shutdown-grace 60s";
-    let mut target = Target::start(&["--shutdown-grace", "60s"]).await;
+    let target = Target::start(&["--shutdown-grace", "60s"]).await;
     let mut connection = RawConnection::open(target.addr).await;
     // ServerReflectionRequest { list_services: "" } (field 7), the same in both versions.
     let list_services = frame(&[0x3a, 0x00]);
@@ -484,12 +495,7 @@ async fn d_reflection_streams_end_when_shutdown_starts() {
         streams.push((path, stream));
     }
 
-    let signalled = Instant::now();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &target.pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(sent.success(), "kill -TERM failed");
+    let signalled = sigterm(&target);
     for (path, stream) in streams {
         let reply = timeout(SOON, stream.reply())
             .await
@@ -497,14 +503,7 @@ async fn d_reflection_streams_end_when_shutdown_starts() {
         eprintln!("{attack}: {path}: {reply:?} ({:?} after SIGTERM)", signalled.elapsed());
         reply.assert_status(attack, Code::Unavailable, &["shutting down"]);
     }
-    let (status, stderr) = tokio::task::block_in_place(|| target.server.wait_exit());
-    assert!(status.success(), "{attack}: exit {status}:\n{stderr}");
-    let took = signalled.elapsed();
-    assert!(
-        took < Duration::from_secs(30),
-        "{attack}: the server took {took:?} to exit (grace period 60 s)"
-    );
-    assert!(!stderr.contains("grace period over"), "{attack}:\n{stderr}");
+    exits_within_its_grace_period(target, signalled, attack);
 }
 
 // ---------------------------------------------------------------------------

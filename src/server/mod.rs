@@ -127,20 +127,14 @@ pub async fn serve(
     // A reflection stream lasts until the tool that opened it leaves: like a
     // Watch, it ends when a drain starts rather than holding its connection
     // open for the whole grace period.
-    let reflection_v1 = tower::Layer::layer(
-        &drain::EndAtDrainLayer::new(drain.clone()),
+    let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?,
-    );
-    let reflection_v1alpha = tower::Layer::layer(
-        &drain::EndAtDrainLayer::new(drain.clone()),
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?,
-    );
+    };
+    let ends_at_drain = drain::EndAtDrainLayer::new(drain.clone());
+    let reflection_v1 = tower::Layer::layer(&ends_at_drain, reflection().build_v1()?);
+    let reflection_v1alpha = tower::Layer::layer(&ends_at_drain, reflection().build_v1alpha()?);
 
     let service = ServiceConfig {
         batch_timeout: config.request_timeout,
