@@ -572,6 +572,89 @@ async fn calls_over_the_concurrency_limit_are_shed_and_counted() {
     assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
 }
 
+/// A `Match` that needs a CPU slot for as long as it is allowed to: one key,
+/// a 3 MB field of "abab...", and `any` of 2,000 `CONTAINS` needles absent
+/// from it, each a full scan (seconds in all, more than the test's
+/// `--request-timeout`).
+fn heavy_match() -> MatchRequest {
+    let needles = (0..2_000u32).map(|i| {
+        let bits: Vec<u8> = (0..11).map(|b| if i >> b & 1 == 1 { b'b' } else { b'a' }).collect();
+        support::leaf(0, Op::Contains, &[&b"aa"[..], &bits].concat())
+    });
+    MatchRequest {
+        spec: Some(FilterSpec {
+            arity: 1,
+            predicates: vec![],
+            expr: Some(support::any(needles.collect())),
+        }),
+        keys: vec![Key {
+            fields: vec![Bytes::from(b"ab".repeat(1_500_000))],
+        }],
+        packed_keys: None,
+        columnar_keys: None,
+    }
+}
+
+/// Scrapes until `name` reads `want`, for at most [`STEP`].
+fn wait_for_value(metrics: SocketAddr, name: &str, want: f64) -> Scrape {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let scraped = scrape(metrics);
+        if scraped.get(name, &[]) == Some(want) {
+            return scraped;
+        }
+        assert!(Instant::now() < deadline, "{name} never read {want}:\n{}", scraped.text);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Heavy work is visible while it happens: `keyfilter_cpu_slots_busy` counts
+/// what runs on a CPU slot, and `keyfilter_cpu_slot_wait_seconds` how long
+/// each piece of heavy work waited for its slot. With one slot, a second heavy
+/// call waits for the first to reach its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_slots_in_use_and_the_wait_for_them_are_exported() {
+    let (server, addr, metrics) = Server::with_metrics(&["--cpu-slots", "1", "--request-timeout", "3s"]);
+    let call = |started: Instant| async move {
+        let mut client = KeyFilterClient::new(plaintext_channel(addr).await);
+        let status = bounded(client.r#match(heavy_match()))
+            .await
+            .expect_err("past its deadline");
+        (status, started.elapsed())
+    };
+    let first = tokio::spawn(call(Instant::now()));
+    tokio::task::block_in_place(|| wait_for_value(metrics, "keyfilter_cpu_slots_busy", 1.0));
+    let second = tokio::spawn(call(Instant::now()));
+    // The second call waits: still one slot busy, one wait recorded (the first's).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = tokio::task::block_in_place(|| scrape(metrics));
+    assert_eq!(during.value("keyfilter_cpu_slots_busy", &[]), 1.0, "{}", during.text);
+    assert_eq!(
+        during.value("keyfilter_cpu_slot_wait_seconds_count", &[]),
+        1.0,
+        "{}",
+        during.text
+    );
+
+    for call in [first, second] {
+        let (status, took) = call.await.expect("the call's task");
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(took < Duration::from_secs(8), "{took:?}");
+    }
+    let after = tokio::task::block_in_place(|| wait_for_value(metrics, "keyfilter_cpu_slots_busy", 0.0));
+    // Both waited once; the second for most of the first's three seconds
+    // (until its own deadline, if the slot came free later than that).
+    let waits = after.value("keyfilter_cpu_slot_wait_seconds_count", &[]);
+    let waited = after.value("keyfilter_cpu_slot_wait_seconds_sum", &[]);
+    assert_eq!(waits, 2.0, "{}", after.text);
+    assert!(
+        (1.5..8.0).contains(&waited),
+        "waited {waited} s in all:\n{}",
+        after.text
+    );
+    drop(server);
+}
+
 #[tokio::test]
 async fn the_metrics_port_is_taken_fails_at_start_naming_metrics_addr() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -18,6 +18,8 @@
 //! | `keyfilter_compile_cache_total` | counter | `result` (`hit`, `miss`) |
 //! | `keyfilter_matcher_cache_total` | counter | `result` (`hit`, `miss`) |
 //! | `keyfilter_load_shed_total` | counter | |
+//! | `keyfilter_cpu_slots_busy` | gauge | |
+//! | `keyfilter_cpu_slot_wait_seconds` | histogram | |
 //! | `keyfilter_rejected_total` | counter | `reason` (one of [`REJECTION_REASONS`]) |
 //! | `keyfilter_build_info` | gauge (always 1) | `version`, `revision`, `rustc`, `profile` |
 //!
@@ -128,6 +130,16 @@ pub fn describe_and_register() {
         "Calls (and connections) refused or ended early by a limit or check, by reason."
     );
     describe_gauge!(
+        "keyfilter_cpu_slots_busy",
+        Unit::Count,
+        "Heavy work (planning, evaluation, code generation) running on a CPU slot now (at most cpu_slots)."
+    );
+    describe_histogram!(
+        "keyfilter_cpu_slot_wait_seconds",
+        Unit::Seconds,
+        "How long heavy work waited for a free CPU slot (all slots busy: raise cpu_slots, add replicas, or find who keeps them busy)."
+    );
+    describe_gauge!(
         "keyfilter_build_info",
         "Always 1; the labels say which build is running."
     );
@@ -150,6 +162,8 @@ pub fn describe_and_register() {
         metrics::counter!("keyfilter_matcher_cache_total", "result" => result).increment(0);
     }
     metrics::counter!("keyfilter_load_shed_total").increment(0);
+    metrics::gauge!("keyfilter_cpu_slots_busy").increment(0.0);
+    let _ = metrics::histogram!("keyfilter_cpu_slot_wait_seconds");
     for reason in REJECTION_REASONS {
         metrics::counter!("keyfilter_rejected_total", "reason" => *reason).increment(0);
     }
@@ -207,6 +221,41 @@ pub fn connections_delta(delta: f64) {
 /// Counts a connection closed for having had no call for the idle timeout.
 pub fn idle_connection_closed() {
     metrics::counter!("keyfilter_idle_connections_closed_total").increment(1);
+}
+
+/// Records, when dropped, how long heavy work waited for a CPU slot: once it
+/// has one, or once its caller stopped waiting (a deadline that passed in the
+/// queue is the wait that matters most).
+pub struct CpuSlotWait(Instant);
+
+impl CpuSlotWait {
+    /// Starts timing a wait.
+    pub fn start() -> Self {
+        CpuSlotWait(Instant::now())
+    }
+}
+
+impl Drop for CpuSlotWait {
+    fn drop(&mut self) {
+        metrics::histogram!("keyfilter_cpu_slot_wait_seconds").record(self.0.elapsed().as_secs_f64());
+    }
+}
+
+/// Counts heavy work on a CPU slot in `keyfilter_cpu_slots_busy` while it lives.
+pub struct CpuSlotBusy(());
+
+impl CpuSlotBusy {
+    /// One more slot busy, until dropped.
+    pub fn start() -> Self {
+        metrics::gauge!("keyfilter_cpu_slots_busy").increment(1.0);
+        CpuSlotBusy(())
+    }
+}
+
+impl Drop for CpuSlotBusy {
+    fn drop(&mut self) {
+        metrics::gauge!("keyfilter_cpu_slots_busy").decrement(1.0);
+    }
 }
 
 /// Counts a compile cache lookup.

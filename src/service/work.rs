@@ -16,6 +16,8 @@ use keyfilter_core::eval::Stop;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
+use super::metrics;
+
 /// Work below this cost (see each caller: bytes of spec plus 8 per key)
 /// runs inline on the async worker: up to 64k keys, a millisecond or two,
 /// which keeps the usual `Filter` batches (10k keys) free of a thread hop
@@ -98,14 +100,16 @@ impl Cpu {
             return work(&cancel);
         }
         let _stop_when_dropped = CancelOnDrop(cancel.clone());
+        let waiting = metrics::CpuSlotWait::start();
         let slot = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .expect("the CPU semaphore is never closed");
+        drop(waiting);
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+            let (_slot, _busy) = (slot, metrics::CpuSlotBusy::start());
             work(&cancel)
         })
         .await
