@@ -219,7 +219,6 @@ def test_json_does_not_validate_but_validate_does():
 
 
 def proto_messages():
-    pytest.importorskip("google.protobuf")
     from keyfilter._proto import messages
 
     return messages()
@@ -252,7 +251,6 @@ def test_from_proto_keeps_unknown_ops_for_validation():
 
 
 def test_runtime_built_messages_match_the_shipped_ones():
-    pytest.importorskip("google.protobuf")
     from keyfilter import _proto
 
     runtime = _proto.runtime_messages()

@@ -7,7 +7,7 @@
 # result must be a real bool. Per version, also: dis works, tracebacks format,
 # wrong argument counts raise TypeError, and CPython's own compiled code for
 # the golden examples agrees with ours.
-import base64, dis, io, json, marshal, sys, traceback, types
+import ast, base64, dis, io, json, marshal, sys, traceback, types
 
 data = json.loads(DATA)
 failures = []
@@ -17,6 +17,45 @@ calls = 0
 def fail(case, message):
     if len(failures) < 50:
         failures.append({"case": case, "error": message})
+
+
+def parse_listing(text):
+    """(offset, opname, arg, argrepr) per instruction of a `keyfilter dis` listing."""
+    out = []
+    for line in text.splitlines()[1:]:
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) > 2 and tokens[0].isdigit() and (tokens[1].isdigit() or tokens[1] == ">>"):
+            tokens = tokens[1:]  # the line number column
+        if tokens[0] == ">>":
+            tokens = tokens[1:]
+        offset, opname, rest = int(tokens[0]), tokens[1], tokens[2:]
+        arg = None
+        if rest and rest[0].lstrip("-").isdigit():
+            arg, rest = int(rest[0]), rest[1:]
+        argrepr = " ".join(rest)
+        if argrepr.startswith("(") and argrepr.endswith(")"):
+            argrepr = argrepr[1:-1]
+        out.append((offset, opname, arg, argrepr))
+    return out
+
+
+def comparable_text(argrepr):
+    """An argument's meaning as shown, with a frozenset as the set it is:
+    CPython shows a set's elements in hash order, which varies per process."""
+    if argrepr.startswith("frozenset({") and argrepr.endswith("})"):
+        return frozenset(ast.literal_eval(argrepr[len("frozenset("):-1]))
+    return argrepr
+
+
+def comparable(ins):
+    """`comparable_text` of an instruction's argrepr; a jump's target as an
+    offset ("to 48"), where 3.13+ shows a label ("to L1")."""
+    target = getattr(ins, "jump_target", None)
+    if target is not None and ins.argrepr.startswith("to L"):
+        return "to %d" % target
+    return comparable_text(ins.argrepr)
 
 
 def materialize(code_hex):
@@ -57,6 +96,16 @@ for case in data["cases"]:
             dis.dis(fn, file=out)
             if "RETURN" not in out.getvalue():
                 fail(cid, "dis output lacks a return: %r" % out.getvalue()[:200])
+            # `keyfilter dis` reads like this interpreter's own `dis`: the same
+            # instructions at the same offsets, with the same arguments and
+            # the same meaning shown for each.
+            if case.get("listing"):
+                theirs = [(i.offset, i.opname, i.arg, comparable(i)) for i in dis.get_instructions(code)]
+                ours = [(o, n, a, comparable_text(r)) for o, n, a, r in parse_listing(case["listing"])]
+                if ours != theirs:
+                    diff = [(o, t) for o, t in zip(ours, theirs) if o != t][:3]
+                    fail(cid, "keyfilter dis differs from dis.get_instructions: %d vs %d instructions, first differences %s"
+                         % (len(ours), len(theirs), repr(diff)[:600]))
         if case.get("type_error"):
             # A str where bytes are ordered raises TypeError with a full traceback.
             args = ["a"] + [bytes.fromhex(f) for f in case["type_error"]]

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use keyfilter::proto::FilterSpec;
+use keyfilter_core::codegen::dis::disassemble;
 use keyfilter_core::codegen::{Function, PyVersion};
 use keyfilter_core::eval::Matcher;
 use keyfilter_core::plan::Plan;
@@ -86,10 +87,15 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
                 native
             })
             .collect();
-        let code = case
-            .code
-            .clone()
-            .unwrap_or_else(|| Function::generate(&plan, version, &case.name).marshal());
+        // Our own disassembly of the code we generate, for the harness to
+        // compare with the interpreter's `dis` (bytes from elsewhere have none).
+        let (code, listing) = match &case.code {
+            Some(code) => (code.clone(), None),
+            None => {
+                let function = Function::generate(&plan, version, &case.name);
+                (function.marshal(), Some(disassemble(&function)))
+            }
+        };
         let mut c = json!({
             "id": case.id,
             "arity": case.wire.arity,
@@ -97,6 +103,7 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
             "code": hex(&code),
             "keys": case.keys.iter().map(|k| k.iter().map(|f| hex(f)).collect::<Vec<_>>()).collect::<Vec<_>>(),
             "expected": expected,
+            "listing": listing,
         });
         c.as_object_mut()
             .unwrap()

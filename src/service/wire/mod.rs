@@ -101,11 +101,35 @@ impl Gathered {
                 let mut joined = Vec::with_capacity(bytes.len() + chunk.len());
                 joined.extend_from_slice(bytes);
                 joined.extend_from_slice(&chunk);
+                copied(joined.len());
                 *self = Gathered::Owned(joined);
             }
-            Gathered::Owned(bytes) => bytes.extend_from_slice(&chunk),
+            Gathered::Owned(bytes) => {
+                bytes.extend_from_slice(&chunk);
+                copied(chunk.len());
+            }
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes [`Gathered::append`] has copied on this thread (tests only): the
+    /// measure of its work, which must stay linear in what it gathers.
+    static COPIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts bytes copied by [`Gathered::append`] (in tests; nothing otherwise).
+#[inline(always)]
+fn copied(_bytes: usize) {
+    #[cfg(test)]
+    COPIED.with(|c| c.set(c.get() + _bytes));
+}
+
+/// Bytes [`Gathered::append`] has copied on this thread so far.
+#[cfg(test)]
+fn bytes_copied() -> usize {
+    COPIED.with(|c| c.get())
 }
 
 /// Generated server stubs (`keyfilter.v1.KeyFilter`) over the types of this module.

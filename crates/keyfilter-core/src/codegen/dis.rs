@@ -124,7 +124,7 @@ pub fn disassemble(f: &Function) -> String {
                 }
             }
             Some(Opcode::ContainsOp) if v.record().contains_op_shows_in => "in".into(),
-            Some(jump @ (Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue)) => {
+            Some(jump @ (Opcode::PopJumpIfFalse | Opcode::PopJumpIfTrue)) if v.record().dis_shows_jump_targets => {
                 let caches = v.opcode(jump).map_or(0, |(_, c)| c as usize);
                 let target = match v.jump_encoding() {
                     JumpEncoding::AbsoluteBytes => ins.arg as usize,

@@ -180,8 +180,11 @@ pub struct VersionRecord {
     /// Whether `co_consts[0]` is `None`, CPython's convention for functions
     /// without a docstring up to 3.13.
     pub none_first_const: bool,
-    /// Whether `dis` shows `CONTAINS_OP 0` as `(in)`.
+    /// Whether `dis` shows `CONTAINS_OP 0` as `(in)` (3.14 on).
     pub contains_op_shows_in: bool,
+    /// Whether `dis` shows a conditional jump's target (`(to 48)`); 3.9
+    /// shows only the argument, which is the target itself.
+    pub dis_shows_jump_targets: bool,
 }
 
 /// One opcode on one version.
@@ -380,6 +383,7 @@ const PY3_9: VersionRecord = VersionRecord {
     code_flags: 0x43,
     none_first_const: true,
     contains_op_shows_in: false,
+    dis_shows_jump_targets: false,
 };
 
 /// CPython 3.10.
@@ -450,6 +454,7 @@ const PY3_10: VersionRecord = VersionRecord {
     code_flags: 0x43,
     none_first_const: true,
     contains_op_shows_in: false,
+    dis_shows_jump_targets: true,
 };
 
 /// CPython 3.11.
@@ -524,6 +529,7 @@ const PY3_11: VersionRecord = VersionRecord {
     code_flags: 0x03,
     none_first_const: true,
     contains_op_shows_in: false,
+    dis_shows_jump_targets: true,
 };
 
 /// CPython 3.12.
@@ -606,6 +612,7 @@ const PY3_12: VersionRecord = VersionRecord {
     code_flags: 0x03,
     none_first_const: true,
     contains_op_shows_in: false,
+    dis_shows_jump_targets: true,
 };
 
 /// CPython 3.13.
@@ -687,7 +694,8 @@ const PY3_13: VersionRecord = VersionRecord {
     layout: CodeLayout::LocalsPlus { param_kind: 0x20 },
     code_flags: 0x03,
     none_first_const: true,
-    contains_op_shows_in: true,
+    contains_op_shows_in: false,
+    dis_shows_jump_targets: true,
 };
 
 /// CPython 3.14.
@@ -766,6 +774,7 @@ const PY3_14: VersionRecord = VersionRecord {
     code_flags: 0x03,
     none_first_const: false,
     contains_op_shows_in: true,
+    dis_shows_jump_targets: true,
 };
 
 /// CPython 3.15.
@@ -844,6 +853,7 @@ const PY3_15: VersionRecord = VersionRecord {
     code_flags: 0x03,
     none_first_const: false,
     contains_op_shows_in: true,
+    dis_shows_jump_targets: true,
 };
 
 impl PyVersion {
