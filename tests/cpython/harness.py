@@ -4,7 +4,8 @@
 #
 # For every case: materialize the generated code object exactly as users do,
 # call it on every key, and compare with the native evaluator's answer; the
-# result must be a real bool. Per version, also: dis works, tracebacks format,
+# result must be a real bool. Per version, also: dis works (and reads the
+# code exactly as `keyfilter dis` does, instruction by instruction), tracebacks format,
 # wrong argument counts raise TypeError, and CPython's own compiled code for
 # the golden examples agrees with ours.
 import ast, base64, dis, io, json, marshal, sys, traceback, types
