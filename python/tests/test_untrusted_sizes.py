@@ -107,3 +107,36 @@ def test_out_of_range_numbers_are_python_errors():
     for arity in (2**32, -1):
         with pytest.raises(OverflowError):
             _native.validate(arity, [])
+
+
+class _Capsules:
+    """An object exporting the (schema, array) capsules it was given."""
+
+    def __init__(self, capsules):
+        self.capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self.capsules
+
+
+def test_arrow_capsules_that_disagree_with_their_schema_are_value_errors():
+    import pyarrow as pa
+
+    m = keyfilter.Matcher(Spec(1).eq(0, b"a"))
+    two_columns, _ = pa.record_batch({"a": [b"a"], "b": [b"b"]}).__arrow_c_array__()
+    binary_column, _ = pa.record_batch({"a": [b"a"]}).__arrow_c_array__()
+    _, one_column = pa.record_batch({"a": [b"a"]}).__arrow_c_array__()
+    _, int_column = pa.record_batch({"a": pa.array([1], pa.int64())}).__arrow_c_array__()
+    # A struct schema of two fields over an array of one child; a binary
+    # field over an int64 child: refused, never a panic.
+    for capsules, why in [((two_columns, one_column), "does not match its schema"),
+                          ((binary_column, int_column), "does not match its schema")]:
+        with pytest.raises(ValueError, match=why) as info:
+            m.count(_Capsules(capsules), columns=["a"])
+        assert type(info.value) is ValueError, info.value
+    # An array capsule is imported once; the second time it is released.
+    reused = _Capsules(pa.array([b"a", b"a"]).__arrow_c_array__())
+    assert m.count(reused) == 2
+    for call in (m.count, m.mask):
+        with pytest.raises(ValueError, match="released"):
+            call(reused)

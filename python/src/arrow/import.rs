@@ -102,10 +102,7 @@ impl ArrowInput {
                 if array.is_released() {
                     return Ok(None);
                 }
-                // SAFETY: the stream's arrays are of the stream's type.
-                let data = unsafe { from_ffi_and_data_type(array, self.data_type.clone()) }
-                    .map_err(|e| arrow_error("importing a batch", e))?;
-                Ok(Some(data))
+                import(array, self.data_type.clone(), "importing a batch").map(Some)
             }
         }
     }
@@ -135,10 +132,80 @@ pub(crate) fn read_c_array(obj: &Bound<'_, PyAny>) -> PyResult<(Field, ArrayData
         (schema, array)
     };
     let field = Field::try_from(schema).map_err(|e| arrow_error("the array's schema", e))?;
-    // SAFETY: the array was produced for this schema.
-    let data = unsafe { from_ffi_and_data_type(array, field.data_type().clone()) }
-        .map_err(|e| arrow_error("importing the array", e))?;
+    if array.is_released() {
+        return Err(PyValueError::new_err(
+            "__arrow_c_array__() returned a released array (an array capsule can be imported only once)",
+        ));
+    }
+    let data = import(array, field.data_type().clone(), "importing the array")?;
     Ok((field, data))
+}
+
+/// Imports `array` as `data_type`, refusing what does not have the layout
+/// its schema describes (a struct with another number of children, a
+/// binary column with the buffers of an integer one), which the reading
+/// code would otherwise meet as a failed assertion. arrow-rs asserts some of
+/// these while importing (before it reads any buffer), so a panic there is
+/// caught and reported like the rest. What the C data interface cannot
+/// check, buffers shorter than their declared lengths, stays the producer's
+/// promise.
+fn import(array: FFI_ArrowArray, data_type: DataType, what: &str) -> PyResult<ArrayData> {
+    let mismatch = |e: &dyn std::fmt::Display| arrow_error(what, format!("the array does not match its schema: {e}"));
+    // The mismatches arrow-rs asserts on, found first (no panic message on stderr).
+    children_match(&array, &data_type).map_err(|e| mismatch(&e))?;
+    let imported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the array was produced for this type (the interface's
+        // contract); mismatches in its structure are refused below.
+        unsafe { from_ffi_and_data_type(array, data_type) }
+    }));
+    let data = match imported {
+        Ok(data) => data.map_err(|e| arrow_error(what, e))?,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a layout arrow-rs could not import".into());
+            return Err(mismatch(&message));
+        }
+    };
+    // Buffer counts and sizes, and children (types, counts, lengths),
+    // recursively; cheap: no buffer's contents are read.
+    data.validate().map_err(|e| mismatch(&e))?;
+    Ok(data)
+}
+
+/// Whether `array` has the children (and dictionary) `data_type` needs, all
+/// the way down: what arrow-rs's import asserts rather than reports.
+fn children_match(array: &FFI_ArrowArray, data_type: &DataType) -> Result<(), String> {
+    let children: Vec<&DataType> = match data_type {
+        DataType::Struct(fields) => fields.iter().map(|f| f.data_type()).collect(),
+        DataType::Union(fields, _) => fields.iter().map(|(_, f)| f.data_type()).collect(),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => vec![f.data_type()],
+        DataType::RunEndEncoded(ends, values) => vec![ends.data_type(), values.data_type()],
+        _ => Vec::new(),
+    };
+    if array.num_children() != children.len() {
+        return Err(format!(
+            "{data_type} needs {} child array(s), the array has {}",
+            children.len(),
+            array.num_children()
+        ));
+    }
+    for (i, child) in children.into_iter().enumerate() {
+        children_match(array.child(i), child).map_err(|e| format!("child {i}: {e}"))?;
+    }
+    match (data_type, array.dictionary()) {
+        (DataType::Dictionary(_, values), Some(dictionary)) => children_match(dictionary, values),
+        (DataType::Dictionary(..), None) => Err(format!("{data_type} needs a dictionary, the array has none")),
+        (_, Some(_)) => Err(format!("{data_type} has no dictionary, the array has one")),
+        (_, None) => Ok(()),
+    }
 }
 
 /// The stream's message for a failed call, or its error code.
