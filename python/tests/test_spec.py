@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 
@@ -210,6 +211,45 @@ def test_json_errors_name_the_path(text, fragment):
     with pytest.raises(ValueError) as info:
         Spec.from_json(text)
     assert fragment in str(info.value)
+
+
+ESCAPES = ["\\x41", "\\xff", "\\x0A", "\\0", "\\012", "\\0123", "\\7", "\\77", "\\377", "\\1x", "\\n", "\\r",
+           "\\t", "\\a", "\\b", "\\f", "\\v", "\\\\", "\\'", '\\"', "a\\x00b", "é", "\\\\x41", "\\08", "\\40"]
+
+
+@pytest.mark.parametrize("inside", ESCAPES)
+def test_json_strings_read_like_python_bytes_literals(inside):
+    # CPython's own parser is the oracle: the JSON string "<inside>" is the
+    # inside of a b"..." literal.
+    expected = ast.literal_eval('b"' + inside + '"') if inside.isascii() else inside.encode()
+    text = json.dumps({"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": inside}]})
+    assert Spec.from_json(text).predicates[0].value == expected
+
+
+@pytest.mark.parametrize(
+    "inside, fragment",
+    [
+        ("\\x+1", "invalid escape \\x+1"),
+        ("\\x4", "invalid escape \\x4"),
+        ("\\400", "at most \\377"),
+        ("\\q", "unknown escape \\q"),
+        ("\\", "trailing backslash"),
+    ],
+)
+def test_json_strings_refuse_escapes_python_would_warn_about(inside, fragment):
+    text = json.dumps({"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": inside}]})
+    with pytest.raises(keyfilter.InvalidSpec) as info:
+        Spec.from_json(text)
+    assert fragment in str(info.value) and "predicates[0].value" in str(info.value)
+
+
+def test_json_hex_takes_hex_digits_only():
+    for bad in ["+1+1", "-1", " +f", "0x", "zz"]:
+        text = json.dumps({"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": {"hex": bad}}]})
+        with pytest.raises(keyfilter.InvalidSpec, match="predicates\\[0\\]\\.value"):
+            Spec.from_json(text)
+    text = json.dumps({"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": {"hex": "00 Ff"}}]})
+    assert Spec.from_json(text).predicates[0].value == b"\x00\xff"
 
 
 def test_json_does_not_validate_but_validate_does():

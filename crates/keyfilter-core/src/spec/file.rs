@@ -17,8 +17,10 @@
 //! ```
 //!
 //! A byte string is either a JSON string, read like the inside of a Python
-//! `b"..."` literal (`\\xHH`, `\\n`, `\\r`, `\\t`, `\\0`, `\\\\`; other characters
-//! stand for their UTF-8 bytes), or an object `{"hex": "..."}`. Ops are named
+//! `b"..."` literal (`\\xHH`, octal `\\0` to `\\377`, `\\n`, `\\r`, `\\t`, `\\a`,
+//! `\\b`, `\\f`, `\\v`, `\\'`, `\\"`, `\\\\`; other characters stand for their UTF-8
+//! bytes; an escape Python would warn about is an error), or an object
+//! `{"hex": "..."}`. Ops are named
 //! `eq ne lt le gt ge prefix in suffix contains` or written `== != < <= > >=`
 //! (`startswith`, `endswith` also name `prefix`, `suffix`). The optional
 //! `expr` is one node: `{"predicate": {...}}`, `{"all": [...]}`,
@@ -215,19 +217,23 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
     digits
         .chunks(2)
         .map(|pair| {
+            // Digits only: `from_str_radix` alone would take "+1" as a number.
             std::str::from_utf8(pair)
                 .ok()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|s| u8::from_str_radix(s, 16).ok())
                 .ok_or_else(|| format!("invalid hex digits {:?}", String::from_utf8_lossy(pair)))
         })
         .collect()
 }
 
-/// Reads the inside of a Python bytes literal: escapes as in Python, other
-/// characters as their UTF-8 encoding.
+/// Reads the inside of a Python bytes literal: escapes as in Python (`\\xHH`,
+/// octal `\\O` to `\\OOO` up to `\\377`, `\\n \\r \\t \\a \\b \\f \\v`, quotes and
+/// backslash), other characters as their UTF-8 encoding. An escape Python
+/// would warn about (unknown, or octal above `\\377`) is an error here.
 fn unescape(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
-    let mut chars = s.chars();
+    let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '\\' {
             let mut buf = [0u8; 4];
@@ -237,16 +243,36 @@ fn unescape(s: &str) -> Result<Vec<u8>, String> {
         match chars.next() {
             Some('x') => {
                 let hex: String = chars.by_ref().take(2).collect();
-                let byte = (hex.len() == 2)
+                // Digits only: `from_str_radix` alone would take "+1" as a number.
+                let byte = (hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
                     .then(|| u8::from_str_radix(&hex, 16).ok())
                     .flatten()
                     .ok_or_else(|| format!("invalid escape \\x{hex}: expected two hex digits"))?;
                 out.push(byte);
             }
+            Some(first @ '0'..='7') => {
+                let mut digits = String::from(first);
+                while digits.len() < 3 {
+                    match chars.peek() {
+                        Some(&d @ '0'..='7') => {
+                            digits.push(d);
+                            chars.next();
+                        }
+                        _ => break,
+                    }
+                }
+                let value = u32::from_str_radix(&digits, 8).expect("octal digits");
+                let byte = u8::try_from(value)
+                    .map_err(|_| format!("invalid escape \\{digits}: an octal escape is at most \\377"))?;
+                out.push(byte);
+            }
             Some('n') => out.push(b'\n'),
             Some('r') => out.push(b'\r'),
             Some('t') => out.push(b'\t'),
-            Some('0') => out.push(0),
+            Some('a') => out.push(0x07),
+            Some('b') => out.push(0x08),
+            Some('f') => out.push(0x0c),
+            Some('v') => out.push(0x0b),
             Some('\\') => out.push(b'\\'),
             Some('\'') => out.push(b'\''),
             Some('"') => out.push(b'"'),
