@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING, Any
 
 from ._codegen import SUPPORTED_VERSIONS, compile, compile_code, disassemble, materialize
@@ -63,6 +64,9 @@ __all__ = [
     "field",
     "materialize",
 ]
+if _find_spec("grpc") is None:
+    # `from keyfilter import *` works without the grpc extra too.
+    __all__.remove("Client")
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ _Wire = Iterable[Tuple[int, int, bytes, Iterable[bytes]]]
 _Expr = Optional[Sequence[Any]]
 
 DEFAULT_NAME: str
+MAX_EXPR_DEPTH: int
 
 _M = TypeVar("_M", bound="Matcher")
 # A field of a key: bytes, or a str for a matcher with an encoding.

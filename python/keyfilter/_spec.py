@@ -202,8 +202,12 @@ class Spec:
 
     def to_json(self) -> str:
         """The spec in the project's spec file format (JSON), as ``keyfilter``'s
-        CLI reads it; an expression is its ``"expr"`` key. Lossless; does not validate."""
-        return _native.spec_to_json(*self._wire())
+        CLI reads it; an expression is its ``"expr"`` key. Lossless; does not
+        validate, except that an expression deeper than any server accepts
+        (``_native.MAX_EXPR_DEPTH`` levels) raises :class:`keyfilter.InvalidSpec`
+        rather than being written in part."""
+        with spec_errors():
+            return _native.spec_to_json(*self._wire())
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
@@ -231,8 +235,18 @@ class Spec:
         ``pip install 'keyfilter[grpc]'``); an instance of the shipped
         ``keyfilter._proto.keyfilter_pb2.FilterSpec`` when the installed protobuf
         accepts that generated code, else of an equivalent class (see
-        ``keyfilter._proto``). Does not validate."""
+        ``keyfilter._proto``). Does not validate, except that an expression
+        deeper than any server accepts (``_native.MAX_EXPR_DEPTH`` levels)
+        raises :class:`keyfilter.InvalidSpec`: protobuf's own code recurses
+        once per level, and a message thousands of levels deep would crash
+        the interpreter."""
         from ._proto import messages
+
+        if self._expr is not None and _expr_depth(self._expr) > _native.MAX_EXPR_DEPTH:
+            raise InvalidSpec(
+                f"spec.expr: expression nested deeper than {_native.MAX_EXPR_DEPTH} levels, the most any server "
+                "accepts (max_expr_depth): it is not built"
+            )
 
         pb = messages()
         message = pb.FilterSpec(
@@ -291,6 +305,17 @@ def _predicate_to_proto(pb: Any, p: Predicate) -> Any:
 
 def _predicate_from_proto(p: Any) -> Predicate:
     return Predicate(p.field, p.op, p.value, p.values)
+
+
+def _expr_depth(expr: Expr) -> int:
+    """Levels of ``expr`` (the root is level 1), counted without recursion."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if node.kind in ("negate", "all", "any"):
+            stack.extend((item, depth + 1) for item in node.items)
+    return deepest
 
 
 def _expr_to_proto(pb: Any, expr: Expr) -> Any:

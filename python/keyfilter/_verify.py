@@ -12,7 +12,7 @@ exactly the shape keyfilter's generator emits:
   no free or cell variables, no other locals, no ``*args``/``**kwargs``, not a
   generator or coroutine, an empty exception table;
 * constants only ``None``, ``bool``, ``bytes``, frozensets of ``bytes`` and
-  negative ``int``\ s (a SUFFIX leaf's slice start; so no nested code objects);
+  negative integers (a SUFFIX leaf's slice start; so no nested code objects);
 * instructions only from a small per-version allowlist (``RESUME``,
   ``LOAD_FAST``/``LOAD_FAST_BORROW``, ``LOAD_CONST``, ``COMPARE_OP``,
   ``CONTAINS_OP 0``, ``POP_JUMP_IF_FALSE``/``POP_JUMP_IF_TRUE`` (3.11: the

@@ -22,7 +22,7 @@ use pyo3::types::{PyBool, PyBytes, PyList, PyTuple};
 use keyfilter_core::codegen::{self, Opcode, PyVersion, SUPPORTED};
 use keyfilter_core::eval;
 use keyfilter_core::plan::Plan;
-use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput};
+use keyfilter_core::spec::{self, ExprInput, Limits, PredicateInput, SpecInput, MAX_EXPR_DEPTH};
 use keyfilter_core::{compile_python, Target};
 use keyfilter_proto as proto;
 
@@ -71,13 +71,31 @@ fn wire_predicate(item: &Bound<'_, PyAny>, at: &dyn Fn() -> String) -> PyResult<
     })
 }
 
+/// What reading an expression does past [`MAX_EXPR_DEPTH`] + 1 levels, so
+/// that no Python input recurses further.
+#[derive(Clone, Copy)]
+enum TooDeep {
+    /// Stops reading there: for validation, which reports the first node
+    /// deeper than its limit (at most [`MAX_EXPR_DEPTH`]) before it meets
+    /// what was not read, with the server's message.
+    Cut,
+    /// Refuses the spec: for writing it out (JSON, a request), which must be
+    /// whole or not at all.
+    Refuse,
+}
+
 /// Reads an expression node: `("predicate", p)`, `("all", [node...])`,
-/// `("any", [node...])`, `("negate", node)` or `("unset",)`. Nodes more than
-/// one level past the depth limit are not read (validation stops at the
-/// first too-deep node, which is kept), so no Python input recurses further.
-fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<ExprInput> {
-    if depth > Limits::default().max_expr_depth + 1 {
-        return Ok(ExprInput::Unset);
+/// `("any", [node...])`, `("negate", node)` or `("unset",)`, at most
+/// [`MAX_EXPR_DEPTH`] + 1 levels deep (see [`TooDeep`]).
+fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize, too_deep: TooDeep) -> PyResult<ExprInput> {
+    if depth > MAX_EXPR_DEPTH + 1 {
+        return match too_deep {
+            TooDeep::Cut => Ok(ExprInput::Unset),
+            TooDeep::Refuse => Err(PyValueError::new_err(format!(
+                "spec.{path}: expression nested deeper than {MAX_EXPR_DEPTH} levels, the most any server \
+                 accepts (max_expr_depth): it is not written in part"
+            ))),
+        };
     }
     let tuple = node.cast::<PyTuple>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -93,7 +111,12 @@ fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Expr
         "all" | "any" => {
             let mut items = Vec::new();
             for (i, item) in arg()?.try_iter()?.enumerate() {
-                items.push(wire_expr(&item?, &format!("{path}.{kind}.items[{i}]"), depth + 1)?);
+                items.push(wire_expr(
+                    &item?,
+                    &format!("{path}.{kind}.items[{i}]"),
+                    depth + 1,
+                    too_deep,
+                )?);
             }
             if kind == "all" {
                 ExprInput::All(items)
@@ -101,7 +124,12 @@ fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Expr
                 ExprInput::Any(items)
             }
         }
-        "negate" => ExprInput::Negate(Box::new(wire_expr(&arg()?, &format!("{path}.negate"), depth + 1)?)),
+        "negate" => ExprInput::Negate(Box::new(wire_expr(
+            &arg()?,
+            &format!("{path}.negate"),
+            depth + 1,
+            too_deep,
+        )?)),
         other => {
             return Err(PyValueError::new_err(format!(
                 "{path}: unknown expression node {other:?} (expected predicate, all, any, negate or unset)"
@@ -110,14 +138,29 @@ fn wire_expr(node: &Bound<'_, PyAny>, path: &str, depth: usize) -> PyResult<Expr
     })
 }
 
-/// Reads the spec as stated from `(arity, predicates, expr)`.
+/// Reads the spec as stated from `(arity, predicates, expr)`, for validation.
 fn wire_spec(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<SpecInput> {
+    read_spec(arity, predicates, expr, TooDeep::Cut)
+}
+
+/// Reads the whole spec as stated from `(arity, predicates, expr)`, to write
+/// it out: an expression deeper than any server accepts is refused.
+fn whole_spec(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<SpecInput> {
+    read_spec(arity, predicates, expr, TooDeep::Refuse)
+}
+
+fn read_spec(
+    arity: u32,
+    predicates: &Bound<'_, PyAny>,
+    expr: Option<&Bound<'_, PyAny>>,
+    too_deep: TooDeep,
+) -> PyResult<SpecInput> {
     let mut out = Vec::new();
     for (index, item) in predicates.try_iter()?.enumerate() {
         out.push(wire_predicate(&item?, &|| format!("predicates[{index}]"))?);
     }
     let expr = match expr {
-        Some(e) if !e.is_none() => Some(wire_expr(e, "expr", 1)?),
+        Some(e) if !e.is_none() => Some(wire_expr(e, "expr", 1, too_deep)?),
         _ => None,
     };
     Ok(SpecInput {
@@ -177,7 +220,7 @@ fn explain(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, Py
 #[pyfunction]
 #[pyo3(signature = (arity, predicates, expr = None))]
 fn spec_to_json(arity: u32, predicates: &Bound<'_, PyAny>, expr: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
-    Ok(spec::spec_to_file_json(&wire_spec(arity, predicates, expr)?))
+    Ok(spec::spec_to_file_json(&whole_spec(arity, predicates, expr)?))
 }
 
 /// Parses spec file text into `(arity, [(field, op, value, values), ...], expr)`
@@ -805,7 +848,7 @@ impl Matcher {
         data: &Bound<'py, PyAny>,
         columns: Option<&Bound<'py, PyAny>>,
         nulls: &str,
-        threads: Option<usize>,
+        threads: Option<i64>,
         want_mask: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let nulls = match nulls {
@@ -818,8 +861,8 @@ impl Matcher {
             }
         };
         let threads = match threads {
-            Some(0) => return Err(PyValueError::new_err("threads must be at least 1")),
-            Some(n) => n,
+            Some(n) if n < 1 => return Err(PyValueError::new_err(format!("threads must be at least 1, not {n}"))),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let options = arrow::run::Options { nulls, threads };
@@ -993,7 +1036,7 @@ fn encode_spec<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(
         py,
-        &prost::Message::encode_to_vec(&proto::FilterSpec::from_input(&wire_spec(arity, predicates, expr)?)),
+        &prost::Message::encode_to_vec(&proto::FilterSpec::from_input(&whole_spec(arity, predicates, expr)?)),
     ))
 }
 
@@ -1122,7 +1165,7 @@ fn validated_sent_spec(spec: &[u8]) -> PyResult<spec::Spec> {
         max_in_values: usize::MAX,
         max_total_value_bytes: usize::MAX,
         // The deepest any server may accept (its setting's maximum).
-        max_expr_depth: 48,
+        max_expr_depth: MAX_EXPR_DEPTH,
         max_expr_nodes: usize::MAX,
     };
     keyfilter_core::validate(&wire.to_input(), &unbounded).map_err(value_error)
@@ -1226,6 +1269,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_match_response_mask, m)?)?;
     m.add_function(wrap_pyfunction!(decode_filter_response_indices, m)?)?;
     m.add_function(wrap_pyfunction!(is_arrow, m)?)?;
+    // The deepest expression any server accepts (max_expr_depth at most).
+    m.add("MAX_EXPR_DEPTH", MAX_EXPR_DEPTH)?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(explain, m)?)?;
     m.add_function(wrap_pyfunction!(spec_to_json, m)?)?;

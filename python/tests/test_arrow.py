@@ -246,8 +246,9 @@ def test_many_small_batches_are_evaluated_together_in_order():
     for threads in (None, 1, 2, 5):
         assert m.mask(chunked, threads=threads).to_pylist() == want
         assert m.count(chunked, threads=threads) == sum(want)
-    with pytest.raises(ValueError, match="threads must be at least 1"):
-        m.mask(chunked, threads=0)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="threads must be at least 1"):
+            m.mask(chunked, threads=bad)
     # A null far into the stream is reported with its position in the whole input.
     values[250_000] = None
     with pytest.raises(ValueError, match="key 250000 has a null"):

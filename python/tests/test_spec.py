@@ -303,3 +303,28 @@ def test_runtime_built_messages_match_the_shipped_ones():
     assert runtime.IN == int(Op.IN) and runtime.EQ == int(Op.EQ)
     assert message.SerializeToString() == spec.to_proto().SerializeToString()
     assert message.SerializeToString() == keyfilter._native.encode_spec(*spec._wire())
+
+
+@pytest.mark.parametrize("levels", [40, 100_000])
+def test_specs_too_deep_for_any_server_are_refused_whole_not_written_in_part(levels):
+    # to_json wrote 33 levels and dropped the rest; to_proto crashed the
+    # interpreter in protobuf's recursive copy at 100,000 levels.
+    e = keyfilter.field(0) == b"a"
+    for _ in range(levels - 1):
+        e = ~e
+    spec = Spec(1, e)
+    if levels <= keyfilter._native.MAX_EXPR_DEPTH:
+        assert Spec.from_json(spec.to_json()) == spec
+        return
+    for write in (spec.to_json, spec.to_proto):
+        with pytest.raises(keyfilter.InvalidSpec, match="nested deeper than 48 levels"):
+            write()
+
+
+def test_specs_as_deep_as_a_server_may_accept_are_written_whole():
+    e = keyfilter.field(0) == b"a"
+    for _ in range(keyfilter._native.MAX_EXPR_DEPTH - 1):
+        e = ~e
+    spec = Spec(1, e)
+    assert Spec.from_json(spec.to_json()) == spec
+    assert Spec.from_proto(spec.to_proto()) == spec

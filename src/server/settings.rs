@@ -23,6 +23,7 @@ use super::{Security, ServerConfig};
 use crate::service::signing::Signer;
 use crate::service::ServiceConfig;
 use keyfilter_core::spec::Limits;
+use keyfilter_core::spec::MAX_EXPR_DEPTH;
 
 /// A duration written like `500ms`, `30s` or `2m`, in flags, env and the config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,11 +240,9 @@ impl Settings {
         if self.filter_buffer == 0 {
             anyhow::bail!("filter_buffer: must be at least 1");
         }
-        if !(1..=48).contains(&self.max_expr_depth) {
-            // 48 Expr levels of all/any are 97 nested messages with the
-            // FilterSpec: the most protobuf decoders (prost, protobuf-python)
-            // read by default; a deeper limit would accept what they cannot.
-            anyhow::bail!("max_expr_depth: must be from 1 to 48");
+        if !(1..=MAX_EXPR_DEPTH).contains(&self.max_expr_depth) {
+            // A deeper limit would accept what protobuf decoders cannot read.
+            anyhow::bail!("max_expr_depth: must be from 1 to {MAX_EXPR_DEPTH}");
         }
         if self.max_concurrent_requests == 0 {
             anyhow::bail!("max_concurrent_requests: must be at least 1");

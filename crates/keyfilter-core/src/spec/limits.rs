@@ -1,5 +1,12 @@
 //! Explicit, configurable size limits on specs.
 
+/// The largest [`Limits::max_expr_depth`] a server may be configured with:
+/// 48 `Expr` levels of `all`/`any` are 97 nested messages with the
+/// `FilterSpec`, the most protobuf decoders (prost, protobuf-python) read by
+/// default, so a deeper limit would accept what they cannot. No server
+/// accepts an expression deeper than this.
+pub const MAX_EXPR_DEPTH: usize = 48;
+
 /// What each value adds to [`Limits::max_total_value_bytes`] beyond its length.
 pub const VALUE_OVERHEAD: usize = 32;
 

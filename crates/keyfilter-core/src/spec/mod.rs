@@ -19,7 +19,7 @@ pub use canonical::canonical_digest;
 #[cfg(feature = "spec-file")]
 pub use file::{parse_spec_file, spec_to_file_json, SpecFileError};
 pub use input::{ExprInput, PredicateInput, SpecInput, OP_UNSPECIFIED};
-pub use limits::{Limits, VALUE_OVERHEAD};
+pub use limits::{Limits, MAX_EXPR_DEPTH, VALUE_OVERHEAD};
 pub use validate::{push_item_path, validate, At, ShapeCheck, SpecBuilder, SpecError, NEGATE_PATH};
 pub use values::{ValueIter, ValueList, ValueListBuilder};
 
