@@ -444,16 +444,85 @@ fn serve_rejects_bad_settings() {
         (vec!["--addr", "not-an-address"], "--addr"),
         (vec!["--request-timeout", "soon"], "500ms"),
         (vec!["--max-arity", "many"], "--max-arity"),
+        // Values that made tokio panic at start (a semaphore of more permits
+        // than it can hold) or at the first Filter stream (a channel), or
+        // reserved gigabytes for cache entries: refused at start, named.
+        (
+            vec!["--max-concurrent-requests", "18446744073709551615"],
+            "max_concurrent_requests: must be at most",
+        ),
+        (
+            vec!["--max-filter-streams", "18446744073709551615"],
+            "max_filter_streams: must be at most",
+        ),
+        (
+            vec!["--max-connections", "18446744073709551615"],
+            "max_connections: must be at most",
+        ),
+        (
+            vec!["--max-watch-streams", "18446744073709551615"],
+            "max_watch_streams: must be at most",
+        ),
+        (
+            vec!["--cpu-slots", "18446744073709551615"],
+            "cpu_slots: must be at most",
+        ),
+        (
+            vec!["--filter-buffer", "18446744073709551615"],
+            "filter_buffer: must be at most",
+        ),
+        (
+            vec!["--compile-cache-entries", "4294967296"],
+            "compile_cache_entries: must be at most",
+        ),
+        (
+            vec!["--matcher-cache-entries", "18446744073709551615"],
+            "matcher_cache_entries: must be at most",
+        ),
+        // Settings under which nothing could be served.
+        (
+            vec!["--max-message-bytes", "0"],
+            "max_message_bytes: must be at least 1",
+        ),
+        (
+            vec!["--max-keys-per-request", "0"],
+            "max_keys_per_request: must be at least 1",
+        ),
+        (vec!["--request-timeout", "0s"], "request_timeout: must be more than 0"),
+        (
+            vec!["--signing-key-id", "k1"],
+            "signing_key_id: names the key of signing_key",
+        ),
     ] {
-        let output = Command::new(BIN)
-            .arg("serve")
-            .args(&args)
-            .env_remove("KEYFILTER_ADDR")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run keyfilter serve");
-        assert!(!output.status.success(), "{args:?} was accepted");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        // On a free port, so a setting wrongly accepted serves nothing else
+        // and is stopped below.
+        let mut command = Command::new(BIN);
+        command.arg("serve");
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
+        let mut child = KillOnDrop(
+            command
+                .args(&args)
+                .env_remove("KEYFILTER_ADDR")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run keyfilter serve"),
+        );
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(started.elapsed() < STEP, "{args:?} was accepted: the server is running");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+        assert!(!status.success(), "{args:?} was accepted");
+        assert_ne!(status.code(), Some(101), "{args:?} panicked:\n{stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }

@@ -240,6 +240,45 @@ impl Settings {
         if self.filter_buffer == 0 {
             anyhow::bail!("filter_buffer: must be at least 1");
         }
+        // Counts that size a semaphore, a channel or a table: far above any
+        // real deployment, and below what would make tokio panic (a
+        // semaphore holds at most usize::MAX >> 3 permits) or reserve memory
+        // for nothing.
+        const SLOTS: usize = 1_000_000;
+        for (name, value, max) in [
+            ("max_concurrent_requests", self.max_concurrent_requests, SLOTS),
+            ("max_filter_streams", self.max_filter_streams, SLOTS),
+            ("max_calls_per_connection", self.max_calls_per_connection, SLOTS),
+            ("max_connections", self.max_connections, SLOTS),
+            ("max_connections_per_ip", self.max_connections_per_ip, SLOTS),
+            ("max_watch_streams", self.max_watch_streams, SLOTS),
+            (
+                "max_probe_calls_per_connection",
+                self.max_probe_calls_per_connection,
+                SLOTS,
+            ),
+            ("metrics_max_connections", self.metrics_max_connections, SLOTS),
+            ("cpu_slots", self.cpu_slots, 4096),
+            ("filter_buffer", self.filter_buffer, 65_536),
+            ("compile_cache_entries", self.compile_cache_entries, 100 * SLOTS),
+            ("matcher_cache_entries", self.matcher_cache_entries, 100 * SLOTS),
+        ] {
+            if value > max {
+                anyhow::bail!("{name}: must be at most {max}, not {value}");
+            }
+        }
+        if self.max_message_bytes == 0 {
+            anyhow::bail!("max_message_bytes: must be at least 1 (e.g. 4194304)");
+        }
+        if self.max_keys_per_request == 0 {
+            anyhow::bail!("max_keys_per_request: must be at least 1");
+        }
+        if self.request_timeout.0.is_zero() {
+            anyhow::bail!("request_timeout: must be more than 0 (e.g. 30s)");
+        }
+        if self.signing_key_id.is_some() && self.signing_key.is_none() {
+            anyhow::bail!("signing_key_id: names the key of signing_key, which is not set");
+        }
         if !(1..=MAX_EXPR_DEPTH).contains(&self.max_expr_depth) {
             // A deeper limit would accept what protobuf decoders cannot read.
             anyhow::bail!("max_expr_depth: must be from 1 to {MAX_EXPR_DEPTH}");

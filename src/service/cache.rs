@@ -27,7 +27,11 @@ pub(super) const MAX_RECEIVED_SPEC_BYTES: usize = 64 * 1024;
 /// a new one fits; an entry heavier than the whole budget is not kept.
 #[derive(Debug)]
 pub(super) struct Level<K: Hash + Eq, V> {
+    /// Unbounded as a map, bounded by `put`: a bounded `LruCache` reserves
+    /// room for all its entries up front (a setting of 100 million entries
+    /// took 280 MB before anything was cached).
     entries: LruCache<K, (V, usize), RandomState>,
+    max_entries: usize,
     pub(super) bytes: usize,
     max_bytes: usize,
 }
@@ -36,7 +40,8 @@ impl<K: Hash + Eq, V: Clone> Level<K, V> {
     /// At most `entries` entries weighing `max_bytes` in all.
     pub(super) fn new(entries: NonZeroUsize, max_bytes: usize) -> Self {
         Level {
-            entries: LruCache::with_hasher(entries, RandomState::new()),
+            entries: LruCache::unbounded_with_hasher(RandomState::new()),
+            max_entries: entries.get(),
             bytes: 0,
             max_bytes,
         }
@@ -59,15 +64,13 @@ impl<K: Hash + Eq, V: Clone> Level<K, V> {
         if let Some((_, (_, old))) = self.entries.pop_entry(&key) {
             self.bytes -= old;
         }
-        while self.bytes + weight > self.max_bytes {
+        while self.bytes + weight > self.max_bytes || self.entries.len() >= self.max_entries {
             match self.entries.pop_lru() {
                 Some((_, (_, w))) => self.bytes -= w,
                 None => break,
             }
         }
-        if let Some((_, (_, w))) = self.entries.push(key, (value, weight)) {
-            self.bytes -= w;
-        }
+        self.entries.put(key, (value, weight));
         self.bytes += weight;
     }
 
@@ -180,6 +183,25 @@ pub(super) fn spec(value: &[u8]) -> SpecWire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_level_keeps_at_most_its_entries_and_reserves_nothing_for_them() {
+        // A billion entries allowed: nothing is reserved for them.
+        let mut level: Level<u32, u32> = Level::new(NonZeroUsize::new(1_000_000_000).unwrap(), 1 << 20);
+        assert!(level.entries.cap().get() >= 1_000_000_000);
+        level.put(1, 1, 1);
+        let mut level: Level<u32, u32> = Level::new(NonZeroUsize::new(3).unwrap(), 1 << 20);
+        for key in 0..10 {
+            level.put(key, key, 1);
+            assert!(level.entries.len() <= 3);
+        }
+        assert_eq!(level.bytes, 3);
+        assert_eq!(level.get(&9), Some(9));
+        assert_eq!(level.get(&6), None, "the oldest went first");
+        // Putting a key again replaces it, without evicting another.
+        level.put(9, 90, 2);
+        assert_eq!((level.entries.len(), level.bytes, level.get(&9)), (3, 4, Some(90)));
+    }
     use keyfilter_core::spec::Limits;
 
     fn planned(spec: &SpecWire) -> (Plan, Arc<Matcher>) {
