@@ -166,9 +166,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         if let Some(label) = args.label {
             value["label"] = label.into();
         }
-        println!("{}", serde_json::to_string(&value)?);
+        super::output::stdout(serde_json::to_string(&value)? + "\n")?;
     } else {
-        print!("{}", report.table());
+        super::output::stdout(report.table())?;
     }
     if report.mismatches > 0 {
         anyhow::bail!("{} responses disagreed with the reference semantics", report.mismatches);
@@ -179,6 +179,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.errors,
             report.first_error.unwrap_or_default()
         );
+    }
+    if report.requests == 0 {
+        // A server that accepts and never answers: nothing was measured.
+        anyhow::bail!("no call completed: nothing was measured (is the target a keyfilter server that answers?)");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `keyfilter compile`, `keyfilter dis` and `keyfilter explain`.
 
-use std::io::Write;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,6 +10,8 @@ use keyfilter_core::codegen::{Function, PyVersion};
 use keyfilter_core::plan::Plan;
 use keyfilter_core::spec::{parse_spec_file, Limits, Spec};
 use keyfilter_core::{compile_python, validate, Target};
+
+use super::output;
 
 /// What both commands take.
 #[derive(Debug, Args)]
@@ -50,15 +52,34 @@ pub struct ExplainArgs {
     spec: PathBuf,
 }
 
+/// The largest spec file read: a spec within the default limits (64 MiB of
+/// values) fits, even with every byte escaped; `/dev/zero` does not.
+const MAX_SPEC_FILE_BYTES: u64 = 512 << 20;
+
 /// Reads and validates a spec file (`-`: stdin).
 fn read_spec(path: &Path) -> anyhow::Result<Spec> {
     let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading the spec from stdin")?
+        read_bounded(std::io::stdin().lock()).context("reading the spec from stdin")?
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        std::fs::File::open(path)
+            .and_then(read_bounded)
+            .with_context(|| format!("reading {}", path.display()))?
     };
     let input = parse_spec_file(&text).with_context(|| format!("in spec file {}", path.display()))?;
     validate(&input, &Limits::default()).with_context(|| format!("in spec file {}", path.display()))
+}
+
+/// At most [`MAX_SPEC_FILE_BYTES`] of UTF-8 text from `source`.
+fn read_bounded(source: impl Read) -> std::io::Result<String> {
+    let mut text = String::new();
+    source.take(MAX_SPEC_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SPEC_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {} MiB: not a spec file",
+            MAX_SPEC_FILE_BYTES >> 20
+        )));
+    }
+    Ok(text)
 }
 
 fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
@@ -68,21 +89,19 @@ fn generate(args: &SpecArgs) -> anyhow::Result<Function> {
 
 /// `keyfilter explain`: prints the normalized plan.
 pub fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    print!("{}", Plan::new(&read_spec(&args.spec)?));
-    Ok(())
+    output::stdout(Plan::new(&read_spec(&args.spec)?).to_string())
 }
 
 /// `keyfilter compile`: writes the marshal bytes.
 pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
     let bytes = generate(&args.spec)?.marshal();
     match &args.output {
-        Some(path) => std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display())),
-        None => std::io::stdout().write_all(&bytes).context("writing to stdout"),
+        Some(path) => output::replace_file(path, &bytes),
+        None => output::stdout(&bytes),
     }
 }
 
 /// `keyfilter dis`: prints the disassembly.
 pub fn dis(args: DisArgs) -> anyhow::Result<()> {
-    print!("{}", keyfilter_core::codegen::dis::disassemble(&generate(&args.spec)?));
-    Ok(())
+    output::stdout(keyfilter_core::codegen::dis::disassemble(&generate(&args.spec)?))
 }

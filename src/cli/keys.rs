@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use super::output;
 use clap::Args;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::spki::EncodePublicKey;
@@ -44,20 +44,11 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
     let pem = key
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| anyhow::anyhow!("encoding the key: {e}"))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    std::io::Write::write_all(&mut file, pem.as_bytes()).with_context(|| format!("writing {}", args.out.display()))?;
-    print!("{}", describe(&Signer::new(key, None))?);
-    Ok(())
+    output::create_private_file(&args.out, pem.as_bytes())?;
+    output::stdout(describe(&Signer::new(key, None))?)
 }
 
 /// Prints the public half of a signing key, for clients to verify with.
 pub fn pubkey(args: PubkeyArgs) -> anyhow::Result<()> {
-    print!("{}", describe(&Signer::from_pem_file(&args.signing_key, None)?)?);
-    Ok(())
+    output::stdout(describe(&Signer::from_pem_file(&args.signing_key, None)?)?)
 }

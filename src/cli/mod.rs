@@ -3,6 +3,7 @@
 mod bench;
 mod codegen_cmds;
 mod keys;
+mod output;
 mod serve;
 
 use std::process::ExitCode;
@@ -36,6 +37,24 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
 }
 
+/// An error and its causes, `: `-separated, leaving out a cause its
+/// effect already quotes (the engine's errors include their source's text:
+/// printed as a chain they said everything twice).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
 /// Runs a parsed command line; errors are printed to stderr.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -50,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("keyfilter: {e:#}");
+            eprintln!("keyfilter: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

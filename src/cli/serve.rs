@@ -22,8 +22,7 @@ fn init_logging(settings: &Settings) {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args)?;
     if args.print_config {
-        print!("{}", settings.to_redacted_toml());
-        return Ok(());
+        return super::output::stdout(settings.to_redacted_toml());
     }
     init_logging(&settings);
     let config = settings.server_config()?;
