@@ -362,6 +362,8 @@ fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeChec
         let (tag, wire_type) = encoding::decode_key(&mut rest).map_err(malformed)?;
         match tag {
             2 | 3 => {
+                // Field 2 is `all`, 3 `any` (the list's own field 1 is its items).
+                let all = tag == 2;
                 let mut list = take_delimited(&mut rest).map_err(malformed)?;
                 let mut index = 0;
                 while !list.is_empty() {
@@ -369,7 +371,7 @@ fn walk_expr(body: &[u8], path: &mut String, depth: usize, shape: &mut ShapeChec
                     if tag == 1 {
                         let item = take_delimited(&mut list).map_err(malformed)?;
                         path.truncate(mark);
-                        push_item_path(path, tag == 2, index);
+                        push_item_path(path, all, index);
                         walk_expr(item, path, depth + 1, shape)?;
                         index += 1;
                     } else {
@@ -599,5 +601,51 @@ mod tests {
         };
         let inside = wire.as_bytes().as_ptr_range();
         assert!(!inside.contains(&value.as_ptr()), "the value points into the request");
+    }
+    /// Under node limits small enough to be met, the server's parse names
+    /// the same first node past the limit as `validate` does, in `all` and
+    /// `any` groups alike (it named every group `any`), and a spec of
+    /// predicates alone meets the limit too (its predicates are nodes).
+    #[test]
+    fn the_node_limit_names_the_same_node_as_validate() {
+        use crate::proto::{expr, Expr, ExprList};
+        let leaf = |v: &[u8]| Expr {
+            node: Some(expr::Node::Predicate(predicate(0, Op::Eq, v, &[]))),
+        };
+        let group = |all: bool, items: Vec<Expr>| Expr {
+            node: Some(if all {
+                expr::Node::All(ExprList { items })
+            } else {
+                expr::Node::Any(ExprList { items })
+            }),
+        };
+        let nested = group(
+            true,
+            vec![leaf(b"a"), group(false, vec![leaf(b"b"), leaf(b"c")]), leaf(b"d")],
+        );
+        let predicates = vec![predicate(0, Op::Ne, b"x", &[]), predicate(0, Op::Ne, b"y", &[])];
+        for (with_expr, max_expr_nodes) in [(true, 3), (true, 4), (true, 5), (true, 6), (false, 1)] {
+            let spec = FilterSpec {
+                arity: 1,
+                predicates: predicates.clone(),
+                expr: with_expr.then(|| nested.clone()),
+            };
+            let limits = Limits {
+                max_expr_nodes,
+                ..Limits::default()
+            };
+            let served = SpecWire::from_message(&spec)
+                .parse(&limits)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let validated = keyfilter_core::spec::validate(&spec.to_input(), &limits)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert_eq!(served, validated, "max_expr_nodes {max_expr_nodes}");
+            assert!(
+                served.as_ref().is_err_and(|e| e.contains("(max_expr_nodes)")),
+                "{max_expr_nodes}: {served:?}"
+            );
+        }
     }
 }

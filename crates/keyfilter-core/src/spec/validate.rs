@@ -168,6 +168,14 @@ impl<'l> SpecBuilder<'l> {
                 max: limits.max_predicates,
             });
         }
+        // Predicates are nodes too: a spec of predicates alone meets the
+        // node limit here (one with an expression, again as it is walked).
+        if predicates > limits.max_expr_nodes {
+            return Err(SpecError::TooManyNodes {
+                path: format!("predicates[{}]", limits.max_expr_nodes),
+                max: limits.max_expr_nodes,
+            });
+        }
         Ok(SpecBuilder {
             limits,
             arity,
