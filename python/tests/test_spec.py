@@ -244,7 +244,7 @@ def test_json_strings_refuse_escapes_python_would_warn_about(inside, fragment):
 
 
 def test_json_hex_takes_hex_digits_only():
-    for bad in ["+1+1", "-1", " +f", "0x", "zz"]:
+    for bad in ["+1+1", "-1", " +f", "0x", "zz", "a_b"]:
         text = json.dumps({"arity": 1, "predicates": [{"field": 0, "op": "eq", "value": {"hex": bad}}]})
         with pytest.raises(keyfilter.InvalidSpec, match="predicates\\[0\\]\\.value"):
             Spec.from_json(text)

@@ -211,6 +211,10 @@ fn parse_bytes(v: &Value, path: &str) -> Result<Bytes, SpecFileError> {
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    // The first character that is not a digit is the fault to name, before any count.
+    if let Some(bad) = hex.chars().find(|c| !c.is_ascii_hexdigit() && !c.is_ascii_whitespace()) {
+        return Err(format!("{bad:?} is not a hex digit"));
+    }
     if digits.len() % 2 != 0 {
         return Err("hex has an odd number of digits".into());
     }
