@@ -119,7 +119,18 @@ pub fn run_cases(version: PyVersion, cases: &[Case], golden: Vec<Value>) -> Valu
         .tempfile()
         .unwrap();
     // The data goes into the script itself: Pyodide can read neither host files nor large stdin.
-    writeln!(script, "DATA = {}", serde_json::to_string(&data.to_string()).unwrap()).unwrap();
+    // As ASCII (other characters as Python escapes): CPython 3.9's tokenizer
+    // can fail on a very long source line holding multibyte characters.
+    let literal: String = serde_json::to_string(&data.to_string())
+        .unwrap()
+        .chars()
+        .map(|c| match c as u32 {
+            0..=0x7f => c.to_string(),
+            n @ 0x80..=0xffff => format!("\\u{n:04x}"),
+            n => format!("\\U{n:08x}"),
+        })
+        .collect();
+    writeln!(script, "DATA = {literal}").unwrap();
     script.write_all(harness.as_bytes()).unwrap();
     script.flush().unwrap();
     let output = Command::new(&python).arg(script.path()).output().unwrap();
