@@ -301,9 +301,12 @@ impl Report {
 
 /// Refuses targets outside the loopback network unless `allow_remote`.
 pub fn check_target(target: &str, allow_remote: bool) -> anyhow::Result<()> {
-    let uri: tonic::codegen::http::Uri = target
-        .parse()
-        .with_context(|| format!("--target {target:?} is not a URL such as http://127.0.0.1:50051"))?;
+    let not_a_url = || format!("--target {target:?} is not a URL such as http://127.0.0.1:50051");
+    let uri: tonic::codegen::http::Uri = target.parse().with_context(not_a_url)?;
+    // "garbage" parses as a bare authority: a URL here has a scheme.
+    if uri.scheme().is_none() {
+        anyhow::bail!(not_a_url());
+    }
     let host = uri
         .host()
         .ok_or_else(|| anyhow::anyhow!("--target {target:?} has no host"))?;
@@ -861,5 +864,26 @@ async fn filter_stream(
             totals.error(e);
             (totals, false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_target;
+
+    #[test]
+    fn targets_are_loopback_urls_unless_remote_is_allowed() {
+        for ok in ["http://127.0.0.1:50051", "http://[::1]:1", "http://localhost:1"] {
+            check_target(ok, false).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, says) in [
+            ("garbage", "is not a URL"),
+            ("127.0.0.1:50051", "is not a URL"),
+            ("http://10.0.0.1:50051", "--allow-remote"),
+        ] {
+            let error = check_target(bad, false).expect_err(bad).to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        check_target("http://10.0.0.1:50051", true).expect("a remote target, allowed");
     }
 }
