@@ -20,7 +20,8 @@
 //! `b"..."` literal (`\\xHH`, octal `\\0` to `\\377`, `\\n`, `\\r`, `\\t`, `\\a`,
 //! `\\b`, `\\f`, `\\v`, `\\'`, `\\"`, `\\\\`; other characters stand for their UTF-8
 //! bytes; an escape Python would warn about is an error), or an object
-//! `{"hex": "..."}`. Ops are named
+//! `{"hex": "..."}`. A key given twice in one object is an error (JSON
+//! readers usually keep the last). Ops are named
 //! `eq ne lt le gt ge prefix in suffix contains` or written `== != < <= > >=`
 //! (`startswith`, `endswith` also name `prefix`, `suffix`). The optional
 //! `expr` is one node: `{"predicate": {...}}`, `{"all": [...]}`,
@@ -52,7 +53,9 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> SpecFileError {
 
 /// Parses a spec file's text into a wire spec.
 pub fn parse_spec_file(text: &str) -> Result<SpecInput, SpecFileError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| err("$", format!("invalid JSON: {e}")))?;
+    let doc = serde_json::from_str::<Strict>(text)
+        .map_err(|e| err("$", format!("invalid JSON: {e}")))?
+        .0;
     let obj = doc.as_object().ok_or_else(|| err("$", "expected an object"))?;
     reject_unknown(obj, "$", &["arity", "predicates", "expr"])?;
     let arity = match obj.get("arity") {
@@ -231,6 +234,74 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// A JSON value whose objects have no key twice: serde_json keeps the last
+/// of repeated keys, so `{"arity": 1, "arity": 2}` would silently mean 2.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// Reads the inside of a Python bytes literal: escapes as in Python (`\\xHH`,
 /// octal `\\O` to `\\OOO` up to `\\377`, `\\n \\r \\t \\a \\b \\f \\v`, quotes and
 /// backslash), other characters as their UTF-8 encoding. An escape Python
@@ -390,5 +461,23 @@ mod tests {
             .to_string()
             .contains("arity"));
         assert!(parse_spec_file(r#"{"arity": 1, "extra": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_any_depth() {
+        for text in [
+            r#"{"arity": 1, "arity": 2, "predicates": []}"#,
+            r#"{"arity": 1, "predicates": [{"field": 0, "op": "eq", "op": "ne", "value": "x"}]}"#,
+            r#"{"arity": 1, "predicates": [], "expr": {"predicate": {"field": 0, "op": "eq", "value": "x", "value": "y"}}}"#,
+        ] {
+            let e = parse_spec_file(text).unwrap_err().to_string();
+            assert!(e.contains("duplicate key"), "{text}: {e}");
+        }
+        // The same key in different objects is fine.
+        let spec = parse_spec_file(
+            r#"{"arity": 2, "predicates": [{"field": 0, "op": "eq", "value": "x"}, {"field": 1, "op": "eq", "value": "y"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.predicates.len(), 2);
     }
 }
