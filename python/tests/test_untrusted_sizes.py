@@ -127,10 +127,14 @@ def test_arrow_capsules_that_disagree_with_their_schema_are_value_errors():
     binary_column, _ = pa.record_batch({"a": [b"a"]}).__arrow_c_array__()
     _, one_column = pa.record_batch({"a": [b"a"]}).__arrow_c_array__()
     _, int_column = pa.record_batch({"a": pa.array([1], pa.int64())}).__arrow_c_array__()
+    view, _ = pa.array([b"a"], pa.binary_view()).__arrow_c_array__()
+    _, ints = pa.array([1, 2], pa.int64()).__arrow_c_array__()
     # A struct schema of two fields over an array of one child; a binary
-    # field over an int64 child: refused, never a panic.
-    for capsules, why in [((two_columns, one_column), "does not match its schema"),
-                          ((binary_column, int_column), "does not match its schema")]:
+    # field over an int64 child; a view over an int64 array (fewer buffers
+    # than a view's lengths buffer needs): refused, never a panic.
+    for capsules, why in [((two_columns, one_column), "needs 2 child array"),
+                          ((binary_column, int_column), "needs 3 buffer"),
+                          ((view, ints), "needs at least 3 buffer")]:
         with pytest.raises(ValueError, match=why) as info:
             m.count(_Capsules(capsules), columns=["a"])
         assert type(info.value) is ValueError, info.value

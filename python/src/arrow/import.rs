@@ -143,16 +143,16 @@ pub(crate) fn read_c_array(obj: &Bound<'_, PyAny>) -> PyResult<(Field, ArrayData
 
 /// Imports `array` as `data_type`, refusing what does not have the layout
 /// its schema describes (a struct with another number of children, a
-/// binary column with the buffers of an integer one), which the reading
-/// code would otherwise meet as a failed assertion. arrow-rs asserts some of
-/// these while importing (before it reads any buffer), so a panic there is
-/// caught and reported like the rest. What the C data interface cannot
-/// check, buffers shorter than their declared lengths, stays the producer's
-/// promise.
+/// binary column with the buffers of an integer one). arrow-rs's import
+/// trusts the layout: it asserts on some mismatches and, on others, does
+/// arithmetic on buffer counts that would underflow, so the layout is
+/// checked first. What the C data interface cannot check, buffers shorter
+/// than their declared lengths, stays the producer's promise.
 fn import(array: FFI_ArrowArray, data_type: DataType, what: &str) -> PyResult<ArrayData> {
     let mismatch = |e: &dyn std::fmt::Display| arrow_error(what, format!("the array does not match its schema: {e}"));
-    // The mismatches arrow-rs asserts on, found first (no panic message on stderr).
-    children_match(&array, &data_type).map_err(|e| mismatch(&e))?;
+    layout_matches(&array, &data_type).map_err(|e| mismatch(&e))?;
+    // A net behind that check: a panic of arrow-rs's import (an assertion
+    // this version adds) is reported like the rest, never a PanicException.
     let imported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the array was produced for this type (the interface's
         // contract); mismatches in its structure are refused below.
@@ -175,9 +175,21 @@ fn import(array: FFI_ArrowArray, data_type: DataType, what: &str) -> PyResult<Ar
     Ok(data)
 }
 
-/// Whether `array` has the children (and dictionary) `data_type` needs, all
-/// the way down: what arrow-rs's import asserts rather than reports.
-fn children_match(array: &FFI_ArrowArray, data_type: &DataType) -> Result<(), String> {
+/// Whether `array` has the buffers, children and dictionary `data_type`
+/// needs, all the way down: what arrow-rs's import assumes.
+fn layout_matches(array: &FFI_ArrowArray, data_type: &DataType) -> Result<(), String> {
+    // The C data interface's buffers: the validity buffer's slot (where the
+    // type has one), the type's own buffers, and for views any number of
+    // data buffers then one of their lengths.
+    let layout = arrow_data::layout(data_type);
+    let needed = layout.buffers.len() + usize::from(layout.can_contain_null_mask) + usize::from(layout.variadic);
+    let buffers = array.num_buffers();
+    if buffers < needed || (!layout.variadic && buffers != needed) {
+        let at_least = if layout.variadic { "at least " } else { "" };
+        return Err(format!(
+            "{data_type} needs {at_least}{needed} buffer(s), the array has {buffers}"
+        ));
+    }
     let children: Vec<&DataType> = match data_type {
         DataType::Struct(fields) => fields.iter().map(|f| f.data_type()).collect(),
         DataType::Union(fields, _) => fields.iter().map(|(_, f)| f.data_type()).collect(),
@@ -198,10 +210,10 @@ fn children_match(array: &FFI_ArrowArray, data_type: &DataType) -> Result<(), St
         ));
     }
     for (i, child) in children.into_iter().enumerate() {
-        children_match(array.child(i), child).map_err(|e| format!("child {i}: {e}"))?;
+        layout_matches(array.child(i), child).map_err(|e| format!("child {i}: {e}"))?;
     }
     match (data_type, array.dictionary()) {
-        (DataType::Dictionary(_, values), Some(dictionary)) => children_match(dictionary, values),
+        (DataType::Dictionary(_, values), Some(dictionary)) => layout_matches(dictionary, values),
         (DataType::Dictionary(..), None) => Err(format!("{data_type} needs a dictionary, the array has none")),
         (_, Some(_)) => Err(format!("{data_type} has no dictionary, the array has one")),
         (_, None) => Ok(()),
