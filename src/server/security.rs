@@ -145,7 +145,7 @@ impl Security {
             TokenAuth::default()
         };
         Ok(Security {
-            client_certificates: tls.is_some() && settings.tls_client_ca.is_some(),
+            client_certificates: settings.tls_client_ca.is_some(),
             tls,
             auth,
         })

@@ -221,17 +221,12 @@ fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
     if digits.len() % 2 != 0 {
         return Err("hex has an odd number of digits".into());
     }
-    digits
+    // Only ASCII hex digits are left (checked above, which also keeps
+    // `from_str_radix` from taking a sign: "+1").
+    Ok(digits
         .chunks(2)
-        .map(|pair| {
-            // Digits only: `from_str_radix` alone would take "+1" as a number.
-            std::str::from_utf8(pair)
-                .ok()
-                .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(|s| u8::from_str_radix(s, 16).ok())
-                .ok_or_else(|| format!("invalid hex digits {:?}", String::from_utf8_lossy(pair)))
-        })
-        .collect()
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).expect("ASCII digits"), 16).expect("hex digits"))
+        .collect())
 }
 
 /// A JSON value whose objects have no key twice: serde_json keeps the last
