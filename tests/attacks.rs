@@ -46,7 +46,7 @@ use support::attack::{
     batch_request, framed, len_field, mib, one_field_batch, open_answered_filter, pred, raw_call, spec_request, varint,
     Gzip, RawConnection, Reply, RssSampler, Target, MIB,
 };
-use support::{all, any, leaf, not};
+use support::{all, any, leaf, long_field, long_field_spec, not};
 
 /// 64 MiB, the `--max-message-bytes` some attacks raise the limit to (the old default).
 const BIG_MESSAGES: &str = "67108864";
@@ -1383,26 +1383,6 @@ async fn l1_planning_is_linear_in_the_spec() {
     }
     target.survived(attack).await;
     assert!(problems.is_empty(), "{attack}:\n{}", problems.join("\n"));
-}
-
-/// 2,000 `CONTAINS` needles absent from [`long_field`] (each needle holds
-/// "aa" or "bb", and only bytes the field has, so no quick scan for a rare
-/// byte skips it): one key is billions of bytes of search.
-fn long_field_spec() -> FilterSpec {
-    let needles = (0..2_000u32).map(|i| {
-        let bits: Vec<u8> = (0..11).map(|b| if i >> b & 1 == 1 { b'b' } else { b'a' }).collect();
-        leaf(0, Op::Contains, &[&b"aa"[..], &bits].concat())
-    });
-    FilterSpec {
-        arity: 1,
-        predicates: vec![],
-        expr: Some(any(needles.collect())),
-    }
-}
-
-/// 3 MB of "ab" repeated.
-fn long_field() -> Vec<u8> {
-    b"ab".repeat(1_500_000)
 }
 
 /// [`long_field_spec`] and its one key, [`long_field`], as a `Match`.

@@ -572,23 +572,14 @@ async fn calls_over_the_concurrency_limit_are_shed_and_counted() {
     assert!(status.success(), "keyfilter exited with {status}:\n{stderr}");
 }
 
-/// A `Match` that needs a CPU slot for as long as it is allowed to: one key,
-/// a 3 MB field of "abab...", and `any` of 2,000 `CONTAINS` needles absent
-/// from it, each a full scan (seconds in all, more than the test's
-/// `--request-timeout`).
+/// A `Match` that needs a CPU slot for as long as it is allowed to (more
+/// than the test's `--request-timeout`): [`support::long_field_spec`] over
+/// its one long key.
 fn heavy_match() -> MatchRequest {
-    let needles = (0..2_000u32).map(|i| {
-        let bits: Vec<u8> = (0..11).map(|b| if i >> b & 1 == 1 { b'b' } else { b'a' }).collect();
-        support::leaf(0, Op::Contains, &[&b"aa"[..], &bits].concat())
-    });
     MatchRequest {
-        spec: Some(FilterSpec {
-            arity: 1,
-            predicates: vec![],
-            expr: Some(support::any(needles.collect())),
-        }),
+        spec: Some(support::long_field_spec()),
         keys: vec![Key {
-            fields: vec![Bytes::from(b"ab".repeat(1_500_000))],
+            fields: vec![Bytes::from(support::long_field())],
         }],
         packed_keys: None,
         columnar_keys: None,

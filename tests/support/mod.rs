@@ -271,3 +271,24 @@ pub fn unfolded_in_spec() -> (FilterSpec, Vec<Vec<Bytes>>) {
     .collect();
     (spec, keys)
 }
+
+/// 2,000 `CONTAINS` needles absent from [`long_field`], in an `any` (each
+/// needle holds "aa" and only bytes the field has, so no quick scan for a
+/// rare byte skips it): one key is billions of bytes of search, seconds of
+/// a CPU slot even in a release build.
+pub fn long_field_spec() -> FilterSpec {
+    let needles = (0..2_000u32).map(|i| {
+        let bits: Vec<u8> = (0..11).map(|b| if i >> b & 1 == 1 { b'b' } else { b'a' }).collect();
+        leaf(0, proto::Op::Contains, &[&b"aa"[..], &bits].concat())
+    });
+    FilterSpec {
+        arity: 1,
+        predicates: vec![],
+        expr: Some(any(needles.collect())),
+    }
+}
+
+/// 3 MB of "ab" repeated: the one field [`long_field_spec`] searches.
+pub fn long_field() -> Vec<u8> {
+    b"ab".repeat(1_500_000)
+}
