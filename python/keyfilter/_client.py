@@ -56,7 +56,7 @@ class _SpecBytes:
 
     def __init__(self, spec: SpecLike) -> None:
         if isinstance(spec, Spec):
-            self.data = _native.encode_spec(*spec._wire())
+            self.data = spec._encoded()
             self.arity = spec.arity
         elif getattr(getattr(spec, "DESCRIPTOR", None), "full_name", None) == "keyfilter.v1.FilterSpec":
             self.data = spec.SerializeToString()

@@ -239,23 +239,22 @@ class Spec:
         deeper than any server accepts (``_native.MAX_EXPR_DEPTH`` levels)
         raises :class:`keyfilter.InvalidSpec`: protobuf's own code recurses
         once per level, and a message thousands of levels deep would crash
-        the interpreter."""
+        the interpreter.
+
+        The message is read from the bytes :class:`keyfilter.Client` sends
+        (:meth:`_encoded`): one encoder for both."""
         from ._proto import messages
 
-        if self._expr is not None and _expr_depth(self._expr) > _native.MAX_EXPR_DEPTH:
-            raise InvalidSpec(
-                f"spec.expr: expression nested deeper than {_native.MAX_EXPR_DEPTH} levels, the most any server "
-                "accepts (max_expr_depth): it is not built"
-            )
-
-        pb = messages()
-        message = pb.FilterSpec(
-            arity=self._arity,
-            predicates=[_predicate_to_proto(pb, p) for p in self._predicates],
-        )
-        if self._expr is not None:
-            message.expr.CopyFrom(_expr_to_proto(pb, self._expr))
+        message = messages().FilterSpec()
+        message.ParseFromString(self._encoded())
         return message
+
+    def _encoded(self) -> bytes:
+        """The spec's ``FilterSpec`` message bytes, as the client sends them.
+        Does not validate, except that an expression deeper than any server
+        accepts raises :class:`keyfilter.InvalidSpec` (it is never encoded in part)."""
+        with spec_errors():
+            return _native.encode_spec(*self._wire())
 
     @classmethod
     def from_proto(cls, message: Any) -> Spec:
@@ -298,49 +297,8 @@ def _check_expr(expr: Any) -> Expr:
 # -- proto messages -------------------------------------------------------------
 
 
-def _predicate_to_proto(pb: Any, p: Predicate) -> Any:
-    f, op, value, values = p._wire()
-    return pb.Predicate(field=f, op=op, value=value, values=values)
-
-
 def _predicate_from_proto(p: Any) -> Predicate:
     return Predicate(p.field, p.op, p.value, p.values)
-
-
-def _expr_depth(expr: Expr) -> int:
-    """Levels of ``expr`` (the root is level 1), counted without recursion."""
-    deepest, stack = 0, [(expr, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if node.kind in ("negate", "all", "any"):
-            stack.extend((item, depth + 1) for item in node.items)
-    return deepest
-
-
-def _expr_to_proto(pb: Any, expr: Expr) -> Any:
-    """``expr`` as a ``keyfilter.v1.Expr`` message.
-
-    Filled in top-down, in place: building each message from its finished
-    children would copy every subtree once per level above it.
-    """
-    root = pb.Expr()
-    stack = [(expr, root)]
-    while stack:
-        node, out = stack.pop()
-        kind = node.kind
-        if kind == "predicate":
-            assert node.predicate is not None
-            out.predicate.CopyFrom(_predicate_to_proto(pb, node.predicate))
-        elif kind == "negate":
-            out.negate.SetInParent()  # set even if what it negates is an unset Expr
-            stack.append((node.items[0], out.negate))
-        elif kind in ("all", "any"):
-            target = getattr(out, kind)
-            target.SetInParent()  # set even with no items
-            stack.extend((item, target.items.add()) for item in node.items)
-        # "unset": the message stays empty.
-    return root
 
 
 def _has_expr(message: Any) -> bool:
